@@ -1,0 +1,52 @@
+/* error.c - status strings (generated from FMD_STATUS_LIST) and the
+ * thread-local last-error message. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include "util.h"
+
+static _Thread_local char tl_msg[512];
+static _Thread_local fmd_status tl_status = FMD_OK;
+
+const char *fmd_status_string(fmd_status st)
+{
+    switch (st) {
+#define X(name, value, text) case name: return text;
+        FMD_STATUS_LIST(X)
+#undef X
+    default: return "unknown status";
+    }
+}
+
+const char *fmd_status_name(fmd_status st)
+{
+    switch (st) {
+#define X(name, value, text) case name: return #name;
+        FMD_STATUS_LIST(X)
+#undef X
+    default: return "FMD_UNKNOWN";
+    }
+}
+
+fmd_status fmd_seterr(fmd_status st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tl_msg, sizeof tl_msg, fmt, ap);
+    va_end(ap);
+    tl_status = st;
+    fmd_log(FMD_LOG_DEBUG, "%s: %s", fmd_status_name(st), tl_msg);
+    return st;
+}
+
+const char *fmd_last_error(void) { return tl_msg; }
+fmd_status fmd_last_status(void) { return tl_status; }
+
+void fmd_clear_error(void)
+{
+    tl_msg[0] = '\0';
+    tl_status = FMD_OK;
+}
+
+const char *fmd_version(void) { return FMD_VERSION_STRING; }
+int fmd_version_hex(void) { return FMD_VERSION_HEX; }

@@ -1,0 +1,76 @@
+/* testutil.c - see testutil.h. */
+#include <math.h>
+#include "testutil.h"
+
+int tu_failures = 0;
+int tu_checks = 0;
+static uint64_t tu_state = 0x9E3779B97F4A7C15ull;
+
+int tu_finish(const char *name)
+{
+    printf("%s: %d checks, %d failed\n", name, tu_checks, tu_failures);
+    return tu_failures ? 1 : 0;
+}
+
+int tu_skip(const char *name, const char *why)
+{
+    printf("%s: SKIPPED: %s\n", name, why);
+    return 77;
+}
+
+void tu_seed(uint64_t s) { tu_state = s * 0x9E3779B97F4A7C15ull + 1; }
+
+static uint64_t next(void)
+{
+    uint64_t x = tu_state;
+    x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+    return tu_state = x;
+}
+
+double tu_uniform(void) { return (double)(next() >> 11) * (1.0 / 9007199254740992.0); }
+
+double tu_normal(void)
+{
+    double u1 = tu_uniform(), u2 = tu_uniform();
+    if (u1 < 1e-300) u1 = 1e-300;
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+void tu_fill(float *x, int64_t n, float lo, float hi)
+{
+    for (int64_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * (float)tu_uniform();
+}
+
+void tu_fill_normal(float *x, int64_t n, float scale)
+{
+    for (int64_t i = 0; i < n; i++) x[i] = scale * (float)tu_normal();
+}
+
+double tu_nmse(const float *a, const float *b, int64_t n)
+{
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        num += d * d;
+        den += (double)b[i] * b[i];
+    }
+    if (!(num == num)) return INFINITY;
+    return den > 0 ? num / den : num;
+}
+
+double tu_max_abs_diff(const float *a, const float *b, int64_t n)
+{
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= m)) m = d;  /* NaN propagates */
+    }
+    return m;
+}
+
+double tu_rel_err(const float *a, const float *b, int64_t n)
+{
+    double mb = 0;
+    for (int64_t i = 0; i < n; i++) if (fabs(b[i]) > mb) mb = fabs(b[i]);
+    return tu_max_abs_diff(a, b, n) / (mb + 1e-30);
+}

@@ -1,0 +1,69 @@
+/* testutil.h - a tiny test harness: CHECK macros that count failures, random
+ * fills, and normalised-error comparison (ggml's test-backend-ops NMSE). */
+#ifndef FMD_TESTUTIL_H
+#define FMD_TESTUTIL_H
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "fmd.h"
+
+extern int tu_failures;
+extern int tu_checks;
+
+#define CHECK(cond)                                                                  \
+    do {                                                                             \
+        tu_checks++;                                                                 \
+        if (!(cond)) {                                                               \
+            tu_failures++;                                                           \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+        }                                                                            \
+    } while (0)
+#define CHECK_MSG(cond, ...)                                                          \
+    do {                                                                             \
+        tu_checks++;                                                                 \
+        if (!(cond)) {                                                               \
+            tu_failures++;                                                           \
+            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                            \
+            fputc('\n', stderr);                                                     \
+        }                                                                            \
+    } while (0)
+#define CHECK_OK(expr)                                                                   \
+    do {                                                                                 \
+        fmd_status st_ = (expr);                                                         \
+        tu_checks++;                                                                     \
+        if (st_ != FMD_OK) {                                                             \
+            tu_failures++;                                                               \
+            fprintf(stderr, "%s:%d: %s returned %s: %s\n", __FILE__, __LINE__, #expr,     \
+                    fmd_status_name(st_), fmd_last_error());                             \
+        }                                                                                \
+    } while (0)
+#define CHECK_STATUS(expr, want)                                                           \
+    do {                                                                                   \
+        fmd_status st_ = (expr);                                                           \
+        tu_checks++;                                                                       \
+        if (st_ != (want)) {                                                               \
+            tu_failures++;                                                                 \
+            fprintf(stderr, "%s:%d: %s returned %s, expected %s (%s)\n", __FILE__, __LINE__, \
+                    #expr, fmd_status_name(st_), #want, fmd_last_error());                 \
+        }                                                                                  \
+    } while (0)
+
+/* Print the summary and return the process exit code (0 pass, 1 fail). */
+int tu_finish(const char *name);
+/* Print "SKIPPED: why" and return 77 (ctest's skip code). */
+int tu_skip(const char *name, const char *why);
+
+/* Deterministic test randomness (xorshift; independent of the library). */
+void tu_seed(uint64_t s);
+double tu_uniform(void);                 /* [0, 1) */
+double tu_normal(void);
+void tu_fill(float *x, int64_t n, float lo, float hi);
+void tu_fill_normal(float *x, int64_t n, float scale);
+
+/* Normalised mean squared error sum (a-b)^2 / sum b^2 (b the reference). */
+double tu_nmse(const float *a, const float *b, int64_t n);
+double tu_max_abs_diff(const float *a, const float *b, int64_t n);
+/* max |a-b| / (max |b| + tiny) */
+double tu_rel_err(const float *a, const float *b, int64_t n);
+#endif
