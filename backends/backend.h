@@ -218,8 +218,14 @@ static inline int fmdb_ok(const fmd_backend *be) { return be->status == FMD_OK; 
 typedef fmd_status (*fmd_backend_plugin_open_fn)(uint32_t abi, fmd_backend *be);
 #define FMDB_PLUGIN_SYMBOL "fmd_backend_plugin_open"
 
-/* The CPU backend (always built in). */
+/* The CPU backend (always built in) and the plain-C reference backend that
+ * every other backend is tested against (not openable by name). */
 fmd_status fmdb_cpu_open(fmd_backend *be);
+fmd_status fmdb_ref_open(fmd_backend *be);
+
+/* Open a reference backend as a full handle (library-internal; for tests and
+ * the self-check).  Release with fmd_backend_destroy. */
+fmd_status fmdb_open_reference(fmd_backend **out);
 
 #ifdef __cplusplus
 }

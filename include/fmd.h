@@ -195,12 +195,347 @@ FMD_API int fmd_backend_threads(const fmd_backend *backend);
 FMD_API fmd_status fmd_backend_selfcheck(fmd_backend *backend);
 
 /* ==== TEACHERS (fmd_teacher) ==== */
+/* A teacher is a frozen velocity field v(x, t, c) = E[eps - x0 | x_t = x, c]
+ * in libfmd's convention (MATH.md section 1): t = 1 is noise, t = 0 data,
+ * x_t = (1 - t) x0 + t eps, samples come from dx/dt = v integrated from
+ * t = 1 down to t = 0.  Kinds:
+ *   "mixture"  - an exact Gaussian mixture (closed form, double precision),
+ *                optionally class-conditional (each component in one class);
+ *   "network"  - an MLP or SiT/DiT loaded from .fmd or safetensors;
+ *   "callback" - a host C function (e.g. a PyTorch model via ctypes).
+ *
+ * Where teachers compute: every fmd_teacher_* call takes host buffers.
+ * Mixture and callback teachers compute on the host (no backend needed); a
+ * network teacher computes on the backend it was loaded onto, which it
+ * borrows (destroy the teacher before the backend).  Inside the library
+ * (distiller, sampler) any teacher serves any backend.
+ *
+ * Shapes: x, v (batch, dim) row-major float; t (batch) in [0, 1]; labels
+ * (batch) int32 in [0, num_classes], where the value num_classes is the
+ * null class (unconditional); labels NULL means the null class for every
+ * row.  Unconditional teachers ignore labels.
+ *
+ * Guidance (classifier-free, with an interval): every teacher carries a
+ * guidance setting (default scale 1 = off) used by fmd_teacher_velocity,
+ * fmd_teacher_solve / _sample, and by distillers created on it:
+ * v_w = v(.|null) + scale (v(.|c) - v(.|null)) for rows with t in
+ * [t_lo, t_hi], v(.|c) elsewhere.
+ *
+ * A teacher handle must not be used from two threads at once (it keeps
+ * scratch buffers); distinct teachers are independent. */
 typedef struct fmd_teacher fmd_teacher;
+
+/* Mixture from arrays: num_components components in dim dimensions with
+ * weights (K; normalised by the library, >= 0), means (K, dim) row-major,
+ * stds (K; > 0, isotropic), classes (K, in [0, num_classes); NULL when
+ * num_classes == 0).  Every class must own a component of positive weight.
+ * All arrays are copied.  Caller owns *out (fmd_teacher_destroy).  Errors:
+ * FMD_ERR_INVALID_ARG naming the bad entry, FMD_ERR_OOM. */
+FMD_API fmd_status fmd_teacher_create_mixture(int dim, int num_components, const double *weights,
+                                              const double *means, const double *stds,
+                                              const int32_t *classes, int num_classes,
+                                              fmd_teacher **out);
+/* Built-in mixture by name (docs/teachers.md): "ring8" (2-D, 8 modes on a
+ * circle of radius 2, unequal weights and widths), "grid25" (2-D, 5x5 grid),
+ * "classes4-d32" (32-D, 4 classes x 4 modes, for guidance).  Caller owns
+ * *out.  Errors: FMD_ERR_INVALID_ARG (unknown name; the message lists the
+ * known ones), FMD_ERR_OOM. */
+FMD_API fmd_status fmd_teacher_create_preset(const char *name, fmd_teacher **out);
+/* Mixture from a text spec file (format in docs/teachers.md: lines
+ * "dim D", optional "classes C", then "component weight=W std=S
+ * mean=m1,...,mD [class=c]"; '#' starts a comment).  Caller owns *out.
+ * Errors: FMD_ERR_IO, FMD_ERR_FORMAT (naming the line), FMD_ERR_OOM. */
+FMD_API fmd_status fmd_teacher_load_spec(const char *path, fmd_teacher **out);
+
+/* Host velocity callback: write v (batch, dim) for x (batch, dim), t
+ * (batch), labels (batch; never NULL for a teacher with classes: the null
+ * class is passed explicitly; NULL for an unconditional teacher).  The
+ * buffers are owned by the library and valid during the call only.  Return
+ * 0 on success; non-zero makes the calling operation fail with
+ * FMD_ERR_CANCELLED.  Called from the thread that called into libfmd. */
+typedef int (*fmd_velocity_fn)(void *user, float *v, const float *x, const float *t,
+                               const int32_t *labels, int64_t batch, int64_t dim);
+/* Teacher from a host callback, in libfmd's convention (see above).  user is
+ * passed through and never freed.  Caller owns *out.  Errors:
+ * FMD_ERR_INVALID_ARG (fn NULL, dim < 1, num_classes < 0), FMD_ERR_OOM. */
+FMD_API fmd_status fmd_teacher_create_callback(int64_t dim, int num_classes, fmd_velocity_fn fn,
+                                               void *user, fmd_teacher **out);
+
+/* Load a teacher saved by fmd_teacher_save or fmd_teacher_train (.fmd): a
+ * network (built on backend, which must outlive the teacher) or a mixture
+ * (backend unused, may be NULL).  opts may be NULL; key "time_convention"
+ * ("libfmd" or "sit") overrides the file's.  Caller owns *out.  Errors:
+ * FMD_ERR_INVALID_ARG (NULL path/out, backend NULL for a network file,
+ * unknown option), FMD_ERR_IO, FMD_ERR_FORMAT (names offset or tensor),
+ * FMD_ERR_VERSION, FMD_ERR_OOM, backend errors. */
+FMD_API fmd_status fmd_teacher_load(fmd_backend *backend, const char *path,
+                                    const fmd_options *opts, fmd_teacher **out);
+/* Load a network teacher from a safetensors file whose tensor names follow
+ * the public SiT/DiT checkpoints (or libfmd's MLP names).  arch: a SiT/DiT
+ * preset ("SiT-XL/2", "SiT-B/2", "DiT-S/4", ...), "dit" (sizes from opts:
+ * input_size, patch_size, in_channels, hidden_size, depth, num_heads,
+ * mlp_ratio) or "mlp" (dim, width, depth, temb_dim, time_scale).  Further
+ * opts: num_classes (default 1000 for presets, else 0), input_size (default
+ * 32 = latent of 256 px), in_channels (4), learn_sigma (1 for presets),
+ * time_scale, time_convention: "sit" (default for SiT-* presets: the
+ * original SiT code, t = 0 noise, output x_data - x_noise) or "libfmd"
+ * (default otherwise, and what REPA checkpoints use); "sit" is converted on
+ * the fly (t -> 1 - t, v -> -v).  Caller owns *out.  Errors:
+ * FMD_ERR_INVALID_ARG (bad arch/option; names it), FMD_ERR_IO,
+ * FMD_ERR_FORMAT (corrupt file, missing tensor or wrong shape: names the
+ * tensor), FMD_ERR_OOM, backend errors. */
+FMD_API fmd_status fmd_teacher_load_safetensors(fmd_backend *backend, const char *path,
+                                                const char *arch, const fmd_options *opts,
+                                                fmd_teacher **out);
+/* Save a mixture or network teacher to path (.fmd, atomic: an existing file
+ * is replaced only when the new one is complete).  Errors:
+ * FMD_ERR_INVALID_ARG, FMD_ERR_UNSUPPORTED (callback teacher), FMD_ERR_IO,
+ * FMD_ERR_OOM, backend errors. */
+FMD_API fmd_status fmd_teacher_save(fmd_teacher *teacher, const char *path);
+/* Release a teacher (not its borrowed backend).  NULL-safe. */
+FMD_API void fmd_teacher_destroy(fmd_teacher *teacher);
+
+/* "mixture", "network", "callback" (static; "" for NULL). */
+FMD_API const char *fmd_teacher_kind(const fmd_teacher *teacher);
+/* Numbers per sample (0 for NULL) and number of classes (0: unconditional). */
+FMD_API int64_t fmd_teacher_dim(const fmd_teacher *teacher);
+FMD_API int fmd_teacher_num_classes(const fmd_teacher *teacher);
+
+/* Set / read the guidance (see above).  scale finite (1 = off; 0 gives the
+ * unconditional field), 0 <= t_lo <= t_hi <= 1.  Setting a scale other than
+ * 1 on an unconditional teacher is FMD_ERR_INVALID_ARG. */
+FMD_API fmd_status fmd_teacher_set_guidance(fmd_teacher *teacher, double scale, double t_lo,
+                                            double t_hi);
+FMD_API fmd_status fmd_teacher_get_guidance(const fmd_teacher *teacher, double *scale,
+                                            double *t_lo, double *t_hi);
+
+/* v (batch, dim) = guided velocity at x, t, labels (host buffers owned by
+ * the caller; v must not alias x).  Errors: FMD_ERR_INVALID_ARG (NULL
+ * buffer, batch < 0, t outside [0, 1] or label outside [0, num_classes]:
+ * the message names the row), FMD_ERR_CANCELLED (callback refused),
+ * FMD_ERR_OOM, backend errors. */
+FMD_API fmd_status fmd_teacher_velocity(fmd_teacher *teacher, float *v, const float *x,
+                                        const float *t, const int32_t *labels, int64_t batch);
+
+/* Exact samples of a mixture teacher's data distribution (not guided):
+ * row i of x_out (n, dim) is a pure function of (seed, first_index + i).
+ * labels (n) or NULL: when given, row i is drawn from class labels[i] (the
+ * null class draws from all); component_out (n) or NULL receives the
+ * component index of each row.  Errors: FMD_ERR_INVALID_ARG (NULL x_out,
+ * bad label), FMD_ERR_UNSUPPORTED (not a mixture). */
+FMD_API fmd_status fmd_teacher_sample_data(const fmd_teacher *teacher, int64_t n, uint64_t seed,
+                                           uint64_t first_index, const int32_t *labels,
+                                           float *x_out, int32_t *component_out);
+
+/* Integrate the teacher's ODE in place: x (batch, dim) holds the state at
+ * t_start (noise) on entry and the result at t_end on return, with the
+ * teacher's guidance.  opts (may be NULL): solver = euler | heun | midpoint
+ * | rk4 | dopri5 (default dopri5), steps (fixed-step methods, default 32),
+ * shift (time grid t = s u / (1 + (s - 1) u), default 1 = uniform), rtol,
+ * atol (dopri5, default 1e-5 each), t_start (1), t_end (0), h0, max_steps.
+ * Fixed-step methods evaluate all rows at shared times; dopri5 adapts one
+ * step size per row, so a row's result does not depend on the batch.  The
+ * state is kept in double precision.  nfe_out (may be NULL) receives the
+ * number of batched velocity evaluations (for dopri5 the largest per-row
+ * count).  Errors: FMD_ERR_INVALID_ARG (NULL x, unknown option, bad value,
+ * bad label), FMD_ERR_NONFINITE, FMD_ERR_INTERNAL (dopri5 exceeded
+ * max_steps), FMD_ERR_CANCELLED, FMD_ERR_OOM, backend errors. */
+FMD_API fmd_status fmd_teacher_solve(fmd_teacher *teacher, float *x, const int32_t *labels,
+                                     int64_t batch, const fmd_options *opts, int64_t *nfe_out);
+/* Draw noise z ~ N(0, I) and solve: x_out (batch, dim).  Row i's noise is
+ * a pure function of (seed, first_index + i): z[i][j] = Philox normal of
+ * (seed, stream "prior", (first_index + i) * dim + j), the same noise the
+ * sampler gives the student.  Other arguments and errors as
+ * fmd_teacher_solve. */
+FMD_API fmd_status fmd_teacher_sample(fmd_teacher *teacher, float *x_out, const int32_t *labels,
+                                      int64_t batch, uint64_t seed, uint64_t first_index,
+                                      const fmd_options *opts, int64_t *nfe_out);
+/* Fill z (n, dim) with the prior noise described above. */
+FMD_API fmd_status fmd_prior_noise(float *z, int64_t n, int64_t dim, uint64_t seed,
+                                   uint64_t first_index);
 /* ==== END TEACHERS ==== */
 
 /* ==== STUDENTS AND DISTILLER (fmd_student, fmd_distiller) ==== */
+/* A student is a one-step flow map f(z, delta, c) = z - delta * F(z, delta, c)
+ * from the prior N(0, I): f(z, 1, c) is a sample in one network evaluation,
+ * f(z, delta, c) the teacher's ODE from t = 1 stopped at t = 1 - delta.
+ * A distiller trains a student from a teacher without data (FreeFlow,
+ * MATH.md sections 2-5).  The option keys, their defaults and the measured
+ * reasons for them are listed in docs/distiller.md. */
 typedef struct fmd_student fmd_student;
 typedef struct fmd_distiller fmd_distiller;
+
+/* Create a student for `teacher` on `backend` into *out (caller owns; free
+ * with fmd_student_destroy; the teacher may be destroyed afterwards).
+ *   Network teacher: the student is the teacher's architecture in student
+ *   form with the teacher's weights copied and a zero-initialised delta
+ *   projection, so f(z, 1) starts as the teacher's one-step Euler sample.
+ *   Mixture and callback teachers: a fresh MLP of options width (default
+ *   256), depth (4), temb_dim (256), time_scale (30), delta_scale (30); its
+ *   initial map does not match the teacher (the distiller trains it).
+ *   seed (0) seeds the initialisation.
+ * opts may be NULL.  Errors: FMD_ERR_INVALID_ARG (NULL argument, unknown or
+ * ill-typed option - the message names the key, a size option on a network
+ * teacher), FMD_ERR_OOM, backend errors. */
+FMD_API fmd_status fmd_student_create(fmd_teacher *teacher, fmd_backend *backend,
+                                      const fmd_options *opts, fmd_student **out);
+/* Load a student from a .fmd file written by fmd_student_save, or the EMA
+ * student of a distiller checkpoint (fmd_distiller_save), onto backend.
+ * Caller owns *out.  Errors: FMD_ERR_INVALID_ARG, FMD_ERR_IO, FMD_ERR_FORMAT
+ * (corrupt file, or a teacher-form model), FMD_ERR_VERSION, FMD_ERR_OOM. */
+FMD_API fmd_status fmd_student_load(const char *path, fmd_backend *backend, fmd_student **out);
+/* Save the student's weights and architecture to path (.fmd, atomic: an
+ * existing file is replaced only once the new one is complete).  Errors:
+ * FMD_ERR_INVALID_ARG, FMD_ERR_IO, FMD_ERR_OOM, backend errors. */
+FMD_API fmd_status fmd_student_save(fmd_student *student, const char *path);
+/* out(n, D) = f(z, delta, labels) = z - delta * F(z, delta, labels) for host
+ * buffers: z (n, D) row-major, delta (n) in [0, 1] (1 = one-step sample),
+ * labels (n) int32 in [0, num_classes] (num_classes = the null class; NULL
+ * when the student has no classes).  The caller owns every buffer; out must
+ * not alias z.  Reuses the activation arena of a distiller using this
+ * student; otherwise sizes one on the first call.  Errors:
+ * FMD_ERR_INVALID_ARG (NULL buffer, delta or label out of range - the
+ * message names the index), FMD_ERR_OOM, backend errors. */
+FMD_API fmd_status fmd_student_forward(fmd_student *student, const float *z, const float *delta,
+                                       const int32_t *labels, int64_t n, float *out);
+/* Numbers per sample D, number of classes (0: unconditional), number of
+ * trainable parameters.  NULL gives 0. */
+FMD_API int64_t fmd_student_dim(const fmd_student *student);
+FMD_API int fmd_student_num_classes(const fmd_student *student);
+FMD_API int64_t fmd_student_num_params(const fmd_student *student);
+/* Release a student.  NULL-safe.  Must not be used by a live distiller. */
+FMD_API void fmd_student_destroy(fmd_student *student);
+
+/* Training statistics of the last step (fmd_distiller_stats and the
+ * progress callback).  Set struct_size = sizeof(fmd_distill_stats) before
+ * calling fmd_distiller_stats; fields beyond struct_size are not written. */
+typedef struct fmd_distill_stats {
+    size_t struct_size;
+    int64_t step;          /* steps completed                                     */
+    double loss_pred;      /* mean w*|Delta_G|^2 over prediction rows             */
+    double loss_corr;      /* mean |v_N - v|^2 over correction rows               */
+    double loss_aux;       /* flow-matching loss of the auxiliary network         */
+    double delta_norm;     /* mean |Delta_G| (prediction residual)                */
+    double vdiff_norm;     /* mean |v_N - v| (correction direction)               */
+    double lambda;         /* correction weight (gradient balancing)              */
+    double lr;             /* student learning rate of the step                   */
+    double grad_norm;      /* student gradient norm before clipping               */
+    double steps_per_s;    /* since the previous progress report                  */
+} fmd_distill_stats;
+
+/* Progress callback of fmd_distiller_run, called every progress_every steps
+ * and after the last step.  stats is valid during the call only.  Return 0
+ * to continue, non-zero to cancel (run returns FMD_ERR_CANCELLED). */
+typedef int (*fmd_distill_progress_fn)(const fmd_distill_stats *stats, void *user);
+
+/* Create a distiller into *out (caller owns; fmd_distiller_destroy).  It
+ * borrows teacher and student, which must outlive it and must not be used
+ * from another thread meanwhile; the student's weights are trained in place
+ * and the student must live on `backend`.  The distiller owns an EMA copy of
+ * the student (fmd_distiller_ema_student), the auxiliary network g (a copy
+ * of a network teacher; "teacher + zero-initialised residual MLP" for
+ * mixture and callback teachers, so v_N = v at the start), and the AdamW
+ * state.  Everything a step needs is allocated here.  opts may be NULL
+ * (defaults, see docs/distiller.md).  Errors: FMD_ERR_INVALID_ARG (NULL
+ * argument, student/teacher mismatch, unknown option or bad value - the
+ * message names the key), FMD_ERR_OOM, backend and teacher errors. */
+FMD_API fmd_status fmd_distiller_create(fmd_teacher *teacher, fmd_student *student,
+                                        fmd_backend *backend, const fmd_options *opts,
+                                        fmd_distiller **out);
+/* Data of the data-based baseline (option data_based=1, MATH.md section
+ * 10): x0 (n, D) host samples and labels (n) in [0, num_classes) (NULL for an
+ * unconditional teacher); copied.  Errors: FMD_ERR_INVALID_ARG,
+ * FMD_ERR_NONFINITE (a NaN/Inf sample), FMD_ERR_OOM. */
+FMD_API fmd_status fmd_distiller_set_data(fmd_distiller *d, const float *x0, const int32_t *labels,
+                                          int64_t n);
+/* One distillation step (MATH.md section 5).  Allocates nothing.  Errors:
+ * FMD_ERR_NONFINITE when a loss, teacher velocity or gradient is NaN/Inf -
+ * the message names the step and the term, and no weight, moment or step
+ * counter has changed; FMD_ERR_INVALID_ARG (data_based without data);
+ * backend and teacher errors. */
+FMD_API fmd_status fmd_distiller_step(fmd_distiller *d);
+/* Run `steps` steps, calling progress (may be NULL) every progress_every
+ * steps and after the last one.  With option checkpoint=PATH the state is
+ * saved (atomically) every checkpoint_every steps and at the end; a failed
+ * or cancelled run leaves the last checkpoint as it was.  Errors: those of
+ * fmd_distiller_step and fmd_distiller_save, FMD_ERR_CANCELLED. */
+FMD_API fmd_status fmd_distiller_run(fmd_distiller *d, int64_t steps,
+                                     fmd_distill_progress_fn progress, void *user);
+/* Statistics of the last step into *out (see fmd_distill_stats).  Errors:
+ * FMD_ERR_INVALID_ARG (NULL, struct_size too small). */
+FMD_API fmd_status fmd_distiller_stats(const fmd_distiller *d, fmd_distill_stats *out);
+/* Steps completed (0 for NULL). */
+FMD_API int64_t fmd_distiller_steps(const fmd_distiller *d);
+/* The EMA student (borrowed: owned by d, valid until d is destroyed; use it
+ * for sampling, fmd_student_forward or fmd_student_save).  Errors:
+ * FMD_ERR_INVALID_ARG. */
+FMD_API fmd_status fmd_distiller_ema_student(fmd_distiller *d, fmd_student **out);
+/* Save the whole training state to path (.fmd, atomic): the EMA student
+ * (loadable with fmd_student_load), the raw student, the auxiliary network,
+ * both AdamW moments, the step (which is the RNG position) and the settings
+ * that must match on resume.  Errors: FMD_ERR_INVALID_ARG, FMD_ERR_IO,
+ * FMD_ERR_OOM, backend errors. */
+FMD_API fmd_status fmd_distiller_save(fmd_distiller *d, const char *path);
+/* Restore a state saved by fmd_distiller_save into d, which must have been
+ * created with the same teacher kind, student architecture and options
+ * (batch, seed, objectives are checked).  Continuing gives bit-identical
+ * weights to an uninterrupted run on the same backend and thread count.
+ * Every setting and tensor shape is checked before anything is read into d
+ * (such errors leave d unchanged); a corrupt payload found while reading
+ * leaves d's weights undefined (resume again from a good file).  Errors: FMD_ERR_IO, FMD_ERR_FORMAT,
+ * FMD_ERR_VERSION, FMD_ERR_INVALID_ARG (mismatch, naming the setting). */
+FMD_API fmd_status fmd_distiller_resume(fmd_distiller *d, const char *path);
+/* Release a distiller (not the borrowed teacher and student).  NULL-safe. */
+FMD_API void fmd_distiller_destroy(fmd_distiller *d);
+
+/* Evaluation against a teacher (MATH.md section 6).  An evaluator draws n
+ * noises z (and labels row i -> i mod num_classes for a teacher with
+ * classes), solves the teacher's ODE from each with adaptive Dormand-Prince
+ * (rtol = atol = 1e-6, the teacher's guidance) to get the reference map
+ * Phi(z), draws two further independent teacher sample sets (reference and
+ * floor), and keeps them, so that many students or solvers can be scored
+ * on the same noise. */
+typedef struct fmd_evaluator fmd_evaluator;
+
+typedef struct fmd_eval_result {
+    size_t struct_size;       /* set to sizeof(fmd_eval_result) by the caller   */
+    int64_t n;                /* samples                                        */
+    double map_error;         /* E|x(z) - Phi(z)|^2 / E|Phi - mean Phi|^2       */
+    double energy_distance;   /* samples vs the reference teacher sample set    */
+    double energy_floor;      /* two independent teacher sample sets (n each)   */
+    int modes_covered;        /* mixture teachers: modes the samples cover      */
+    int modes_total;          /* modes the reference samples visit; -1 if not a
+                               * mixture teacher (then modes_covered is -1)     */
+    double mass_error;        /* max over modes |fraction - reference fraction| */
+    double seconds;           /* wall time to produce the n samples             */
+    int64_t nfe;              /* network/velocity evaluations per sample        */
+} fmd_eval_result;
+
+/* Create an evaluator into *out (caller owns; fmd_evaluator_destroy).  It
+ * borrows the teacher (must outlive it).  opts (may be NULL): n (2000),
+ * seed (1234), rtol (1e-6), atol (1e-6).  A mode counts as covered when it
+ * receives at least 20 % of the samples the reference set puts there; only
+ * modes that hold at least 0.5 % of the reference samples are counted.
+ * Errors: FMD_ERR_INVALID_ARG (unknown option naming the key, bad value),
+ * FMD_ERR_OOM, teacher errors. */
+FMD_API fmd_status fmd_evaluator_create(fmd_teacher *teacher, const fmd_options *opts,
+                                        fmd_evaluator **out);
+/* Score a student's one-step samples f(z, 1, c) (1 NFE).  out->struct_size
+ * must be set.  Errors: FMD_ERR_INVALID_ARG (NULL, dimension or class
+ * mismatch, small struct_size), student errors. */
+FMD_API fmd_status fmd_evaluator_student(fmd_evaluator *ev, fmd_student *student,
+                                         fmd_eval_result *out);
+/* Score the teacher's own solver on the same noise; solver_opts as
+ * fmd_teacher_solve (e.g. solver=euler, steps=8; NULL = dopri5 1e-5).
+ * Errors: as fmd_teacher_solve, FMD_ERR_INVALID_ARG. */
+FMD_API fmd_status fmd_evaluator_teacher(fmd_evaluator *ev, const fmd_options *solver_opts,
+                                         fmd_eval_result *out);
+/* The n noises z (n, D) and labels (n; NULL for an unconditional teacher)
+ * used by the evaluator (owned by it). */
+FMD_API const float *fmd_evaluator_noise(const fmd_evaluator *ev, int64_t *n, int64_t *dim);
+FMD_API const int32_t *fmd_evaluator_labels(const fmd_evaluator *ev);
+/* Release.  NULL-safe. */
+FMD_API void fmd_evaluator_destroy(fmd_evaluator *ev);
 /* ==== END STUDENTS AND DISTILLER ==== */
 
 /* ==== SAMPLER (fmd_sampler) ==== */

@@ -85,4 +85,47 @@ fmd_status nn_model_zero_grad(nn_model *m);
  * of m absent from src are left as initialised.  Returns the count copied. */
 int nn_model_copy_matching(nn_model *m, const nn_model *src);
 
+/* ---- extensions (libfmd nn engine) ------------------------------------------ */
+
+/* Fill the fields left 0 with their defaults: MLP temb_dim 256, time_scale 30,
+ * delta_scale 30 (moderate frequencies, MATH.md section 9); DiT temb_dim 256,
+ * time_scale 1000 (DiT's t*1000 convention; set 1 for checkpoints trained
+ * on t in [0, 1]), delta_scale = time_scale, mlp_ratio 4, in_channels 4,
+ * patch_size 2.  Called by nn_model_create on its own copy. */
+void nn_config_defaults(nn_config *cfg);
+/* Set the DiT/SiT fields of a preset: "SiT-S/2", "DiT-XL/2", "SiT-B/4", ...
+ * (S/B/L/XL = hidden 384/768/1024/1152, depth 12/12/24/28, heads
+ * 6/12/16/16; patch 2, 4 or 8).  Leaves input_size, in_channels,
+ * num_classes, learn_sigma and student as they are.  Errors:
+ * FMD_ERR_INVALID_ARG naming the preset. */
+fmd_status nn_config_preset(nn_config *cfg, const char *name);
+
+/* Arena flags for nn_model_reserve_ex. */
+enum {
+    NN_RESERVE_TRAIN = 0,      /* forward + backward + jvp (nn_model_reserve)  */
+    NN_RESERVE_NO_JVP = 1,     /* no tangent buffers: forward_jvp refused      */
+    NN_RESERVE_INFERENCE = 2   /* forward (and jvp unless NO_JVP) only; layers
+                                * share buffers, backward refused              */
+};
+/* Size the arena for batches up to max_batch with the given flags; frees the
+ * previous arena.  Errors: FMD_ERR_INVALID_ARG, FMD_ERR_OOM. */
+fmd_status nn_model_reserve_ex(nn_model *m, int64_t max_batch, int flags);
+/* Bytes of the activation arena now reserved (0 before reserve). */
+int64_t nn_model_arena_bytes(const nn_model *m);
+
+/* Non-trainable buffers (DiT's fixed "pos_embed", shape (1, T, hidden)):
+ * named views into a separate flat device buffer that is neither trained
+ * nor counted in nn_model_num_params.  A checkpoint may carry them. */
+int nn_model_num_buffers(const nn_model *m);
+const nn_param *nn_model_buffer_view(const nn_model *m, int i);
+const nn_param *nn_model_find_buffer(const nn_model *m, const char *name);
+float *nn_model_buffer_data(nn_model *m);          /* device, flat            */
+
+/* The backend the model was created on. */
+fmd_backend *nn_model_backend(const nn_model *m);
+
+/* Overwrite every parameter with N(0, std^2) drawn from (seed) (tests and
+ * benchmarks: DiT's zero-initialised layers would hide gradients). */
+fmd_status nn_model_randomize(nn_model *m, uint64_t seed, float std);
+
 #endif

@@ -75,7 +75,7 @@ fmd_status fmd_options_set_f64(fmd_options *o, const char *key, double v)
     if (!isfinite(v))
         return fmd_seterr(FMD_ERR_NONFINITE, "fmd_options_set_f64: value of '%s' is not finite",
                           key ? key : "(null)");
-    opt_entry *e;
+    opt_entry *e = NULL;
     fmd_status st = slot(o, "fmd_options_set_f64", key, &e);
     if (st) return st;
     e->type = OPT_F64;
@@ -85,7 +85,7 @@ fmd_status fmd_options_set_f64(fmd_options *o, const char *key, double v)
 
 fmd_status fmd_options_set_i64(fmd_options *o, const char *key, int64_t v)
 {
-    opt_entry *e;
+    opt_entry *e = NULL;
     fmd_status st = slot(o, "fmd_options_set_i64", key, &e);
     if (st) return st;
     e->type = OPT_I64;
@@ -99,7 +99,7 @@ fmd_status fmd_options_set_str(fmd_options *o, const char *key, const char *v)
     FMD_CHECK_ARG(v, "fmd_options_set_str: value of '%s' is NULL", key ? key : "(null)");
     char *copy = fmd_strdup(v);
     if (!copy) return fmd_seterr(FMD_ERR_OOM, "fmd_options_set_str: out of memory");
-    opt_entry *e;
+    opt_entry *e = NULL;
     fmd_status st = slot(o, "fmd_options_set_str", key, &e);
     if (st) { fmd_free(copy); return st; }
     e->type = OPT_STR;
@@ -139,7 +139,7 @@ static fmd_status get(const fmd_options *o, const char *fn, const char *key, opt
 
 fmd_status fmd_options_get_f64(const fmd_options *o, const char *key, double *out)
 {
-    opt_entry *e;
+    opt_entry *e = NULL;
     fmd_status st = get(o, "fmd_options_get_f64", key, &e);
     if (st) return st;
     FMD_CHECK_ARG(out, "fmd_options_get_f64: out is NULL");
@@ -150,7 +150,7 @@ fmd_status fmd_options_get_f64(const fmd_options *o, const char *key, double *ou
 
 fmd_status fmd_options_get_i64(const fmd_options *o, const char *key, int64_t *out)
 {
-    opt_entry *e;
+    opt_entry *e = NULL;
     fmd_status st = get(o, "fmd_options_get_i64", key, &e);
     if (st) return st;
     FMD_CHECK_ARG(out, "fmd_options_get_i64: out is NULL");
@@ -161,7 +161,7 @@ fmd_status fmd_options_get_i64(const fmd_options *o, const char *key, int64_t *o
 
 fmd_status fmd_options_get_str(const fmd_options *o, const char *key, const char **out)
 {
-    opt_entry *e;
+    opt_entry *e = NULL;
     fmd_status st = get(o, "fmd_options_get_str", key, &e);
     if (st) return st;
     FMD_CHECK_ARG(out, "fmd_options_get_str: out is NULL");

@@ -1,0 +1,669 @@
+/* freeflow.c - the FreeFlow objectives and one distillation step
+ * (../shared/MATH.md sections 3-5; data-based baseline section 10).
+ *
+ * Batch layout (rows):  [0, Bp) prediction rows, [Bp, B) correction rows.
+ *   X0 (B,D)   start states: z ~ N(0, I) (or data-noised x_t0 for the baseline)
+ *   F  (B,D)   student output at (end time t0 - delta, span delta)
+ *   diff (B,D) prediction rows: Delta_G = F - target; correction rows: v_N - v
+ *   dout (B,D) per-row upstream gradient into F (2w/Bp * Delta_G, lambda/Bc * (v_N - v))
+ * Per-row scalars are broadcast over D with bcast_mul (t = D, c = 1).
+ *
+ * Randomness: every draw is a pure function of (seed, stream, step, row), so
+ * a resumed run repeats an uninterrupted one bit for bit.
+ */
+#include <math.h>
+#include <string.h>
+#include "algo/freeflow.h"
+#include "util/philox.h"
+#include "util/util.h"
+
+enum { S_Z = 1, S_DELTA = 2, S_LABEL = 3, S_R = 4, S_N = 5, S_DATA = 6 };
+
+struct ff_trainer {
+    fmd_backend *be;
+    const fmd_backend_ops *op;
+    ff_config c;
+    nn_model *student, *ema, *aux;
+    int aux_residual;
+    ff_velocity_fn vel;
+    void *vctx;
+    int64_t D, K, B, Bp, Bc;
+    int64_t np, np_aux;
+    int64_t step;
+    /* optimiser state (device) */
+    float *m, *v, *am, *av;
+    /* data of the baseline (device rows, host labels) */
+    float *data;
+    int32_t *h_data_lab;
+    int64_t ndata;
+    /* device matrices */
+    float *X0, *F, *Fp, *Fm, *xa, *v1, *xe, *v2, *tgt, *diff, *dout;
+    float *xhat, *cn, *xr, *vc, *ga, *adiff;
+    /* device row vectors */
+    float *tin, *dl, *tin2, *dl2, *tin3, *dl3, *tan_t, *tan_d, *k1, *k2, *k3, *scale, *rowv;
+    float *r, *r1, *ar, *ar1;
+    int32_t *lab, *idx;
+    /* host row vectors */
+    float *h_t0, *h_dl, *h_dlp, *h_tin, *h_tin2, *h_dl2, *h_tin3, *h_dl3, *h_k1, *h_k2, *h_k3;
+    float *h_scale, *h_rowv, *h_tan_t, *h_tan_d, *h_r, *h_r1;
+    int32_t *h_lab, *h_idx;
+};
+
+void ff_config_default(ff_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->batch = 512;
+    c->seed = 0;
+    c->target = FF_TARGET_STEP;
+    c->step_h = 0.05;
+    c->fd_eps = 1e-3;
+    c->delta_dist = FF_DELTA_UNIFORM;
+    c->delta_one = 0.25;
+    c->delta_loc = 0.0;
+    c->delta_scale = 1.0;
+    c->delta_min = 0.0;
+    c->corr_frac = 0.25;
+    c->use_pred = 1;
+    c->use_corr = 1;
+    c->weight_k = 0.0;
+    c->weight_eps = 1e-3;
+    c->alpha = 0.3;
+    c->lambda_eps = 1e-3;
+    c->warmup = 0;
+    c->r_loc = 0.8;
+    c->r_scale = 1.0;
+    c->pred_g = (ff_guidance){1.0f, 0.0f, 1.0f};
+    c->corr_g = (ff_guidance){1.0f, 0.0f, 0.7f};
+    c->aux_lr = 1e-3;
+    c->aux_updates = 1;
+    c->lr = 3e-4;
+    c->beta1 = 0.9;
+    c->beta2 = 0.999;
+    c->adam_eps = 1e-8;
+    c->weight_decay = 0.0;
+    c->grad_clip = 1.0;
+    c->ema = 0.999;
+    c->lr_decay = FF_LR_CONST;
+    c->decay_steps = 0;
+    c->lr_warmup = 0;
+    c->lr_min = 0.1;
+    c->data_based = 0;
+}
+
+/* ---- small device helpers ------------------------------------------------- */
+
+/* out(rows,D) = beta*out + x(rows,D) * coef(rows) */
+static void rowscale(ff_trainer *t, float *out, const float *x, const float *coef, int64_t rows,
+                     float beta)
+{
+    if (rows > 0) t->op->bcast_mul(t->be, out, x, coef, rows, t->D, 1, beta);
+}
+
+static void up(ff_trainer *t, void *dst, const void *src, int64_t n, size_t esz)
+{
+    if (n > 0) t->op->upload(t->be, dst, src, (size_t)n * esz);
+}
+
+static float *dalloc(ff_trainer *t, int64_t n)
+{
+    if (n <= 0) n = 1;
+    float *p = t->op->alloc(t->be, (size_t)n * sizeof(float));
+    if (p) t->op->memset0(t->be, p, (size_t)n * sizeof(float));
+    return p;
+}
+
+static void dfree(ff_trainer *t, void *p)
+{
+    if (p) t->op->free(t->be, p);
+}
+
+static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+
+/* ---- lifetime ------------------------------------------------------------- */
+
+void ff_destroy(ff_trainer *t)
+{
+    if (!t) return;
+    void *dev[] = {t->m, t->v, t->am, t->av, t->data, t->X0, t->F, t->Fp, t->Fm, t->xa, t->v1,
+                   t->xe, t->v2, t->tgt, t->diff, t->dout, t->xhat, t->cn, t->xr, t->vc, t->ga,
+                   t->adiff, t->tin, t->dl, t->tin2, t->dl2, t->tin3, t->dl3, t->tan_t, t->tan_d,
+                   t->k1, t->k2, t->k3, t->scale, t->rowv, t->r, t->r1, t->ar, t->ar1, t->lab,
+                   t->idx};
+    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) dfree(t, dev[i]);
+    void *host[] = {t->h_t0, t->h_dl, t->h_dlp, t->h_tin, t->h_tin2, t->h_dl2, t->h_tin3,
+                    t->h_dl3, t->h_k1, t->h_k2, t->h_k3, t->h_scale, t->h_rowv, t->h_tan_t,
+                    t->h_tan_d, t->h_r, t->h_r1, t->h_lab, t->h_idx, t->h_data_lab};
+    for (size_t i = 0; i < sizeof host / sizeof host[0]; i++) fmd_free(host[i]);
+    fmd_free(t);
+}
+
+fmd_status ff_create(fmd_backend *be, const ff_config *cfg, nn_model *student, nn_model *ema,
+                     nn_model *aux, int aux_residual, ff_velocity_fn vel, void *vctx,
+                     ff_trainer **out)
+{
+    FMD_CHECK_ARG(be && cfg && student && ema && vel && out, "ff_create: NULL argument");
+    const nn_config *sc = nn_model_config(student);
+    FMD_CHECK_ARG(sc->student, "ff_create: the student model is not in student form");
+    FMD_CHECK_ARG(cfg->batch >= 2, "ff_create: batch must be >= 2 (got %lld)", (long long)cfg->batch);
+    FMD_CHECK_ARG(cfg->use_pred || cfg->use_corr, "ff_create: both objectives are switched off");
+    FMD_CHECK_ARG(!cfg->use_corr || aux, "ff_create: the correction needs an auxiliary network");
+    FMD_CHECK_ARG(nn_model_num_params(ema) == nn_model_num_params(student),
+                  "ff_create: EMA model differs from the student");
+
+    ff_trainer *t = fmd_xcalloc(1, sizeof *t, "ff_trainer");
+    if (!t) return FMD_ERR_OOM;
+    t->be = be;
+    t->op = be->ops;
+    t->c = *cfg;
+    t->student = student;
+    t->ema = ema;
+    t->aux = cfg->use_corr ? aux : NULL;
+    t->aux_residual = aux_residual;
+    t->vel = vel;
+    t->vctx = vctx;
+    t->D = nn_model_dim(student);
+    t->K = sc->num_classes;
+    t->B = cfg->batch;
+    if (cfg->use_pred && cfg->use_corr) {
+        t->Bc = (int64_t)llround((double)t->B * cfg->corr_frac);
+        if (t->Bc < 1) t->Bc = 1;
+        if (t->Bc > t->B - 1) t->Bc = t->B - 1;
+    } else {
+        t->Bc = cfg->use_corr ? t->B : 0;
+    }
+    t->Bp = t->B - t->Bc;
+    t->np = nn_model_num_params(student);
+    t->np_aux = t->aux ? nn_model_num_params(t->aux) : 0;
+
+    fmd_status st = FMD_OK;
+    const int64_t B = t->B, D = t->D, Bc = t->Bc;
+    t->m = dalloc(t, t->np);
+    t->v = dalloc(t, t->np);
+    if (t->aux) {
+        t->am = dalloc(t, t->np_aux);
+        t->av = dalloc(t, t->np_aux);
+    }
+    float **mats[] = {&t->X0, &t->F, &t->Fp, &t->Fm, &t->xa, &t->v1, &t->xe,
+                      &t->v2, &t->tgt, &t->diff, &t->dout};
+    for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) *mats[i] = dalloc(t, B * D);
+    float **cmats[] = {&t->xhat, &t->cn, &t->xr, &t->vc, &t->ga, &t->adiff};
+    for (size_t i = 0; i < sizeof cmats / sizeof cmats[0]; i++) *cmats[i] = dalloc(t, Bc * D);
+    float **rows[] = {&t->tin, &t->dl, &t->tin2, &t->dl2, &t->tin3, &t->dl3, &t->tan_t,
+                      &t->tan_d, &t->k1, &t->k2, &t->k3, &t->scale, &t->rowv, &t->r, &t->r1,
+                      &t->ar, &t->ar1};
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) *rows[i] = dalloc(t, B);
+    t->lab = (int32_t *)dalloc(t, B);
+    t->idx = (int32_t *)dalloc(t, B);
+    float **hrows[] = {&t->h_t0, &t->h_dl, &t->h_dlp, &t->h_tin, &t->h_tin2, &t->h_dl2,
+                       &t->h_tin3, &t->h_dl3, &t->h_k1, &t->h_k2, &t->h_k3, &t->h_scale,
+                       &t->h_rowv, &t->h_tan_t, &t->h_tan_d, &t->h_r, &t->h_r1};
+    for (size_t i = 0; i < sizeof hrows / sizeof hrows[0]; i++) {
+        *hrows[i] = fmd_calloc((size_t)B, sizeof(float));
+        if (!*hrows[i]) st = FMD_ERR_OOM;
+    }
+    t->h_lab = fmd_calloc((size_t)B, sizeof(int32_t));
+    t->h_idx = fmd_calloc((size_t)B, sizeof(int32_t));
+    if (!t->h_lab || !t->h_idx) st = FMD_ERR_OOM;
+    if (st == FMD_OK && !fmdb_ok(be)) st = be->status;
+    if (st != FMD_OK) {
+        ff_destroy(t);
+        return fmd_seterr(st, "ff_create: out of memory for batch %lld x %lld", (long long)B,
+                          (long long)D);
+    }
+    /* Activation arenas, EMA = student, and one warm-up call of the teacher at
+     * the largest batch so that its scratch is sized before the first step. */
+    st = nn_model_reserve(student, B);
+    if (st == FMD_OK && t->aux) st = nn_model_reserve(t->aux, Bc);
+    if (st == FMD_OK) {
+        t->op->copy(be, nn_model_params(ema), nn_model_params(student), (size_t)t->np * sizeof(float));
+        for (int64_t i = 0; i < B; i++) t->h_tin[i] = 0.5f;
+        up(t, t->tin, t->h_tin, B, sizeof(float));
+        st = vel(vctx, t->v1, t->X0, t->tin, t->K ? t->lab : NULL, B, &cfg->pred_g);
+        if (st == FMD_OK && Bc > 0)
+            st = vel(vctx, t->v1, t->X0, t->tin, t->K ? t->lab : NULL, Bc, &cfg->corr_g);
+        if (st == FMD_OK) st = t->op->sync(be);
+    }
+    if (st != FMD_OK) {
+        ff_destroy(t);
+        return st;
+    }
+    *out = t;
+    return FMD_OK;
+}
+
+fmd_status ff_set_data(ff_trainer *t, const float *x0, const int32_t *labels, int64_t n)
+{
+    FMD_CHECK_ARG(t && x0, "ff_set_data: NULL argument");
+    FMD_CHECK_ARG(n >= 1 && n <= INT32_MAX, "ff_set_data: n must be in [1, 2^31) (got %lld)",
+                  (long long)n);
+    FMD_CHECK_ARG(t->K == 0 || labels, "ff_set_data: the teacher has classes: labels needed");
+    if (labels)
+        for (int64_t i = 0; i < n; i++)
+            FMD_CHECK_ARG(labels[i] >= 0 && labels[i] < t->K,
+                          "ff_set_data: labels[%lld] = %d out of [0, %lld)", (long long)i,
+                          labels[i], (long long)t->K);
+    for (int64_t i = 0; i < n * t->D; i++)
+        if (!isfinite(x0[i]))
+            return fmd_seterr(FMD_ERR_NONFINITE, "ff_set_data: x0[%lld] is not finite",
+                              (long long)i);
+    float *d = dalloc(t, n * t->D);
+    int32_t *hl = t->K ? fmd_calloc((size_t)n, sizeof(int32_t)) : NULL;
+    if (!d || (t->K && !hl)) {
+        dfree(t, d);
+        fmd_free(hl);
+        return fmd_seterr(FMD_ERR_OOM, "ff_set_data: out of memory for %lld rows", (long long)n);
+    }
+    up(t, d, x0, n * t->D, sizeof(float));
+    if (hl) memcpy(hl, labels, (size_t)n * sizeof(int32_t));
+    dfree(t, t->data);
+    fmd_free(t->h_data_lab);
+    t->data = d;
+    t->h_data_lab = hl;
+    t->ndata = n;
+    return t->op->sync(t->be);
+}
+
+int64_t ff_steps_done(const ff_trainer *t) { return t->step; }
+void ff_set_steps_done(ff_trainer *t, int64_t step) { t->step = step; }
+const ff_config *ff_get_config(const ff_trainer *t) { return &t->c; }
+float *ff_adam_m(ff_trainer *t) { return t->m; }
+float *ff_adam_v(ff_trainer *t) { return t->v; }
+float *ff_aux_adam_m(ff_trainer *t) { return t->am; }
+float *ff_aux_adam_v(ff_trainer *t) { return t->av; }
+
+/* ---- schedules ------------------------------------------------------------- */
+
+static double lr_at(const ff_config *c, int64_t step)
+{
+    double f = 1.0;
+    if (c->lr_warmup > 0 && step < c->lr_warmup) f = (double)(step + 1) / (double)c->lr_warmup;
+    if (c->lr_decay != FF_LR_CONST && c->decay_steps > 0) {
+        double p = (double)step / (double)c->decay_steps;
+        if (p > 1.0) p = 1.0;
+        double g = c->lr_decay == FF_LR_COSINE ? 0.5 * (1.0 + cos(3.14159265358979323846 * p))
+                                               : 1.0 - p;
+        f *= c->lr_min + (1.0 - c->lr_min) * g;
+    }
+    return c->lr * f;
+}
+
+/* ---- the step ----------------------------------------------------------------- */
+
+/* Draw the rows of this step on the host and upload them. */
+static fmd_status draw_rows(ff_trainer *t)
+{
+    const ff_config *c = &t->c;
+    const int64_t B = t->B, Bp = t->Bp, D = t->D, s = t->step;
+    const uint64_t seed = c->seed;
+    for (int64_t i = 0; i < B; i++) {
+        uint64_t e = ((uint64_t)s * (uint64_t)B + (uint64_t)i) * 4u;
+        double t0 = 1.0, dl = 1.0;
+        if (i < Bp) {
+            double coin = fmd_philox_uniform_at(seed, S_DELTA, e);
+            double u = fmd_philox_uniform_at(seed, S_DELTA, e + 1);
+            if (c->data_based) {
+                /* start time t0 ~ U(0,1); span delta = t0 (end at s = 0) with
+                 * probability delta_one, else U(0, t0) */
+                t0 = fmd_philox_uniform_at(seed, S_DATA, e);
+                dl = coin < c->delta_one ? t0 : t0 * u;
+                int64_t k = (int64_t)(fmd_philox_uniform_at(seed, S_DATA, e + 1) * (double)t->ndata);
+                if (k >= t->ndata) k = t->ndata - 1;
+                t->h_idx[i] = (int32_t)k;
+            } else if (coin < c->delta_one || c->delta_dist == FF_DELTA_ONE) {
+                dl = 1.0;
+            } else if (c->delta_dist == FF_DELTA_LOGITNORMAL) {
+                double nrm = fmd_philox_normal_at(seed, S_DELTA, e + 2);
+                dl = sigmoid(c->delta_loc + c->delta_scale * nrm);
+            } else {
+                dl = u;
+            }
+            if (!c->data_based) dl = c->delta_min + (1.0 - c->delta_min) * dl;
+        }
+        t->h_t0[i] = (float)t0;
+        t->h_dl[i] = (float)dl;
+        t->h_tin[i] = (float)(t0 - dl);
+        if (t->K) {
+            if (c->data_based && i < Bp) {
+                t->h_lab[i] = t->h_data_lab ? t->h_data_lab[t->h_idx[i]] : 0;
+            } else {
+                int32_t k = (int32_t)(fmd_philox_uniform_at(seed, S_LABEL, (uint64_t)s * B + i) *
+                                      (double)t->K);
+                t->h_lab[i] = k >= t->K ? (int32_t)t->K - 1 : k;
+            }
+        }
+    }
+    up(t, t->tin, t->h_tin, B, sizeof(float));
+    up(t, t->dl, t->h_dl, B, sizeof(float));
+    if (t->K) up(t, t->lab, t->h_lab, B, sizeof(int32_t));
+    /* start states: z ~ N(0, I) on every row */
+    t->op->fill_normal(t->be, t->X0, B * D, seed, S_Z, (uint64_t)s * (uint64_t)(B * D));
+    if (c->data_based && Bp > 0) {
+        /* X0 = (1 - t0) x0[idx] + t0 * eps on the prediction rows */
+        up(t, t->idx, t->h_idx, Bp, sizeof(int32_t));
+        t->op->embed_forward(t->be, t->xa, t->data, t->idx, Bp, D);
+        for (int64_t i = 0; i < Bp; i++) {
+            t->h_k1[i] = 1.0f - t->h_t0[i];
+            t->h_k2[i] = t->h_t0[i];
+        }
+        up(t, t->k1, t->h_k1, Bp, sizeof(float));
+        up(t, t->k2, t->h_k2, Bp, sizeof(float));
+        rowscale(t, t->xe, t->xa, t->k1, Bp, 0.0f);
+        rowscale(t, t->xe, t->X0, t->k2, Bp, 1.0f);
+        t->op->copy(t->be, t->X0, t->xe, (size_t)(Bp * D) * sizeof(float));
+    }
+    return FMD_OK;
+}
+
+/* Prediction target on rows [0, Bp) and the main student forward over all B
+ * rows (which must be the last student forward: backward uses it). */
+static fmd_status predict(ff_trainer *t)
+{
+    const ff_config *c = &t->c;
+    const int64_t B = t->B, Bp = t->Bp, D = t->D;
+    fmd_backend *be = t->be;
+    const int32_t *lab = t->K ? t->lab : NULL;
+    fmd_status st = FMD_OK;
+
+    if (Bp == 0) return nn_model_forward(t->student, t->F, t->X0, t->tin, t->dl, lab, B);
+
+    if (c->target == FF_TARGET_STEP) {
+        /* x' = f(z, delta'), one Heun step of the teacher from t0 - delta' to
+         * t0 - delta, target = (z - x*)/delta computed without cancellation as
+         * (delta' F' + h (v1 + v2)/2) / delta. */
+        for (int64_t i = 0; i < Bp; i++) {
+            double dl = t->h_dl[i], dp = dl - c->step_h;
+            if (dp < 0.0) dp = 0.0;
+            double h = dl - dp;
+            t->h_dl2[i] = (float)dp;
+            t->h_tin2[i] = (float)(t->h_t0[i] - dp);
+            t->h_k1[i] = (float)(-dp);             /* x' = X0 - delta' F'       */
+            t->h_k2[i] = (float)(-h);              /* xe = x' - h v1            */
+            t->h_k3[i] = (float)(dp / dl);         /* target coefficients       */
+            t->h_scale[i] = (float)(0.5 * h / dl);
+        }
+        up(t, t->dl2, t->h_dl2, Bp, sizeof(float));
+        up(t, t->tin2, t->h_tin2, Bp, sizeof(float));
+        up(t, t->k1, t->h_k1, Bp, sizeof(float));
+        up(t, t->k2, t->h_k2, Bp, sizeof(float));
+        up(t, t->k3, t->h_k3, Bp, sizeof(float));
+        up(t, t->scale, t->h_scale, Bp, sizeof(float));
+        st = nn_model_forward(t->student, t->Fp, t->X0, t->tin2, t->dl2, lab, Bp);
+        if (st) return st;
+        rowscale(t, t->xa, t->Fp, t->k1, Bp, 0.0f);
+        t->op->axpby(be, t->xa, 1.0f, t->xa, 1.0f, t->X0, Bp * D);
+        st = t->vel(t->vctx, t->v1, t->xa, t->tin2, lab, Bp, &c->pred_g);
+        if (st) return st;
+        t->op->copy(be, t->xe, t->xa, (size_t)(Bp * D) * sizeof(float));
+        rowscale(t, t->xe, t->v1, t->k2, Bp, 1.0f);
+        st = t->vel(t->vctx, t->v2, t->xe, t->tin, lab, Bp, &c->pred_g);
+        if (st) return st;
+        rowscale(t, t->tgt, t->Fp, t->k3, Bp, 0.0f);
+        rowscale(t, t->tgt, t->v1, t->scale, Bp, 1.0f);
+        rowscale(t, t->tgt, t->v2, t->scale, Bp, 1.0f);
+        st = nn_model_forward(t->student, t->F, t->X0, t->tin, t->dl, lab, B);
+        if (st) return st;
+    } else if (c->target == FF_TARGET_JVP) {
+        /* exact dF/ddelta along (t: -1, delta: +1) on prediction rows */
+        for (int64_t i = 0; i < B; i++) {
+            t->h_tan_t[i] = i < Bp ? -1.0f : 0.0f;
+            t->h_tan_d[i] = i < Bp ? 1.0f : 0.0f;
+        }
+        for (int64_t i = 0; i < Bp; i++) {
+            t->h_k1[i] = -t->h_dl[i];
+        }
+        up(t, t->tan_t, t->h_tan_t, B, sizeof(float));
+        up(t, t->tan_d, t->h_tan_d, B, sizeof(float));
+        up(t, t->k1, t->h_k1, Bp, sizeof(float));
+        st = nn_model_forward_jvp(t->student, t->F, t->Fp, t->X0, t->tin, t->dl, lab, t->tan_t,
+                                  t->tan_d, B);
+        if (st) return st;
+        rowscale(t, t->xa, t->F, t->k1, Bp, 0.0f);
+        t->op->axpby(be, t->xa, 1.0f, t->xa, 1.0f, t->X0, Bp * D);
+        st = t->vel(t->vctx, t->v1, t->xa, t->tin, lab, Bp, &c->pred_g);
+        if (st) return st;
+        t->op->copy(be, t->tgt, t->v1, (size_t)(Bp * D) * sizeof(float));
+        rowscale(t, t->tgt, t->Fp, t->k1, Bp, 1.0f);
+    } else {
+        /* central difference in delta with half-width eps */
+        const double eps = c->fd_eps;
+        for (int64_t i = 0; i < Bp; i++) {
+            t->h_dl2[i] = (float)(t->h_dl[i] + eps);
+            t->h_tin2[i] = (float)(t->h_t0[i] - (t->h_dl[i] + eps));
+            t->h_dl3[i] = (float)(t->h_dl[i] - eps);
+            t->h_tin3[i] = (float)(t->h_t0[i] - (t->h_dl[i] - eps));
+            t->h_k1[i] = -t->h_dl[i];
+            /* the stored inputs are rounded to float: divide by the actual span */
+            double span = (double)t->h_dl2[i] - (double)t->h_dl3[i];
+            t->h_k2[i] = (float)(-t->h_dl[i] / span);
+            t->h_k3[i] = (float)(t->h_dl[i] / span);
+        }
+        up(t, t->dl2, t->h_dl2, Bp, sizeof(float));
+        up(t, t->tin2, t->h_tin2, Bp, sizeof(float));
+        up(t, t->dl3, t->h_dl3, Bp, sizeof(float));
+        up(t, t->tin3, t->h_tin3, Bp, sizeof(float));
+        up(t, t->k1, t->h_k1, Bp, sizeof(float));
+        up(t, t->k2, t->h_k2, Bp, sizeof(float));
+        up(t, t->k3, t->h_k3, Bp, sizeof(float));
+        st = nn_model_forward(t->student, t->Fp, t->X0, t->tin2, t->dl2, lab, Bp);
+        if (!st) st = nn_model_forward(t->student, t->Fm, t->X0, t->tin3, t->dl3, lab, Bp);
+        if (!st) st = nn_model_forward(t->student, t->F, t->X0, t->tin, t->dl, lab, B);
+        if (st) return st;
+        rowscale(t, t->xa, t->F, t->k1, Bp, 0.0f);
+        t->op->axpby(be, t->xa, 1.0f, t->xa, 1.0f, t->X0, Bp * D);
+        st = t->vel(t->vctx, t->v1, t->xa, t->tin, lab, Bp, &c->pred_g);
+        if (st) return st;
+        t->op->copy(be, t->tgt, t->v1, (size_t)(Bp * D) * sizeof(float));
+        rowscale(t, t->tgt, t->Fp, t->k2, Bp, 1.0f);
+        rowscale(t, t->tgt, t->Fm, t->k3, Bp, 1.0f);
+    }
+    /* Delta_G = F - target */
+    t->op->axpby(be, t->diff, 1.0f, t->F, -1.0f, t->tgt, Bp * D);
+    return FMD_OK;
+}
+
+/* Noised one-step samples x_r = (1 - r) xhat + r n for aux update j (j = 0 is
+ * the one the correction gradient uses), the teacher there (corr guidance),
+ * and g's output. */
+static fmd_status noised(ff_trainer *t, int64_t j)
+{
+    const ff_config *c = &t->c;
+    const int64_t Bc = t->Bc, D = t->D, Bp = t->Bp;
+    const uint64_t k = (uint64_t)t->step * (uint64_t)c->aux_updates + (uint64_t)j;
+    for (int64_t i = 0; i < Bc; i++) {
+        double nrm = fmd_philox_normal_at(c->seed, S_R, k * (uint64_t)Bc + (uint64_t)i);
+        double r = sigmoid(c->r_loc + c->r_scale * nrm);
+        t->h_r[i] = (float)r;
+        t->h_r1[i] = (float)(1.0 - r);
+    }
+    up(t, t->r, t->h_r, Bc, sizeof(float));
+    up(t, t->r1, t->h_r1, Bc, sizeof(float));
+    t->op->fill_normal(t->be, t->cn, Bc * D, c->seed, S_N, k * (uint64_t)(Bc * D));
+    rowscale(t, t->xr, t->xhat, t->r1, Bc, 0.0f);
+    rowscale(t, t->xr, t->cn, t->r, Bc, 1.0f);
+    const int32_t *lab = t->K ? t->lab + Bp : NULL;
+    fmd_status st = t->vel(t->vctx, t->vc, t->xr, t->r, lab, Bc, &c->corr_g);
+    if (st) return st;
+    return nn_model_forward(t->aux, t->ga, t->xr, t->r, NULL, lab, Bc);
+}
+
+/* Aux gradient on the current (x_r, n): d = g - (n - xhat), dA = 2/Bc d.
+ * Returns the loss through *loss. */
+static fmd_status aux_grad(ff_trainer *t, double *loss)
+{
+    const int64_t Bc = t->Bc, D = t->D;
+    fmd_backend *be = t->be;
+    /* adiff = ga (+ vc) - n + xhat */
+    t->op->axpby(be, t->adiff, 1.0f, t->ga, -1.0f, t->cn, Bc * D);
+    t->op->axpby(be, t->adiff, 1.0f, t->adiff, 1.0f, t->xhat, Bc * D);
+    if (t->aux_residual) t->op->axpby(be, t->adiff, 1.0f, t->adiff, 1.0f, t->vc, Bc * D);
+    double ss = 0.0;
+    t->op->reduce(be, FMDB_RED_SUMSQ, t->adiff, Bc * D, &ss);
+    *loss = ss / (double)Bc;
+    if (!isfinite(ss))
+        return fmd_seterr(FMD_ERR_NONFINITE,
+                          "distiller step %lld: non-finite auxiliary loss (flow matching of g)",
+                          (long long)t->step);
+    t->op->affine(be, t->adiff, 2.0f / (float)Bc, 0.0f, Bc * D);
+    fmd_status st = nn_model_zero_grad(t->aux);
+    if (!st) st = nn_model_backward(t->aux, t->adiff, NULL, Bc);
+    if (st) return st;
+    if (t->op->nonfinite(be, nn_model_grads(t->aux), t->np_aux))
+        return fmd_seterr(FMD_ERR_NONFINITE,
+                          "distiller step %lld: non-finite auxiliary gradient", (long long)t->step);
+    return FMD_OK;
+}
+
+static void aux_apply(ff_trainer *t, int64_t aux_step)
+{
+    const ff_config *c = &t->c;
+    double gs = 0.0;
+    float scale = 1.0f;
+    if (c->grad_clip > 0) {
+        t->op->reduce(t->be, FMDB_RED_SUMSQ, nn_model_grads(t->aux), t->np_aux, &gs);
+        double gn = sqrt(gs);
+        if (gn > c->grad_clip) scale = (float)(c->grad_clip / gn);
+    }
+    t->op->adamw(t->be, nn_model_params(t->aux), nn_model_grads(t->aux), t->am, t->av, t->np_aux,
+                 (float)c->aux_lr, (float)c->beta1, (float)c->beta2, (float)c->adam_eps, 0.0f,
+                 aux_step, scale);
+}
+
+fmd_status ff_prediction_target(ff_trainer *t, float *target, float *F, float *delta,
+                                int64_t *rows)
+{
+    FMD_CHECK_ARG(t && target && F && delta && rows, "ff_prediction_target: NULL argument");
+    FMD_CHECK_ARG(!t->c.data_based || t->ndata > 0, "ff_prediction_target: no data");
+    draw_rows(t);
+    fmd_status st = predict(t);
+    if (st) return st;
+    size_t n = (size_t)(t->Bp * t->D) * sizeof(float);
+    t->op->download(t->be, target, t->tgt, n);
+    t->op->download(t->be, F, t->F, n);
+    memcpy(delta, t->h_dl, (size_t)t->Bp * sizeof(float));
+    *rows = t->Bp;
+    return t->op->sync(t->be);
+}
+
+fmd_status ff_step(ff_trainer *t, ff_step_stats *out)
+{
+    FMD_CHECK_ARG(t, "ff_step: trainer is NULL");
+    const ff_config *c = &t->c;
+    FMD_CHECK_ARG(!c->data_based || t->ndata > 0,
+                  "fmd_distiller_step: data_based=1 needs data (fmd_distiller_set_data)");
+    const int64_t B = t->B, Bp = t->Bp, Bc = t->Bc, D = t->D;
+    fmd_backend *be = t->be;
+    ff_step_stats s;
+    memset(&s, 0, sizeof s);
+    fmd_status st;
+
+    draw_rows(t);
+    st = predict(t);
+    if (st) return st;
+
+    /* correction rows: xhat = z - F(z, 1); v_N - v at x_r */
+    if (Bc > 0) {
+        t->op->axpby(be, t->xhat, 1.0f, t->X0 + Bp * D, -1.0f, t->F + Bp * D, Bc * D);
+        st = noised(t, 0);
+        if (st) return st;
+        if (t->aux_residual)
+            t->op->copy(be, t->diff + Bp * D, t->ga, (size_t)(Bc * D) * sizeof(float));
+        else
+            t->op->axpby(be, t->diff + Bp * D, 1.0f, t->ga, -1.0f, t->vc, Bc * D);
+    }
+    t->op->row_dot(be, t->rowv, t->diff, t->diff, B, D, 0.0f);
+    t->op->download(be, t->h_rowv, t->rowv, (size_t)B * sizeof(float));
+    st = t->op->sync(be);
+    if (st) return fmd_seterr(st, "distiller step %lld: %s", (long long)t->step, be->errmsg);
+
+    /* per-row weights, losses, lambda */
+    double sp = 0.0, sn = 0.0, sc = 0.0, sc2 = 0.0;
+    for (int64_t i = 0; i < Bp; i++) {
+        double n2 = t->h_rowv[i];
+        double w = c->weight_k == 0.0 ? 1.0 : 1.0 / pow(n2 / (double)D + c->weight_eps, c->weight_k);
+        sp += w * n2;
+        sn += sqrt(n2);
+        t->h_scale[i] = (float)(2.0 * w / (double)Bp);
+    }
+    for (int64_t i = Bp; i < B; i++) {
+        sc += sqrt(t->h_rowv[i]);
+        sc2 += t->h_rowv[i];
+    }
+    if (!isfinite(sp) || !isfinite(sn)) {
+        const char *what = t->op->nonfinite(be, t->F, B * D)
+                               ? "student output F"
+                               : "prediction target (teacher velocity)";
+        return fmd_seterr(FMD_ERR_NONFINITE,
+                          "distiller step %lld: non-finite prediction loss (%s)",
+                          (long long)t->step, what);
+    }
+    if (!isfinite(sc) || !isfinite(sc2)) {
+        const char *what = t->op->nonfinite(be, t->vc, Bc * D) ? "teacher velocity at x_r"
+                                                               : "auxiliary velocity v_N";
+        return fmd_seterr(FMD_ERR_NONFINITE,
+                          "distiller step %lld: non-finite correction term (%s)",
+                          (long long)t->step, what);
+    }
+    s.loss_pred = Bp ? sp / (double)Bp : 0.0;
+    s.delta_norm = Bp ? sn / (double)Bp : 0.0;
+    s.vdiff_norm = Bc ? sc / (double)Bc : 0.0;
+    s.loss_corr = Bc ? sc2 / (double)Bc : 0.0;
+    double ramp = 1.0;
+    if (c->warmup > 0 && t->step < c->warmup) ramp = (double)(t->step + 1) / (double)c->warmup;
+    double lam = 0.0;
+    if (Bc > 0) {
+        double ref = Bp ? s.delta_norm : 1.0;
+        lam = c->alpha * ramp * ref / (s.vdiff_norm + c->lambda_eps);
+        for (int64_t i = Bp; i < B; i++) t->h_scale[i] = (float)(lam / (double)Bc);
+    }
+    s.lambda = lam;
+    up(t, t->scale, t->h_scale, B, sizeof(float));
+    rowscale(t, t->dout, t->diff, t->scale, B, 0.0f);
+
+    /* student gradient (not applied yet) */
+    st = nn_model_zero_grad(t->student);
+    if (!st) st = nn_model_backward(t->student, t->dout, NULL, B);
+    if (st) return st;
+    double gs = 0.0;
+    t->op->reduce(be, FMDB_RED_SUMSQ, nn_model_grads(t->student), t->np, &gs);
+    st = t->op->sync(be);
+    if (st) return fmd_seterr(st, "distiller step %lld: %s", (long long)t->step, be->errmsg);
+    if (!isfinite(gs))
+        return fmd_seterr(FMD_ERR_NONFINITE, "distiller step %lld: non-finite student gradient",
+                          (long long)t->step);
+    s.grad_norm = sqrt(gs);
+
+    /* first auxiliary gradient on the same x_r (checked before anything moves) */
+    if (Bc > 0) {
+        st = aux_grad(t, &s.loss_aux);
+        if (st) return st;
+    }
+
+    /* apply: AdamW + EMA on the student, AdamW on g */
+    float scale = 1.0f;
+    if (c->grad_clip > 0 && s.grad_norm > c->grad_clip) scale = (float)(c->grad_clip / s.grad_norm);
+    s.lr = lr_at(c, t->step);
+    t->op->adamw(be, nn_model_params(t->student), nn_model_grads(t->student), t->m, t->v, t->np,
+                 (float)s.lr, (float)c->beta1, (float)c->beta2, (float)c->adam_eps,
+                 (float)c->weight_decay, t->step + 1, scale);
+    double ed = (1.0 + (double)t->step) / (10.0 + (double)t->step);
+    if (ed > c->ema) ed = c->ema;
+    t->op->ema(be, nn_model_params(t->ema), nn_model_params(t->student), t->np, (float)ed);
+    if (Bc > 0) {
+        aux_apply(t, t->step * c->aux_updates + 1);
+        /* further updates of g on fresh (r, n) around the same detached xhat */
+        for (int64_t j = 1; j < c->aux_updates; j++) {
+            st = noised(t, j);
+            if (!st) st = aux_grad(t, &s.loss_aux);
+            if (st) {
+                t->step++;   /* the student step did happen */
+                return st;
+            }
+            aux_apply(t, t->step * c->aux_updates + j + 1);
+        }
+    }
+    st = t->op->sync(be);
+    if (st) return fmd_seterr(st, "distiller step %lld: %s", (long long)t->step, be->errmsg);
+    t->step++;
+    if (out) *out = s;
+    return FMD_OK;
+}

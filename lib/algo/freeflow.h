@@ -1,0 +1,124 @@
+/* freeflow.h - one FreeFlow distillation step (../shared/MATH.md sections 2-5,
+ * and the data-based baseline of section 10) over device buffers.
+ *
+ * The trainer owns no model: the caller (lib/api/distiller.c) hands it the
+ * student network (student form F(z, delta, c)), an EMA copy of it, and the
+ * auxiliary network g_psi (teacher form), plus a teacher velocity function.
+ * Everything a step touches is allocated in ff_create; ff_step allocates
+ * nothing (the teacher's scratch is grown once by a warm-up call in
+ * ff_create).
+ *
+ * Time inputs of the student: F is always fed (end time, span) =
+ * (t0 - delta, delta) where t0 is the start time of the map.  Data-free rows
+ * start at t0 = 1 (the prior), so the student sees t = 1 - delta, delta as in
+ * MATH section 2; data-based rows (section 10) start at a data-noised state
+ * x_t0, so the same network is the two-time map f(x, t0, t0 - delta).
+ *
+ * Sign convention (SiT, MATH section 1): f(x, delta) = x - delta * F, the
+ * flow map condition is  F = v(f, t0 - delta) - delta * dF/ddelta  where the
+ * derivative moves the end time down as delta grows (tangent -1 on t, +1 on
+ * delta).
+ */
+#ifndef FMD_ALGO_FREEFLOW_H
+#define FMD_ALGO_FREEFLOW_H
+
+#include <stdint.h>
+#include "fmd.h"
+#include "backend.h"
+#include "nn/model.h"
+
+/* Guidance of one teacher call (scale 1 = none). */
+typedef struct ff_guidance {
+    float scale, t_lo, t_hi;
+} ff_guidance;
+
+/* v(b,D) = teacher velocity at x(b,D), t(b), labels(b) (device pointers;
+ * labels NULL for unconditional teachers). */
+typedef fmd_status (*ff_velocity_fn)(void *ctx, float *v, const float *x, const float *t,
+                                     const int32_t *labels, int64_t b, const ff_guidance *g);
+
+enum { FF_TARGET_STEP = 0, FF_TARGET_JVP = 1, FF_TARGET_FD = 2 };
+enum { FF_DELTA_UNIFORM = 0, FF_DELTA_LOGITNORMAL = 1, FF_DELTA_ONE = 2 };
+enum { FF_LR_CONST = 0, FF_LR_COSINE = 1, FF_LR_LINEAR = 2 };
+
+/* Every hyper-parameter of the distiller (defaults: ff_config_default; the
+ * option keys and the table are in lib/api/distiller.c and docs/distiller.md). */
+typedef struct ff_config {
+    int64_t batch;
+    uint64_t seed;
+    int target;              /* FF_TARGET_*                                      */
+    double step_h;           /* teacher-step target: h                           */
+    double fd_eps;           /* finite-difference target: half-width in delta    */
+    int delta_dist;          /* FF_DELTA_*                                       */
+    double delta_one;        /* fraction of prediction rows with delta = 1       */
+    double delta_loc, delta_scale;   /* logit-normal delta                       */
+    double delta_min;        /* delta drawn in [delta_min, 1]                    */
+    double corr_frac;        /* fraction of the batch used by the correction     */
+    int use_pred, use_corr;
+    double weight_k, weight_eps;     /* adaptive weight 1/(|D|^2/d + eps)^k      */
+    double alpha, lambda_eps;        /* gradient balancing                       */
+    int64_t warmup;          /* correction weight ramps 0 -> 1 over these steps  */
+    double r_loc, r_scale;   /* logit-normal r of the correction                 */
+    ff_guidance pred_g, corr_g;
+    double aux_lr;
+    int64_t aux_updates;
+    double lr, beta1, beta2, adam_eps, weight_decay, grad_clip, ema;
+    int lr_decay;            /* FF_LR_*                                          */
+    int64_t decay_steps, lr_warmup;
+    double lr_min;           /* final lr as a fraction of lr                     */
+    int data_based;          /* 1: section 10 baseline (needs ff_set_data)       */
+} ff_config;
+
+void ff_config_default(ff_config *c);
+
+/* Numbers of one step (host). */
+typedef struct ff_step_stats {
+    double loss_pred;     /* mean over prediction rows of w*|Delta_G|^2          */
+    double loss_corr;     /* mean over correction rows of lambda*F.(v_N - v)     */
+    double loss_aux;      /* mean |g(x_r, r) - (n - xhat)|^2 of the last update  */
+    double delta_norm;    /* mean |Delta_G| over prediction rows                  */
+    double vdiff_norm;    /* mean |v_N - v| over correction rows                  */
+    double lambda;        /* correction weight used                              */
+    double lr;            /* student learning rate used                          */
+    double grad_norm;     /* student gradient norm before clipping               */
+} ff_step_stats;
+
+typedef struct ff_trainer ff_trainer;
+
+/* Build a trainer.  student: student-form model (trained in place); ema: a
+ * model of the same config whose parameters are the EMA (initialised here
+ * from the student); aux: teacher-form model (may be NULL when the
+ * correction is off); aux_residual: 1 when g = v_teacher(corr guidance) +
+ * aux (aux zero-initialised by the caller), 0 when g = aux.  All models must
+ * live on `be`.  Errors: FMD_ERR_INVALID_ARG (config, shapes), FMD_ERR_OOM,
+ * backend and teacher errors. */
+fmd_status ff_create(fmd_backend *be, const ff_config *cfg, nn_model *student, nn_model *ema,
+                     nn_model *aux, int aux_residual, ff_velocity_fn vel, void *vctx,
+                     ff_trainer **out);
+void ff_destroy(ff_trainer *t);
+
+/* Data for the data-based baseline: x0(n,D) and labels(n) (host; labels may
+ * be NULL for unconditional teachers; copied to the device). */
+fmd_status ff_set_data(ff_trainer *t, const float *x0, const int32_t *labels, int64_t n);
+
+/* One step.  On FMD_ERR_NONFINITE no parameter, moment or step counter has
+ * changed and the message names the step and the term. */
+fmd_status ff_step(ff_trainer *t, ff_step_stats *st);
+
+/* The prediction target and student output F of the rows the next step
+ * would draw, without training (tests compare the target forms): target,
+ * F (rows, D) and delta (rows) on the host, rows = prediction rows (at most
+ * batch).  The step counter does not move. */
+fmd_status ff_prediction_target(ff_trainer *t, float *target, float *F, float *delta,
+                                int64_t *rows);
+
+int64_t ff_steps_done(const ff_trainer *t);
+void ff_set_steps_done(ff_trainer *t, int64_t step);
+const ff_config *ff_get_config(const ff_trainer *t);
+/* Device moment buffers (parameter layout of the student / aux). */
+float *ff_adam_m(ff_trainer *t);
+float *ff_adam_v(ff_trainer *t);
+float *ff_aux_adam_m(ff_trainer *t);
+float *ff_aux_adam_v(ff_trainer *t);
+
+#endif

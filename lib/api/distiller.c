@@ -1,0 +1,588 @@
+/* distiller.c - fmd_distiller: options, the auxiliary network, run loop with
+ * progress and cancellation, checkpoints (save / resume) around the
+ * FreeFlow step of lib/algo/freeflow.c.
+ *
+ * Checkpoint layout (.fmd, docs/file-format.md): metadata "format"="libfmd",
+ * "kind"="distiller", "library_version", "distiller.step", "distiller.batch",
+ * "distiller.seed", "distiller.pred", "distiller.corr", "distiller.aux";
+ * tensors: the EMA student under prefix "" (so fmd_student_load reads a
+ * checkpoint as its EMA student), the raw student under "student.", its
+ * AdamW moments under "adam_m." / "adam_v.", the auxiliary network under
+ * "aux." with moments "aux_adam_m." / "aux_adam_v.".  Configs are stored
+ * with each model prefix and compared on resume. */
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+#include "algo/freeflow.h"
+#include "api/student_internal.h"
+#include "api/teacher_internal.h"
+#include "io/model_io.h"
+#include "util/util.h"
+
+enum { AUX_AUTO = 0, AUX_RESIDUAL = 1, AUX_COPY = 2 };
+
+struct fmd_distiller {
+    fmd_backend *be;
+    fmd_teacher *teacher;
+    fmd_student *student;
+    fmd_student *ema;        /* owned; its network's parameters are the EMA */
+    nn_model *aux;           /* owned, NULL without correction              */
+    int aux_kind;
+    ff_config cfg;
+    ff_trainer *tr;
+    char *ckpt_path;
+    int64_t ckpt_every, progress_every;
+    fmd_distill_stats stats;
+};
+
+/* ---- options --------------------------------------------------------------- */
+
+typedef enum { O_I64, O_F64, O_STR } otype;
+typedef struct {
+    const char *key;
+    otype type;
+    double lo, hi;           /* inclusive range for numbers                  */
+} opt_spec;
+
+/* The option table (defaults are in ff_config_default and docs/distiller.md). */
+static const opt_spec k_opts[] = {
+    {"batch", O_I64, 2, 1 << 20},
+    {"seed", O_I64, 0, 9.2e18},
+    {"target", O_STR, 0, 0},
+    {"step_h", O_F64, 1e-6, 1},
+    {"fd_eps", O_F64, 1e-6, 0.1},
+    {"delta_dist", O_STR, 0, 0},
+    {"delta_one", O_F64, 0, 1},
+    {"delta_loc", O_F64, -10, 10},
+    {"delta_scale", O_F64, 1e-3, 10},
+    {"delta_min", O_F64, 0, 0.99},
+    {"corr_frac", O_F64, 0.001, 0.999},
+    {"pred", O_I64, 0, 1},
+    {"corr", O_I64, 0, 1},
+    {"weight_k", O_F64, 0, 4},
+    {"weight_eps", O_F64, 1e-12, 1e6},
+    {"alpha", O_F64, 0, 1e4},
+    {"lambda_eps", O_F64, 1e-12, 1e6},
+    {"warmup", O_I64, 0, 1e15},
+    {"r_loc", O_F64, -10, 10},
+    {"r_scale", O_F64, 1e-3, 10},
+    {"guidance", O_F64, 0, 1e3},
+    {"guidance_lo", O_F64, 0, 1},
+    {"guidance_hi", O_F64, 0, 1},
+    {"corr_guidance", O_F64, 0, 1e3},
+    {"corr_guidance_lo", O_F64, 0, 1},
+    {"corr_guidance_hi", O_F64, 0, 1},
+    {"aux", O_STR, 0, 0},
+    {"aux_width", O_I64, 1, 65536},
+    {"aux_depth", O_I64, 1, 64},
+    {"aux_lr", O_F64, 1e-12, 10},
+    {"aux_updates", O_I64, 1, 1000},
+    {"lr", O_F64, 1e-12, 10},
+    {"beta1", O_F64, 0, 0.999999},
+    {"beta2", O_F64, 0, 0.999999999},
+    {"adam_eps", O_F64, 1e-30, 1},
+    {"weight_decay", O_F64, 0, 10},
+    {"grad_clip", O_F64, 0, 1e12},
+    {"ema", O_F64, 0, 0.999999999},
+    {"lr_decay", O_STR, 0, 0},
+    {"decay_steps", O_I64, 0, 1e15},
+    {"lr_warmup", O_I64, 0, 1e15},
+    {"lr_min", O_F64, 0, 1},
+    {"data_based", O_I64, 0, 1},
+    {"checkpoint", O_STR, 0, 0},
+    {"checkpoint_every", O_I64, 0, 1e15},
+    {"progress_every", O_I64, 1, 1e15},
+};
+
+typedef struct {
+    ff_config c;
+    int aux_kind;
+    int64_t aux_width, aux_depth;
+    const char *ckpt;
+    int64_t ckpt_every, progress_every;
+    int have_corr_g, have_corr_g_lo, have_corr_g_hi;
+} parsed_opts;
+
+static int str_pick(const char *v, const char *const *names, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(v, names[i]) == 0) return i;
+    return -1;
+}
+
+static fmd_status parse_options(const fmd_options *o, const fmd_guidance *tg, parsed_opts *p)
+{
+    const char *fn = "fmd_distiller_create";
+    ff_config_default(&p->c);
+    /* guidance defaults: the teacher's; the correction's interval is cut at
+     * t <= 0.7 (MATH.md section 4) */
+    if (tg) {
+        p->c.pred_g = (ff_guidance){tg->scale, tg->t_lo, tg->t_hi};
+        float hi = tg->t_hi < 0.7f ? tg->t_hi : 0.7f;
+        p->c.corr_g = (ff_guidance){tg->scale, tg->t_lo < hi ? tg->t_lo : hi, hi};
+    }
+    int n = fmd_options_count(o);
+    for (int i = 0; i < n; i++) {
+        const char *k = fmd_options_key(o, i);
+        const opt_spec *sp = NULL;
+        for (size_t j = 0; j < sizeof k_opts / sizeof k_opts[0]; j++)
+            if (strcmp(k, k_opts[j].key) == 0) sp = &k_opts[j];
+        if (!sp)
+            return fmd_seterr(FMD_ERR_INVALID_ARG,
+                              "%s: unknown option '%s' (see docs/distiller.md)", fn, k);
+        double f = 0;
+        int64_t iv = 0;
+        const char *sv = NULL;
+        if (sp->type == O_STR) {
+            if (fmd_options_get_str(o, k, &sv))
+                return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option '%s' must be a string", fn, k);
+        } else if (sp->type == O_I64) {
+            if (fmd_options_get_i64(o, k, &iv))
+                return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option '%s' must be an integer", fn, k);
+            f = (double)iv;
+        } else {
+            if (fmd_options_get_f64(o, k, &f))
+                return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option '%s' must be a number", fn, k);
+        }
+        if (sp->type != O_STR && !(f >= sp->lo && f <= sp->hi))
+            return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option '%s' = %g outside [%g, %g]", fn, k,
+                              f, sp->lo, sp->hi);
+        ff_config *c = &p->c;
+#define IS(name) (strcmp(k, name) == 0)
+        if (IS("batch")) c->batch = iv;
+        else if (IS("seed")) c->seed = (uint64_t)iv;
+        else if (IS("target")) {
+            static const char *const names[] = {"teacher-step", "jvp", "fd"};
+            int t = str_pick(sv, names, 3);
+            if (t < 0)
+                return fmd_seterr(FMD_ERR_INVALID_ARG,
+                                  "%s: option 'target' = '%s' (expected teacher-step, jvp, fd)", fn, sv);
+            c->target = t;
+        } else if (IS("step_h")) c->step_h = f;
+        else if (IS("fd_eps")) c->fd_eps = f;
+        else if (IS("delta_dist")) {
+            static const char *const names[] = {"uniform", "logit-normal", "one"};
+            int t = str_pick(sv, names, 3);
+            if (t < 0)
+                return fmd_seterr(FMD_ERR_INVALID_ARG,
+                                  "%s: option 'delta_dist' = '%s' (expected uniform, logit-normal, one)",
+                                  fn, sv);
+            c->delta_dist = t;
+        } else if (IS("delta_one")) c->delta_one = f;
+        else if (IS("delta_loc")) c->delta_loc = f;
+        else if (IS("delta_scale")) c->delta_scale = f;
+        else if (IS("delta_min")) c->delta_min = f;
+        else if (IS("corr_frac")) c->corr_frac = f;
+        else if (IS("pred")) c->use_pred = (int)iv;
+        else if (IS("corr")) c->use_corr = (int)iv;
+        else if (IS("weight_k")) c->weight_k = f;
+        else if (IS("weight_eps")) c->weight_eps = f;
+        else if (IS("alpha")) c->alpha = f;
+        else if (IS("lambda_eps")) c->lambda_eps = f;
+        else if (IS("warmup")) c->warmup = iv;
+        else if (IS("r_loc")) c->r_loc = f;
+        else if (IS("r_scale")) c->r_scale = f;
+        else if (IS("guidance")) c->pred_g.scale = (float)f;
+        else if (IS("guidance_lo")) c->pred_g.t_lo = (float)f;
+        else if (IS("guidance_hi")) c->pred_g.t_hi = (float)f;
+        else if (IS("corr_guidance")) { c->corr_g.scale = (float)f; p->have_corr_g = 1; }
+        else if (IS("corr_guidance_lo")) { c->corr_g.t_lo = (float)f; p->have_corr_g_lo = 1; }
+        else if (IS("corr_guidance_hi")) { c->corr_g.t_hi = (float)f; p->have_corr_g_hi = 1; }
+        else if (IS("aux")) {
+            static const char *const names[] = {"auto", "residual", "copy"};
+            int t = str_pick(sv, names, 3);
+            if (t < 0)
+                return fmd_seterr(FMD_ERR_INVALID_ARG,
+                                  "%s: option 'aux' = '%s' (expected auto, residual, copy)", fn, sv);
+            p->aux_kind = t;
+        } else if (IS("aux_width")) p->aux_width = iv;
+        else if (IS("aux_depth")) p->aux_depth = iv;
+        else if (IS("aux_lr")) c->aux_lr = f;
+        else if (IS("aux_updates")) c->aux_updates = iv;
+        else if (IS("lr")) c->lr = f;
+        else if (IS("beta1")) c->beta1 = f;
+        else if (IS("beta2")) c->beta2 = f;
+        else if (IS("adam_eps")) c->adam_eps = f;
+        else if (IS("weight_decay")) c->weight_decay = f;
+        else if (IS("grad_clip")) c->grad_clip = f;
+        else if (IS("ema")) c->ema = f;
+        else if (IS("lr_decay")) {
+            static const char *const names[] = {"none", "cosine", "linear"};
+            int t = str_pick(sv, names, 3);
+            if (t < 0)
+                return fmd_seterr(FMD_ERR_INVALID_ARG,
+                                  "%s: option 'lr_decay' = '%s' (expected none, cosine, linear)", fn, sv);
+            c->lr_decay = t;
+        } else if (IS("decay_steps")) c->decay_steps = iv;
+        else if (IS("lr_warmup")) c->lr_warmup = iv;
+        else if (IS("lr_min")) c->lr_min = f;
+        else if (IS("data_based")) c->data_based = (int)iv;
+        else if (IS("checkpoint")) {
+            if (!sv[0])
+                return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option 'checkpoint' is empty", fn);
+            p->ckpt = sv;
+        } else if (IS("checkpoint_every")) p->ckpt_every = iv;
+        else if (IS("progress_every")) p->progress_every = iv;
+#undef IS
+    }
+    ff_config *c = &p->c;
+    /* the correction's guidance scale follows the prediction's unless set */
+    if (!p->have_corr_g) c->corr_g.scale = c->pred_g.scale;
+    if (c->pred_g.t_lo > c->pred_g.t_hi)
+        return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option 'guidance_lo' > 'guidance_hi'", fn);
+    if (c->corr_g.t_lo > c->corr_g.t_hi)
+        return fmd_seterr(FMD_ERR_INVALID_ARG,
+                          "%s: option 'corr_guidance_lo' > 'corr_guidance_hi'", fn);
+    if (!c->use_pred && !c->use_corr)
+        return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: options 'pred' and 'corr' are both 0", fn);
+    if (c->lr_decay != FF_LR_CONST && c->decay_steps <= 0)
+        return fmd_seterr(FMD_ERR_INVALID_ARG,
+                          "%s: option 'lr_decay' needs 'decay_steps' > 0", fn);
+    if (c->data_based && !c->use_pred)
+        return fmd_seterr(FMD_ERR_INVALID_ARG,
+                          "%s: option 'data_based' needs the prediction objective (pred=1)", fn);
+    if (p->ckpt_every > 0 && !p->ckpt)
+        return fmd_seterr(FMD_ERR_INVALID_ARG,
+                          "%s: option 'checkpoint_every' needs 'checkpoint'", fn);
+    return FMD_OK;
+}
+
+/* ---- teacher adapter ----------------------------------------------------------- */
+
+static fmd_status dist_velocity(void *ctx, float *v, const float *x, const float *t,
+                                const int32_t *labels, int64_t b, const ff_guidance *g)
+{
+    fmd_distiller *d = ctx;
+    fmd_guidance gg = {g->scale, g->t_lo, g->t_hi};
+    return teacher_velocity_dev(d->teacher, d->be, v, x, t, labels, b, &gg);
+}
+
+/* ---- lifetime -------------------------------------------------------------------- */
+
+void fmd_distiller_destroy(fmd_distiller *d)
+{
+    if (!d) return;
+    ff_destroy(d->tr);
+    fmd_student_destroy(d->ema);
+    nn_model_destroy(d->aux);
+    fmd_free(d->ckpt_path);
+    fmd_free(d);
+}
+
+fmd_status fmd_distiller_create(fmd_teacher *teacher, fmd_student *student, fmd_backend *backend,
+                                const fmd_options *opts, fmd_distiller **out)
+{
+    const char *fn = "fmd_distiller_create";
+    FMD_CHECK_ARG(out, "%s: out is NULL", fn);
+    FMD_CHECK_ARG(teacher, "%s: teacher is NULL", fn);
+    FMD_CHECK_ARG(student, "%s: student is NULL", fn);
+    FMD_CHECK_ARG(backend, "%s: backend is NULL", fn);
+    FMD_CHECK_ARG(student_backend(student) == backend,
+                  "%s: the student lives on another backend", fn);
+    nn_model *snet = student_net(student);
+    const nn_config *scfg = nn_model_config(snet);
+    FMD_CHECK_ARG(nn_model_dim(snet) == teacher_dim(teacher),
+                  "%s: student dimension %lld differs from the teacher's %lld", fn,
+                  (long long)nn_model_dim(snet), (long long)teacher_dim(teacher));
+    FMD_CHECK_ARG(scfg->num_classes == teacher_num_classes(teacher),
+                  "%s: student has %d classes, the teacher %d", fn, scfg->num_classes,
+                  teacher_num_classes(teacher));
+    parsed_opts p;
+    memset(&p, 0, sizeof p);
+    p.progress_every = 100;
+    fmd_status st = parse_options(opts, teacher_guidance(teacher), &p);
+    if (st) return st;
+    const nn_model *tnet = teacher_network(teacher);
+    int aux_kind = p.aux_kind == AUX_AUTO ? (tnet ? AUX_COPY : AUX_RESIDUAL) : p.aux_kind;
+    if (aux_kind == AUX_COPY && !tnet)
+        return fmd_seterr(FMD_ERR_INVALID_ARG,
+                          "%s: option 'aux' = 'copy' needs a network teacher", fn);
+    if (aux_kind == AUX_COPY && (p.aux_width || p.aux_depth))
+        return fmd_seterr(FMD_ERR_INVALID_ARG,
+                          "%s: options 'aux_width'/'aux_depth' apply to aux=residual only", fn);
+
+    fmd_distiller *d = fmd_xcalloc(1, sizeof *d, "fmd_distiller");
+    if (!d) return FMD_ERR_OOM;
+    d->be = backend;
+    d->teacher = teacher;
+    d->student = student;
+    d->aux_kind = aux_kind;
+    d->cfg = p.c;
+    d->ckpt_every = p.ckpt_every;
+    d->progress_every = p.progress_every;
+    if (p.ckpt && !(d->ckpt_path = fmd_strdup(p.ckpt))) st = FMD_ERR_OOM;
+
+    /* EMA student: same architecture (its parameters become the EMA) */
+    nn_model *enet = NULL;
+    if (!st) st = nn_model_create(backend, scfg, 0, &enet);
+    if (!st) st = student_wrap(backend, enet, &d->ema);
+    /* auxiliary network g (teacher form) */
+    if (!st && p.c.use_corr) {
+        nn_config ac;
+        if (aux_kind == AUX_COPY) {
+            ac = *nn_model_config(tnet);
+            ac.student = 0;
+            st = nn_model_create(backend, &ac, p.c.seed + 1, &d->aux);
+            if (!st && nn_model_copy_matching(d->aux, tnet) <= 0)
+                st = fmd_seterr(FMD_ERR_INTERNAL, "%s: could not copy the teacher into g", fn);
+        } else {
+            ac = *scfg;
+            ac.student = 0;
+            if (ac.arch != NN_ARCH_MLP) {
+                memset(&ac, 0, sizeof ac);
+                ac.arch = NN_ARCH_MLP;
+                ac.dim = (int)teacher_dim(teacher);
+                ac.num_classes = teacher_num_classes(teacher);
+                ac.width = 256;
+                ac.depth = 4;
+            }
+            if (p.aux_width) ac.width = (int)p.aux_width;
+            if (p.aux_depth) ac.depth = (int)p.aux_depth;
+            st = nn_model_create(backend, &ac, p.c.seed + 1, &d->aux);
+            /* residual starts at zero: g = v_teacher + 0 */
+            if (!st) {
+                const nn_param *w = nn_model_find(d->aux, "out_proj.weight");
+                const nn_param *bb = nn_model_find(d->aux, "out_proj.bias");
+                if (!w || !bb) {
+                    st = fmd_seterr(FMD_ERR_INTERNAL, "%s: residual g has no out_proj", fn);
+                } else {
+                    float *pp = nn_model_params(d->aux);
+                    backend->ops->memset0(backend, pp + w->offset, (size_t)w->numel * sizeof(float));
+                    backend->ops->memset0(backend, pp + bb->offset, (size_t)bb->numel * sizeof(float));
+                }
+            }
+        }
+    }
+    if (!st) st = student_reserve_train(student, p.c.batch);
+    if (!st)
+        st = ff_create(backend, &p.c, snet, student_net(d->ema), d->aux,
+                       aux_kind == AUX_RESIDUAL, dist_velocity, d, &d->tr);
+    if (st) {
+        if (st == FMD_ERR_OOM && fmd_last_status() != FMD_ERR_OOM)
+            fmd_seterr(FMD_ERR_OOM, "%s: out of memory", fn);
+        fmd_distiller_destroy(d);
+        return st;
+    }
+    d->stats.struct_size = sizeof d->stats;
+    *out = d;
+    return FMD_OK;
+}
+
+fmd_status fmd_distiller_set_data(fmd_distiller *d, const float *x0, const int32_t *labels,
+                                  int64_t n)
+{
+    FMD_CHECK_ARG(d, "fmd_distiller_set_data: distiller is NULL");
+    return ff_set_data(d->tr, x0, labels, n);
+}
+
+/* ---- steps ------------------------------------------------------------------------- */
+
+static void fill_stats(fmd_distiller *d, const ff_step_stats *s)
+{
+    d->stats.step = ff_steps_done(d->tr);
+    d->stats.loss_pred = s->loss_pred;
+    d->stats.loss_corr = s->loss_corr;
+    d->stats.loss_aux = s->loss_aux;
+    d->stats.delta_norm = s->delta_norm;
+    d->stats.vdiff_norm = s->vdiff_norm;
+    d->stats.lambda = s->lambda;
+    d->stats.lr = s->lr;
+    d->stats.grad_norm = s->grad_norm;
+}
+
+fmd_status fmd_distiller_step(fmd_distiller *d)
+{
+    FMD_CHECK_ARG(d, "fmd_distiller_step: distiller is NULL");
+    ff_step_stats s;
+    fmd_status st = ff_step(d->tr, &s);
+    if (st) return st;
+    fill_stats(d, &s);
+    return FMD_OK;
+}
+
+fmd_status fmd_distiller_run(fmd_distiller *d, int64_t steps, fmd_distill_progress_fn progress,
+                             void *user)
+{
+    FMD_CHECK_ARG(d, "fmd_distiller_run: distiller is NULL");
+    FMD_CHECK_ARG(steps >= 0, "fmd_distiller_run: steps must be >= 0 (got %lld)", (long long)steps);
+    double t0 = fmd_now();
+    int64_t since = 0;
+    for (int64_t i = 0; i < steps; i++) {
+        fmd_status st = fmd_distiller_step(d);
+        if (st) return st;
+        since++;
+        int64_t done = ff_steps_done(d->tr);
+        int last = i + 1 == steps;
+        if (d->ckpt_path && d->ckpt_every > 0 && done % d->ckpt_every == 0 && !last) {
+            st = fmd_distiller_save(d, d->ckpt_path);
+            if (st) return st;
+        }
+        if (done % d->progress_every == 0 || last) {
+            double now = fmd_now();
+            d->stats.steps_per_s = now > t0 ? (double)since / (now - t0) : 0.0;
+            t0 = now;
+            since = 0;
+            if (progress && progress(&d->stats, user))
+                return fmd_seterr(FMD_ERR_CANCELLED,
+                                  "fmd_distiller_run: cancelled by the progress callback at step %lld",
+                                  (long long)done);
+        }
+    }
+    if (d->ckpt_path && steps > 0) return fmd_distiller_save(d, d->ckpt_path);
+    return FMD_OK;
+}
+
+fmd_status fmd_distiller_stats(const fmd_distiller *d, fmd_distill_stats *out)
+{
+    FMD_CHECK_ARG(d && out, "fmd_distiller_stats: NULL argument");
+    FMD_CHECK_ARG(out->struct_size >= offsetof(fmd_distill_stats, loss_pred),
+                  "fmd_distiller_stats: out->struct_size %zu too small (set it to "
+                  "sizeof(fmd_distill_stats))", out->struct_size);
+    size_t n = out->struct_size < sizeof d->stats ? out->struct_size : sizeof d->stats;
+    size_t keep = out->struct_size;
+    memcpy(out, &d->stats, n);
+    out->struct_size = keep;
+    return FMD_OK;
+}
+
+int64_t fmd_distiller_steps(const fmd_distiller *d) { return d ? ff_steps_done(d->tr) : 0; }
+
+fmd_status fmd_distiller_ema_student(fmd_distiller *d, fmd_student **out)
+{
+    FMD_CHECK_ARG(d && out, "fmd_distiller_ema_student: NULL argument");
+    *out = d->ema;
+    return FMD_OK;
+}
+
+/* ---- checkpoints ---------------------------------------------------------------------- */
+
+fmd_status fmd_distiller_save(fmd_distiller *d, const char *path)
+{
+    FMD_CHECK_ARG(d, "fmd_distiller_save: distiller is NULL");
+    FMD_CHECK_ARG(path, "fmd_distiller_save: path is NULL");
+    fmdf_writer *w = NULL;
+    fmd_status st = fmdf_writer_begin(path, &w);
+    if (st) return st;
+    nn_model *s = student_net(d->student), *e = student_net(d->ema);
+    const ff_config *c = &d->cfg;
+    st = fmdf_writer_add_meta(w, "format", "libfmd");
+    if (!st) st = fmdf_writer_add_meta(w, "kind", "distiller");
+    if (!st) st = fmdf_writer_add_meta(w, "library_version", fmd_version());
+    if (!st) st = fmdf_writer_add_meta_i64(w, "distiller.step", ff_steps_done(d->tr));
+    if (!st) st = fmdf_writer_add_meta_i64(w, "distiller.batch", c->batch);
+    if (!st) st = fmdf_writer_add_meta_i64(w, "distiller.seed", (int64_t)c->seed);
+    if (!st) st = fmdf_writer_add_meta_i64(w, "distiller.pred", c->use_pred);
+    if (!st) st = fmdf_writer_add_meta_i64(w, "distiller.corr", c->use_corr);
+    if (!st) st = fmdf_writer_add_meta_i64(w, "distiller.aux", d->aux_kind);
+    if (!st) st = model_io_write_config(w, "", nn_model_config(e));
+    if (!st) st = model_io_write_tensors(w, "", d->be, e, NULL);
+    if (!st) st = model_io_write_config(w, "student.", nn_model_config(s));
+    if (!st) st = model_io_write_tensors(w, "student.", d->be, s, NULL);
+    if (!st) st = model_io_write_tensors(w, "adam_m.", d->be, s, ff_adam_m(d->tr));
+    if (!st) st = model_io_write_tensors(w, "adam_v.", d->be, s, ff_adam_v(d->tr));
+    if (!st && d->aux) {
+        st = model_io_write_config(w, "aux.", nn_model_config(d->aux));
+        if (!st) st = model_io_write_tensors(w, "aux.", d->be, d->aux, NULL);
+        if (!st) st = model_io_write_tensors(w, "aux_adam_m.", d->be, d->aux, ff_aux_adam_m(d->tr));
+        if (!st) st = model_io_write_tensors(w, "aux_adam_v.", d->be, d->aux, ff_aux_adam_v(d->tr));
+    }
+    if (st) {
+        fmdf_writer_abort(w);
+        return st;
+    }
+    return fmdf_writer_commit(w);
+}
+
+static fmd_status same_config(const fmdf_reader *r, const char *prefix, const nn_model *m,
+                              const char *path)
+{
+    nn_config fc;
+    fmd_status st = model_io_read_config(r, prefix, &fc);
+    if (st) return st;
+    const nn_config *mc = nn_model_config(m);
+    if (fc.arch != mc->arch || fc.student != mc->student || fc.num_classes != mc->num_classes ||
+        fc.dim != mc->dim || fc.width != mc->width || fc.depth != mc->depth ||
+        fc.hidden_size != mc->hidden_size || fc.dit_depth != mc->dit_depth)
+        return fmd_seterr(FMD_ERR_INVALID_ARG,
+                          "fmd_distiller_resume: '%s': the %s network's architecture differs "
+                          "from this distiller's", path, prefix[0] ? prefix : "EMA student");
+    return FMD_OK;
+}
+
+static fmd_status check_meta(const fmdf_reader *r, const char *key, int64_t want, const char *path)
+{
+    int64_t v;
+    fmd_status st = fmdf_meta_i64(r, key, &v);
+    if (st) return st;
+    if (v != want)
+        return fmd_seterr(FMD_ERR_INVALID_ARG,
+                          "fmd_distiller_resume: '%s' has %s = %lld, this distiller %lld", path,
+                          key, (long long)v, (long long)want);
+    return FMD_OK;
+}
+
+static fmd_status check_tensors(fmdf_reader *r, const char *prefix, const nn_model *m)
+{
+    char name[512];
+    for (int i = 0; i < nn_model_num_views(m); i++) {
+        const nn_param *p = nn_model_view(m, i);
+        snprintf(name, sizeof name, "%s%s", prefix, p->name);
+        const fmdf_tensor_info *ti = fmdf_tensor_find(r, name);
+        if (!ti)
+            return fmd_seterr(FMD_ERR_FORMAT, "fmd_distiller_resume: tensor '%s' missing", name);
+        if (ti->dtype != FMDF_F32 || ti->numel != p->numel)
+            return fmd_seterr(FMD_ERR_FORMAT,
+                              "fmd_distiller_resume: tensor '%s' has %lld %s numbers, expected %lld f32",
+                              name, (long long)ti->numel, fmdf_dtype_name(ti->dtype),
+                              (long long)p->numel);
+    }
+    return FMD_OK;
+}
+
+fmd_status fmd_distiller_resume(fmd_distiller *d, const char *path)
+{
+    FMD_CHECK_ARG(d, "fmd_distiller_resume: distiller is NULL");
+    FMD_CHECK_ARG(path, "fmd_distiller_resume: path is NULL");
+    fmdf_reader *r = NULL;
+    fmd_status st = fmdf_open(path, &r);
+    if (st) return st;
+    nn_model *s = student_net(d->student), *e = student_net(d->ema);
+    const ff_config *c = &d->cfg;
+    const char *kind = fmdf_meta_get(r, "kind");
+    int64_t step = 0;
+    if (!kind || strcmp(kind, "distiller") != 0)
+        st = fmd_seterr(FMD_ERR_FORMAT, "fmd_distiller_resume: '%s' is not a distiller checkpoint",
+                        path);
+    if (!st) st = fmdf_meta_i64(r, "distiller.step", &step);
+    if (!st && step < 0)
+        st = fmd_seterr(FMD_ERR_FORMAT, "fmd_distiller_resume: '%s': negative step", path);
+    if (!st) st = check_meta(r, "distiller.batch", c->batch, path);
+    if (!st) st = check_meta(r, "distiller.seed", (int64_t)c->seed, path);
+    if (!st) st = check_meta(r, "distiller.pred", c->use_pred, path);
+    if (!st) st = check_meta(r, "distiller.corr", c->use_corr, path);
+    if (!st) st = check_meta(r, "distiller.aux", d->aux_kind, path);
+    if (!st) st = same_config(r, "", e, path);
+    if (!st) st = same_config(r, "student.", s, path);
+    if (!st && d->aux) st = same_config(r, "aux.", d->aux, path);
+    static const char *const sp[] = {"", "student.", "adam_m.", "adam_v."};
+    for (int i = 0; i < 4 && !st; i++) st = check_tensors(r, sp[i], s);
+    static const char *const ap[] = {"aux.", "aux_adam_m.", "aux_adam_v."};
+    for (int i = 0; i < 3 && !st && d->aux; i++) st = check_tensors(r, ap[i], d->aux);
+    /* everything checked: read */
+    if (!st) st = model_io_read_tensors(r, "", d->be, e, NULL);
+    if (!st) st = model_io_read_tensors(r, "student.", d->be, s, NULL);
+    if (!st) st = model_io_read_tensors(r, "adam_m.", d->be, s, ff_adam_m(d->tr));
+    if (!st) st = model_io_read_tensors(r, "adam_v.", d->be, s, ff_adam_v(d->tr));
+    if (!st && d->aux) {
+        st = model_io_read_tensors(r, "aux.", d->be, d->aux, NULL);
+        if (!st) st = model_io_read_tensors(r, "aux_adam_m.", d->be, d->aux, ff_aux_adam_m(d->tr));
+        if (!st) st = model_io_read_tensors(r, "aux_adam_v.", d->be, d->aux, ff_aux_adam_v(d->tr));
+    }
+    fmdf_close(r);
+    if (st) return st;
+    ff_set_steps_done(d->tr, step);
+    memset(&d->stats, 0, sizeof d->stats);
+    d->stats.struct_size = sizeof d->stats;
+    d->stats.step = step;
+    return d->be->ops->sync(d->be);
+}

@@ -1,0 +1,258 @@
+/* student.c - fmd_student: the one-step flow map f(z, delta, c) = z - delta F(z, delta, c)
+ * (MATH.md section 2).
+ *
+ * From a network teacher the student is the teacher's architecture in
+ * student form with the teacher's weights copied in (nn_model_copy_matching),
+ * so f(z, 1) starts as the teacher's one-step Euler sample.  Mixture and
+ * callback teachers have no network to copy: the student is a fresh MLP
+ * (width/depth options) whose initial map does not match the teacher; the
+ * distiller trains it from there. */
+#include <math.h>
+#include <string.h>
+#include "api/student_internal.h"
+#include "api/teacher_internal.h"
+#include "io/model_io.h"
+#include "util/util.h"
+
+struct fmd_student {
+    fmd_backend *be;
+    nn_model *net;
+    int64_t D;
+    int K;
+    int64_t reserved;     /* batch the arena is sized for (0: none yet)       */
+    int64_t cap;          /* rows of the host-forward scratch                 */
+    float *dz, *dout, *dt, *ddl;
+    int32_t *dlab;
+    float *h_t;
+};
+
+nn_model *student_net(fmd_student *s) { return s->net; }
+fmd_backend *student_backend(const fmd_student *s) { return s->be; }
+
+static void free_scratch(fmd_student *s)
+{
+    if (!s->be) return;
+    void *p[] = {s->dz, s->dout, s->dt, s->ddl, s->dlab};
+    for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
+        if (p[i]) s->be->ops->free(s->be, p[i]);
+    s->dz = s->dout = s->dt = s->ddl = NULL;
+    s->dlab = NULL;
+    fmd_free(s->h_t);
+    s->h_t = NULL;
+    s->cap = 0;
+}
+
+void fmd_student_destroy(fmd_student *s)
+{
+    if (!s) return;
+    free_scratch(s);
+    nn_model_destroy(s->net);
+    fmd_free(s);
+}
+
+fmd_status student_wrap(fmd_backend *be, nn_model *net, fmd_student **out)
+{
+    fmd_student *s = fmd_xcalloc(1, sizeof *s, "fmd_student");
+    if (!s) {
+        nn_model_destroy(net);
+        return FMD_ERR_OOM;
+    }
+    s->be = be;
+    s->net = net;
+    s->D = nn_model_dim(net);
+    s->K = nn_model_config(net)->num_classes;
+    *out = s;
+    return FMD_OK;
+}
+
+fmd_status student_reserve_train(fmd_student *s, int64_t b)
+{
+    if (s->reserved >= b) return FMD_OK;
+    fmd_status st = nn_model_reserve(s->net, b);
+    if (st == FMD_OK) s->reserved = b;
+    return st;
+}
+
+/* Student creation options (docs/distiller.md). */
+static fmd_status read_create_opts(const fmd_options *o, int network, nn_config *cfg,
+                                   uint64_t *seed)
+{
+    static const char *const keys[] = {"width", "depth", "temb_dim", "time_scale",
+                                       "delta_scale", "seed"};
+    int n = fmd_options_count(o);
+    for (int i = 0; i < n; i++) {
+        const char *k = fmd_options_key(o, i);
+        int known = 0;
+        for (size_t j = 0; j < sizeof keys / sizeof keys[0]; j++)
+            if (strcmp(k, keys[j]) == 0) known = 1;
+        if (!known)
+            return fmd_seterr(FMD_ERR_INVALID_ARG,
+                              "fmd_student_create: unknown option '%s' (expected width, depth, "
+                              "temb_dim, time_scale, delta_scale, seed)", k);
+        if (network && strcmp(k, "seed") != 0)
+            return fmd_seterr(FMD_ERR_INVALID_ARG,
+                              "fmd_student_create: option '%s' does not apply to a network "
+                              "teacher (the student copies the teacher's architecture)", k);
+        if (strcmp(k, "time_scale") == 0 || strcmp(k, "delta_scale") == 0) {
+            double v;
+            fmd_status st = fmd_options_get_f64(o, k, &v);
+            if (st) return fmd_seterr(st, "fmd_student_create: option '%s' must be a number", k);
+            FMD_CHECK_ARG(v > 0 && v <= 1e4, "fmd_student_create: option '%s' must be in (0, 1e4] (got %g)", k, v);
+            if (k[0] == 't') cfg->time_scale = (float)v;
+            else cfg->delta_scale = (float)v;
+        } else {
+            int64_t v;
+            fmd_status st = fmd_options_get_i64(o, k, &v);
+            if (st) return fmd_seterr(st, "fmd_student_create: option '%s' must be an integer", k);
+            if (strcmp(k, "seed") == 0) {
+                FMD_CHECK_ARG(v >= 0, "fmd_student_create: option 'seed' must be >= 0");
+                *seed = (uint64_t)v;
+            } else if (strcmp(k, "width") == 0) {
+                FMD_CHECK_ARG(v >= 1 && v <= 65536, "fmd_student_create: option 'width' must be in [1, 65536] (got %lld)", (long long)v);
+                cfg->width = (int)v;
+            } else if (strcmp(k, "depth") == 0) {
+                FMD_CHECK_ARG(v >= 1 && v <= 64, "fmd_student_create: option 'depth' must be in [1, 64] (got %lld)", (long long)v);
+                cfg->depth = (int)v;
+            } else {
+                FMD_CHECK_ARG(v >= 2 && v <= 4096 && v % 2 == 0, "fmd_student_create: option 'temb_dim' must be even in [2, 4096] (got %lld)", (long long)v);
+                cfg->temb_dim = (int)v;
+            }
+        }
+    }
+    return FMD_OK;
+}
+
+fmd_status fmd_student_create(fmd_teacher *teacher, fmd_backend *backend, const fmd_options *opts,
+                              fmd_student **out)
+{
+    FMD_CHECK_ARG(out, "fmd_student_create: out is NULL");
+    FMD_CHECK_ARG(teacher, "fmd_student_create: teacher is NULL");
+    FMD_CHECK_ARG(backend, "fmd_student_create: backend is NULL");
+    const nn_model *tnet = teacher_network(teacher);
+    nn_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    uint64_t seed = 0;
+    if (tnet) {
+        cfg = *nn_model_config(tnet);
+    } else {
+        cfg.arch = NN_ARCH_MLP;
+        cfg.dim = (int)teacher_dim(teacher);
+        cfg.num_classes = teacher_num_classes(teacher);
+        cfg.width = 256;
+        cfg.depth = 4;
+    }
+    cfg.student = 1;
+    fmd_status st = read_create_opts(opts, tnet != NULL, &cfg, &seed);
+    if (st) return st;
+    nn_model *net = NULL;
+    st = nn_model_create(backend, &cfg, seed, &net);
+    if (st) return st;
+    if (tnet) {
+        /* Copy the teacher's weights; the delta projection stays zero. */
+        int copied = nn_model_copy_matching(net, tnet);
+        if (copied <= 0) {
+            nn_model_destroy(net);
+            return fmd_seterr(FMD_ERR_INTERNAL,
+                              "fmd_student_create: no teacher weight matched the student");
+        }
+    }
+    return student_wrap(backend, net, out);
+}
+
+fmd_status fmd_student_load(const char *path, fmd_backend *backend, fmd_student **out)
+{
+    FMD_CHECK_ARG(out, "fmd_student_load: out is NULL");
+    FMD_CHECK_ARG(path, "fmd_student_load: path is NULL");
+    FMD_CHECK_ARG(backend, "fmd_student_load: backend is NULL");
+    nn_model *net = NULL;
+    fmd_status st = model_io_load(backend, path, &net);
+    if (st) return st;
+    if (!nn_model_config(net)->student) {
+        nn_model_destroy(net);
+        return fmd_seterr(FMD_ERR_FORMAT,
+                          "fmd_student_load: '%s' holds a teacher-form model, not a student", path);
+    }
+    return student_wrap(backend, net, out);
+}
+
+fmd_status fmd_student_save(fmd_student *s, const char *path)
+{
+    FMD_CHECK_ARG(s, "fmd_student_save: student is NULL");
+    FMD_CHECK_ARG(path, "fmd_student_save: path is NULL");
+    return model_io_save(s->be, s->net, path, "student");
+}
+
+int64_t fmd_student_dim(const fmd_student *s) { return s ? s->D : 0; }
+int fmd_student_num_classes(const fmd_student *s) { return s ? s->K : 0; }
+int64_t fmd_student_num_params(const fmd_student *s) { return s ? nn_model_num_params(s->net) : 0; }
+
+static fmd_status grow_scratch(fmd_student *s, int64_t cap)
+{
+    if (s->cap >= cap) return FMD_OK;
+    free_scratch(s);
+    fmd_backend *be = s->be;
+    s->dz = be->ops->alloc(be, (size_t)(cap * s->D) * sizeof(float));
+    s->dout = be->ops->alloc(be, (size_t)(cap * s->D) * sizeof(float));
+    s->dt = be->ops->alloc(be, (size_t)cap * sizeof(float));
+    s->ddl = be->ops->alloc(be, (size_t)cap * sizeof(float));
+    s->dlab = be->ops->alloc(be, (size_t)cap * sizeof(int32_t));
+    s->h_t = fmd_calloc((size_t)cap, sizeof(float));
+    if (!s->dz || !s->dout || !s->dt || !s->ddl || !s->dlab || !s->h_t) {
+        free_scratch(s);
+        be->status = FMD_OK;
+        return fmd_seterr(FMD_ERR_OOM, "fmd_student_forward: out of memory for %lld rows",
+                          (long long)cap);
+    }
+    s->cap = cap;
+    return FMD_OK;
+}
+
+fmd_status fmd_student_forward(fmd_student *s, const float *z, const float *delta,
+                               const int32_t *labels, int64_t n, float *out)
+{
+    FMD_CHECK_ARG(s, "fmd_student_forward: student is NULL");
+    FMD_CHECK_ARG(n >= 0, "fmd_student_forward: n must be >= 0 (got %lld)", (long long)n);
+    if (n == 0) return FMD_OK;
+    FMD_CHECK_ARG(z, "fmd_student_forward: z is NULL");
+    FMD_CHECK_ARG(delta, "fmd_student_forward: delta is NULL");
+    FMD_CHECK_ARG(out, "fmd_student_forward: out is NULL");
+    FMD_CHECK_ARG(s->K == 0 || labels, "fmd_student_forward: the student has %d classes: labels needed", s->K);
+    for (int64_t i = 0; i < n; i++) {
+        FMD_CHECK_ARG(delta[i] >= 0.0f && delta[i] <= 1.0f,
+                      "fmd_student_forward: delta[%lld] = %g outside [0, 1]", (long long)i,
+                      (double)delta[i]);
+        if (labels && s->K)
+            FMD_CHECK_ARG(labels[i] >= 0 && labels[i] <= s->K,
+                          "fmd_student_forward: labels[%lld] = %d outside [0, %d]", (long long)i,
+                          labels[i], s->K);
+    }
+    fmd_backend *be = s->be;
+    fmd_status st;
+    if (s->reserved == 0) {
+        st = student_reserve_train(s, n < 1024 ? n : 1024);
+        if (st) return st;
+    }
+    int64_t chunk = s->reserved;
+    st = grow_scratch(s, chunk);
+    if (st) return st;
+    const int64_t D = s->D;
+    for (int64_t r0 = 0; r0 < n; r0 += chunk) {
+        int64_t b = n - r0 < chunk ? n - r0 : chunk;
+        for (int64_t i = 0; i < b; i++) s->h_t[i] = 1.0f - delta[r0 + i];
+        be->ops->upload(be, s->dz, z + r0 * D, (size_t)(b * D) * sizeof(float));
+        be->ops->upload(be, s->dt, s->h_t, (size_t)b * sizeof(float));
+        be->ops->upload(be, s->ddl, delta + r0, (size_t)b * sizeof(float));
+        if (s->K) be->ops->upload(be, s->dlab, labels + r0, (size_t)b * sizeof(int32_t));
+        st = nn_model_forward(s->net, s->dout, s->dz, s->dt, s->ddl, s->K ? s->dlab : NULL, b);
+        if (st) return fmd_seterr(st, "fmd_student_forward: %s", be->errmsg);
+        /* f = z - delta * F */
+        for (int64_t i = 0; i < b; i++) s->h_t[i] = -delta[r0 + i];
+        be->ops->upload(be, s->dt, s->h_t, (size_t)b * sizeof(float));
+        be->ops->bcast_mul(be, s->dout, s->dout, s->dt, b, D, 1, 0.0f);
+        be->ops->axpby(be, s->dout, 1.0f, s->dout, 1.0f, s->dz, b * D);
+        be->ops->download(be, out + r0 * D, s->dout, (size_t)(b * D) * sizeof(float));
+        st = be->ops->sync(be);
+        if (st) return fmd_seterr(st, "fmd_student_forward: %s", be->errmsg);
+    }
+    return FMD_OK;
+}

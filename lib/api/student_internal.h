@@ -1,0 +1,21 @@
+/* student_internal.h - what the distiller and the sampler may ask of an
+ * fmd_student (lib/api/student.c). */
+#ifndef FMD_STUDENT_INTERNAL_H
+#define FMD_STUDENT_INTERNAL_H
+
+#include "fmd.h"
+#include "backend.h"
+#include "nn/model.h"
+
+/* The student network (student form F(z, delta, c)); owned by the student. */
+nn_model *student_net(fmd_student *s);
+fmd_backend *student_backend(const fmd_student *s);
+/* Wrap an existing student-form network into a new handle that takes
+ * ownership of net (destroyed with the handle, also on failure). */
+fmd_status student_wrap(fmd_backend *be, nn_model *net, fmd_student **out);
+/* Reserve the network's training arena for batches up to b (the distiller
+ * calls this once; later host forwards then reuse the arena in chunks of b
+ * instead of resizing it). */
+fmd_status student_reserve_train(fmd_student *s, int64_t b);
+
+#endif

@@ -1,0 +1,21 @@
+# scripts/deps.sh - sourced by test.sh and demo.sh: the Debian packages libfmd
+# needs to build and test, installed with apt-get when running as root.
+FMD_DEBIAN_PACKAGES="build-essential cmake pkg-config libdnnl-dev libopenblas-dev zlib1g-dev \
+python3 python3-numpy python3-torch python3-pytest clang dataset-fashion-mnist"
+
+fmd_install_deps() {
+  local missing=""
+  for p in $FMD_DEBIAN_PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+  done
+  [ -z "$missing" ] && return 0
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing:$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends $missing
+  else
+    echo "missing Debian packages (run as root or install them):$missing" >&2
+    return 1
+  fi
+}

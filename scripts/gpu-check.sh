@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# gpu-check.sh - the GPU check of libfmd, meant for a machine with an NVIDIA
+# GPU and the CUDA toolkit: configure and build with the CUDA plugin into
+# build-gpu, run the CUDA tests (op tests, plugin test, cross-backend test),
+# the throughput benchmark (CPU vs GPU, and PyTorch when it is there), then
+# the rest of the test suite with the time left.  Whole run < 5 minutes.
+#
+# Log: $OUT/gpu-check.log when OUT is set (the device tool's output folder),
+# else build-gpu/gpu-check.log.  Exit status: 0 when every step passed.
+#
+# Build dependencies (oneDNN, OpenBLAS, zlib, pkg-config) are taken from the
+# system; where the GPU machine lacks them and cannot download them, Debian
+# packages carried in .gpudeps/ are unpacked into build-gpu/deps and used
+# instead.  Fill .gpudeps on a Debian 12 development machine first:
+#     scripts/gpu-check.sh --fetch-deps
+# and carry it (the device tool's carry: [".gpudeps"]).
+#
+# Options (environment): BUILD_DIR (default build-gpu), FMD_GPU_USE_DEPS=1
+# (use .gpudeps even when the system has the packages), GPU_CHECK_BUDGET
+# (seconds, default 280).
+set -u
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+DEPS_SRC=$ROOT/.gpudeps
+DEB_LIST="libdnnl-dev libdnnl2 ocl-icd-libopencl1 libopenblas-dev libopenblas-pthread-dev
+libopenblas0-pthread libopenblas0 libgfortran5 libquadmath0 zlib1g-dev zlib1g pkgconf-bin pkgconf
+libpkgconf3 pkg-config"
+
+if [ "${1:-}" = "--fetch-deps" ]; then
+    mkdir -p "$DEPS_SRC" && cd "$DEPS_SRC" || exit 1
+    # shellcheck disable=SC2086
+    apt-get download $DEB_LIST || exit 1
+    ls -la "$DEPS_SRC"
+    exit 0
+fi
+
+BUILD=${BUILD_DIR:-build-gpu}
+BUDGET=${GPU_CHECK_BUDGET:-280}
+mkdir -p "$BUILD"
+if [ -n "${OUT:-}" ]; then mkdir -p "$OUT"; LOG=$OUT/gpu-check.log; else LOG=$BUILD/gpu-check.log; fi
+T0=$(date +%s)
+FAILED=()
+elapsed() { echo $(( $(date +%s) - T0 )); }
+left() { echo $(( BUDGET - $(elapsed) )); }
+step() { echo; echo "==== [$(elapsed)s] $*"; }
+fail() { echo "FAILED: $*"; FAILED+=("$*"); }
+
+main() {
+step "machine"
+date -u
+uname -srm
+(command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm \
+    --format=csv) || echo "nvidia-smi: not found"
+/usr/local/cuda/bin/nvcc --version 2>/dev/null | tail -2 || echo "nvcc: not found"
+cmake --version | head -1
+cc --version | head -1
+NPROC=$(nproc)
+echo "cores: $NPROC"
+PY=python3
+[ -x /opt/torch/.venv/bin/python3 ] && PY=/opt/torch/.venv/bin/python3
+
+# ---- dependencies ----------------------------------------------------------
+use_carried_deps() {
+    local D=$ROOT/$BUILD/deps
+    if ! ls "$DEPS_SRC"/*.deb >/dev/null 2>&1; then
+        echo "no .gpudeps/*.deb to fall back on (run scripts/gpu-check.sh --fetch-deps and carry .gpudeps)"
+        return 1
+    fi
+    rm -rf "$D" && mkdir -p "$D"
+    for f in "$DEPS_SRC"/*.deb; do
+        if command -v dpkg-deb >/dev/null; then
+            dpkg-deb -x "$f" "$D" || return 1
+        else
+            (t=$(mktemp -d) && cd "$t" && ar x "$f" && tar -xf data.tar.* -C "$D" && rm -rf "$t") || return 1
+        fi
+    done
+    local L=$D/usr/lib/x86_64-linux-gnu
+    ln -sf libopenblasp-r0.3.21.so "$L/openblas-pthread/libopenblas.so.0" 2>/dev/null
+    # pkg-config files name /usr; point them into the unpacked tree
+    find "$D" -name '*.pc' -exec sed -i "s|=/usr/|=$D/usr/|g; s|=/usr\$|=$D/usr|g; s|-I/usr/|-I$D/usr/|g" {} +
+    # unversioned .so links whose targets live in other packages
+    for so in "$L"/*.so; do [ -e "$so" ] || rm -f "$so"; done
+    [ -e "$L/libz.so" ] || ln -sf "$(basename "$(ls "$L"/libz.so.1.* | head -1)")" "$L/libz.so"
+    export CMAKE_PREFIX_PATH="$D/usr${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
+    export PKG_CONFIG_PATH="$L/openblas-pthread/pkgconfig:$L/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+    export LD_LIBRARY_PATH="$L:$L/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    export LIBRARY_PATH="$L:$L/openblas-pthread${LIBRARY_PATH:+:$LIBRARY_PATH}"
+    export CPATH="$D/usr/include${CPATH:+:$CPATH}"
+    EXTRA_CMAKE+=(-DZLIB_ROOT="$D/usr")
+    if ! command -v pkg-config >/dev/null || [ "${FMD_GPU_USE_DEPS:-0}" = 1 ]; then
+        EXTRA_CMAKE+=(-DPKG_CONFIG_EXECUTABLE="$D/usr/bin/pkgconf")
+    fi
+    echo "using the carried packages unpacked in $D"
+}
+
+GEN=()
+command -v ninja >/dev/null && GEN=(-G Ninja)
+EXTRA_CMAKE=()
+configure() {
+    cmake -S . -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DFMD_CUDA=ON \
+        -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc "${EXTRA_CMAKE[@]}" >"$BUILD/configure.log" 2>&1
+}
+
+step "configure ($BUILD)"
+if [ "${FMD_GPU_USE_DEPS:-0}" = 1 ]; then
+    use_carried_deps || fail "carried dependencies"
+    rm -f "$BUILD/CMakeCache.txt"
+fi
+if ! configure; then
+    tail -15 "$BUILD/configure.log"
+    echo "configure failed with the system's packages; trying the carried ones"
+    rm -rf "$BUILD/CMakeCache.txt" "$BUILD/CMakeFiles"
+    if use_carried_deps && configure; then
+        echo "configured with the carried packages"
+    else
+        tail -30 "$BUILD/configure.log"
+        fail "configure"
+    fi
+fi
+grep -E "^(dnnl_DIR|ZLIB_INCLUDE_DIR|PKG_CONFIG_EXECUTABLE|CMAKE_CUDA_COMPILER):" "$BUILD/CMakeCache.txt" 2>/dev/null
+
+step "build (-j$NPROC)"
+if ! timeout $(( $(left) > 60 ? $(left) - 40 : 30 )) cmake --build "$BUILD" -j"$NPROC" >"$BUILD/build.log" 2>&1; then
+    grep -E "error|Error" "$BUILD/build.log" | head -40
+    tail -20 "$BUILD/build.log"
+    fail "build"
+fi
+grep -ciE "warning" "$BUILD/build.log" | sed 's/^/build warnings: /'
+ls -la "$BUILD"/libfmd-cuda.so 2>/dev/null || fail "libfmd-cuda.so was not built"
+
+GPU_TESTS='cuda|plugin|cross|backend_ops'
+export FMD_BACKEND_PATH=$ROOT/$BUILD
+
+step "CUDA tests (ctest -R '$GPU_TESTS')"
+if [ -f "$BUILD/CTestTestfile.cmake" ]; then
+    timeout 150 ctest --test-dir "$BUILD" -R "$GPU_TESTS" --output-on-failure -j4 --timeout 120 \
+        >"$BUILD/ctest-gpu.log" 2>&1
+    rc=$?
+    cat "$BUILD/ctest-gpu.log"
+    [ $rc -eq 0 ] || fail "CUDA tests (ctest rc $rc)"
+    if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
+        if grep -qE "\*\*\*Skipped|Not Run" "$BUILD/ctest-gpu.log"; then
+            fail "a CUDA test was skipped on a machine with a GPU"
+        fi
+    fi
+else
+    fail "no tests configured"
+fi
+
+step "cross-backend check and plugin details"
+for t in test_cross_backend test_cuda_plugin; do
+    exe=$(find "$BUILD/tests" -maxdepth 1 -name "$t" -type f 2>/dev/null | head -1)
+    [ -n "$exe" ] || { echo "$t: not built"; continue; }
+    timeout 90 "$exe" 2>&1 | tail -25
+    rc=${PIPESTATUS[0]}
+    [ "$rc" -eq 0 ] || [ "$rc" -eq 77 ] || fail "$t (rc $rc)"
+done
+
+step "throughput benchmark (bench_gpu)"
+if [ -x "$BUILD/bench/bench_gpu" ]; then
+    budget=$(( $(left) - 70 )); [ $budget -lt 30 ] && budget=30; [ $budget -gt 120 ] && budget=120
+    timeout "$budget" "$BUILD/bench/bench_gpu" --seconds 2 2>&1
+    rc=$?
+    [ $rc -eq 0 ] || fail "bench_gpu (rc $rc)"
+else
+    echo "bench_gpu: not built"
+fi
+if [ -f bench/gpu_torch.py ] && [ "$(left)" -gt 70 ]; then
+    step "PyTorch reference (bench/gpu_torch.py)"
+    timeout 60 "$PY" bench/gpu_torch.py --seconds 2 2>&1 || echo "PyTorch reference did not run (rc $?)"
+fi
+
+step "remaining tests (ctest -E '$GPU_TESTS', $(left)s left)"
+if [ -f "$BUILD/CTestTestfile.cmake" ] && [ "$(left)" -gt 20 ]; then
+    timeout $(( $(left) - 10 )) ctest --test-dir "$BUILD" -E "$GPU_TESTS" --output-on-failure \
+        -j"$NPROC" --timeout 120 >"$BUILD/ctest-rest.log" 2>&1
+    rc=$?
+    grep -E "tests passed|tests failed|Test +#|\*\*\*|Total Test time" "$BUILD/ctest-rest.log"
+    [ $rc -eq 0 ] || { grep -B2 -A30 "Failed\|\*\*\*Timeout" "$BUILD/ctest-rest.log" | head -80; fail "remaining tests (rc $rc)"; }
+else
+    echo "skipped: not enough time left"
+fi
+
+step "summary ($(elapsed)s)"
+if [ ${#FAILED[@]} -eq 0 ]; then
+    echo "gpu-check: ALL PASSED"
+    exit 0
+fi
+printf 'gpu-check: FAILED: %s\n' "${FAILED[@]}"
+exit 1
+}
+
+main 2>&1 | tee "$LOG"
+exit "${PIPESTATUS[0]}"

@@ -1,0 +1,13 @@
+# ABI checks: the header compiles alone as C99 and as C++; the shared
+# library exports only fmd_* with SONAME libfmd.so.0; an example builds and
+# runs against the installed tree through find_package and pkg-config.
+add_test(NAME test_header_c99
+  COMMAND ${CMAKE_C_COMPILER} -std=c99 -pedantic-errors -Wall -Wextra -Werror -fsyntax-only
+          -I${PROJECT_SOURCE_DIR}/include ${CMAKE_CURRENT_SOURCE_DIR}/header_check.c)
+add_test(NAME test_header_cxx
+  COMMAND ${CMAKE_CXX_COMPILER} -std=c++11 -pedantic-errors -Wall -Wextra -Werror -fsyntax-only
+          -I${PROJECT_SOURCE_DIR}/include ${CMAKE_CURRENT_SOURCE_DIR}/header_check.cpp)
+add_test(NAME test_symbols COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/check_symbols.sh $<TARGET_FILE:fmd>)
+add_test(NAME test_install COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/check_install.sh ${PROJECT_BINARY_DIR}
+                                   ${PROJECT_SOURCE_DIR})
+set_tests_properties(test_install PROPERTIES TIMEOUT 300)

@@ -1,0 +1,5 @@
+# The op test runs once per backend; the CUDA case reports SKIPPED (exit 77)
+# on machines without a GPU or without the plugin.
+add_test(NAME test_backend_ops_cuda COMMAND test_backend_ops cuda)
+set_tests_properties(test_backend_ops_cuda PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600
+  ENVIRONMENT "FMD_BACKEND_PATH=${PROJECT_BINARY_DIR}")

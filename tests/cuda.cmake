@@ -1,0 +1,29 @@
+# tests/cuda.cmake - included by tests/CMakeLists.txt.  Builds the fake
+# plugins that drive the plugin loader's error paths (tests/plugins/
+# fake_plugin.c) and tells test_cuda_plugin where they and the real
+# libfmd-cuda.so (when built) are.
+set(FMD_FAKE_PLUGIN_DIR ${PROJECT_BINARY_DIR}/tests/fakeplugins)
+set(FMD_FAKE_PLUGINS "")
+foreach(variant abi_check:1 abi_fill:2 no_gpu:3 no_symbol:4)
+  string(REPLACE ":" ";" pair ${variant})
+  list(GET pair 0 vname)
+  list(GET pair 1 vmode)
+  add_library(fmd_fake_${vname} MODULE ${CMAKE_CURRENT_SOURCE_DIR}/plugins/fake_plugin.c)
+  target_compile_definitions(fmd_fake_${vname} PRIVATE FAKE_MODE=${vmode})
+  target_include_directories(fmd_fake_${vname} PRIVATE ${PROJECT_SOURCE_DIR}/include
+                             ${PROJECT_SOURCE_DIR}/backends)
+  set_target_properties(fmd_fake_${vname} PROPERTIES PREFIX "lib" OUTPUT_NAME fmd-fake-${vname}
+                        LIBRARY_OUTPUT_DIRECTORY ${FMD_FAKE_PLUGIN_DIR})
+  list(APPEND FMD_FAKE_PLUGINS fmd_fake_${vname})
+endforeach()
+
+if(TARGET test_cuda_plugin)
+  add_dependencies(test_cuda_plugin ${FMD_FAKE_PLUGINS})
+  target_compile_definitions(test_cuda_plugin PRIVATE FMD_FAKE_PLUGIN_DIR="${FMD_FAKE_PLUGIN_DIR}")
+  target_link_libraries(test_cuda_plugin PRIVATE ${CMAKE_DL_LIBS})
+  if(TARGET fmd_cuda)
+    add_dependencies(test_cuda_plugin fmd_cuda)
+    target_compile_definitions(test_cuda_plugin PRIVATE
+      FMD_CUDA_PLUGIN_FILE="$<TARGET_FILE:fmd_cuda>")
+  endif()
+endif()

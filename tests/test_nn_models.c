@@ -1,0 +1,502 @@
+/* test_nn_models.c - whole-model checks of the network engine (lib/nn):
+ * finite differences (central, float32) on parameter gradients, input
+ * gradients and the time JVPs of the MLP and of a tiny DiT/SiT; the student
+ * converted from a teacher equals the teacher at t = 1 - delta; the
+ * initialisation is a pure function of the seed; nothing is allocated after
+ * nn_model_reserve. */
+#include <math.h>
+#include <string.h>
+#include "testutil.h"
+#include "backend.h"
+#include "nn/model.h"
+#include "util/util.h"
+
+static fmd_backend *be;
+
+/* ---- device helpers -------------------------------------------------------- */
+static float *dev_new(int64_t n)
+{
+    float *p = be->ops->alloc(be, (size_t)n * sizeof(float));
+    be->ops->memset0(be, p, (size_t)n * sizeof(float));
+    return p;
+}
+static void up(float *d, const float *h, int64_t n) { be->ops->upload(be, d, h, (size_t)n * sizeof(float)); }
+static void down(float *h, const float *d, int64_t n) { be->ops->download(be, h, d, (size_t)n * sizeof(float)); }
+
+/* Inputs of one model evaluation, host and device copies. */
+typedef struct {
+    int64_t B, D;
+    float *x, *t, *d;       /* host */
+    int32_t *lab;
+    float *dx, *dt, *dd;    /* device */
+    int32_t *dlab;
+    float *dout, *dtout, *dr, *dgx;
+} batch;
+
+static void batch_init(batch *bt, nn_model *m, int64_t B)
+{
+    const nn_config *c = nn_model_config(m);
+    bt->B = B;
+    bt->D = nn_model_dim(m);
+    bt->x = malloc(sizeof(float) * B * bt->D);
+    bt->t = malloc(sizeof(float) * B);
+    bt->d = malloc(sizeof(float) * B);
+    bt->lab = malloc(sizeof(int32_t) * B);
+    tu_fill_normal(bt->x, B * bt->D, 1.0f);
+    tu_fill(bt->t, B, 0.05f, 0.95f);
+    tu_fill(bt->d, B, 0.05f, 0.95f);
+    for (int64_t i = 0; i < B; i++) bt->lab[i] = c->num_classes ? (int32_t)(i % (c->num_classes + 1)) : 0;
+    bt->dx = dev_new(B * bt->D);
+    bt->dt = dev_new(B);
+    bt->dd = dev_new(B);
+    bt->dlab = (int32_t *)dev_new(B);
+    bt->dout = dev_new(B * bt->D);
+    bt->dtout = dev_new(B * bt->D);
+    bt->dr = dev_new(B * bt->D);
+    bt->dgx = dev_new(B * bt->D);
+    up(bt->dx, bt->x, B * bt->D);
+    up(bt->dt, bt->t, B);
+    up(bt->dd, bt->d, B);
+    be->ops->upload(be, bt->dlab, bt->lab, sizeof(int32_t) * B);
+}
+
+static void batch_free(batch *bt)
+{
+    free(bt->x); free(bt->t); free(bt->d); free(bt->lab);
+    be->ops->free(be, bt->dx); be->ops->free(be, bt->dt); be->ops->free(be, bt->dd);
+    be->ops->free(be, bt->dlab); be->ops->free(be, bt->dout); be->ops->free(be, bt->dtout);
+    be->ops->free(be, bt->dr); be->ops->free(be, bt->dgx);
+}
+
+/* L = sum r * out, evaluated in double on the host */
+static double loss(nn_model *m, batch *bt, const float *r)
+{
+    const nn_config *c = nn_model_config(m);
+    up(bt->dx, bt->x, bt->B * bt->D);
+    up(bt->dt, bt->t, bt->B);
+    up(bt->dd, bt->d, bt->B);
+    fmd_status st = nn_model_forward(m, bt->dout, bt->dx, bt->dt, c->student ? bt->dd : NULL,
+                                     c->num_classes ? bt->dlab : NULL, bt->B);
+    if (st) return NAN;
+    int64_t n = bt->B * bt->D;
+    float *o = malloc(sizeof(float) * n);
+    down(o, bt->dout, n);
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += (double)r[i] * o[i];
+    free(o);
+    return s;
+}
+
+static double rel_norm_err(const double *a, const double *b, int n)
+{
+    double num = 0, den = 0;
+    for (int i = 0; i < n; i++) {
+        num += (a[i] - b[i]) * (a[i] - b[i]);
+        den += b[i] * b[i];
+    }
+    return sqrt(num / (den + 1e-30));
+}
+
+/* Finite-difference checks of parameter grads, input grads and the JVPs. */
+static void fd_model(nn_model *m, int64_t B, int nsample, double tol, const char *what)
+{
+    const nn_config *c = nn_model_config(m);
+    batch bt;
+    batch_init(&bt, m, B);
+    int64_t n = B * bt.D, P = nn_model_num_params(m);
+    float *r = malloc(sizeof(float) * n);
+    tu_fill_normal(r, n, 1.0f);
+    up(bt.dr, r, n);
+
+    /* analytic gradients */
+    CHECK_OK(nn_model_zero_grad(m));
+    double L0 = loss(m, &bt, r);
+    CHECK(isfinite(L0));
+    CHECK_OK(nn_model_backward(m, bt.dr, bt.dgx, B));
+    float *g = malloc(sizeof(float) * P), *p = malloc(sizeof(float) * P);
+    float *gx = malloc(sizeof(float) * n);
+    down(g, nn_model_grads(m), P);
+    down(p, nn_model_params(m), P);
+    down(gx, bt.dgx, n);
+
+    /* parameter gradients: a sample from every view */
+    int nv = nn_model_num_views(m), cnt = 0, cap = nv * nsample;
+    double *an = malloc(sizeof(double) * cap), *fd = malloc(sizeof(double) * cap);
+    const float eps = 1e-2f;
+    for (int v = 0; v < nv; v++) {
+        const nn_param *pv = nn_model_view(m, v);
+        for (int s = 0; s < nsample && s < pv->numel; s++) {
+            int64_t i = pv->offset + (int64_t)(tu_uniform() * (double)pv->numel);
+            if (c->num_classes && !strcmp(pv->name, "y_embedder.embedding_table"))
+                i = pv->offset + (s % (c->num_classes + 1)) * pv->shape[1] +
+                    (int64_t)(tu_uniform() * (double)pv->shape[1]);
+            float keep = p[i];
+            float hv = keep + eps;
+            be->ops->upload(be, nn_model_params(m) + i, &hv, sizeof(float));
+            double lp = loss(m, &bt, r);
+            hv = keep - eps;
+            be->ops->upload(be, nn_model_params(m) + i, &hv, sizeof(float));
+            double lm = loss(m, &bt, r);
+            be->ops->upload(be, nn_model_params(m) + i, &keep, sizeof(float));
+            fd[cnt] = (lp - lm) / (2.0 * eps);
+            an[cnt] = g[i];
+            cnt++;
+        }
+    }
+    double e = rel_norm_err(an, fd, cnt);
+    printf("%s: param grads rel err %.2e (%d samples)\n", what, e, cnt);
+    CHECK_MSG(e < tol, "%s: param grad rel err %.3g over %d samples", what, e, cnt);
+    int bad = 0;
+    for (int i = 0; i < cnt; i++)
+        if (fabs(an[i] - fd[i]) > 0.05 * fabs(fd[i]) + 5e-3 * (1 + fabs(L0) * 1e-3)) bad++;
+    CHECK_MSG(bad == 0, "%s: %d of %d param grads off", what, bad, cnt);
+
+    /* input gradients */
+    int nx = n < 64 ? (int)n : 64;
+    for (int s = 0; s < nx; s++) {
+        int64_t i = n < 64 ? s : (int64_t)(tu_uniform() * (double)n);
+        float keep = bt.x[i];
+        bt.x[i] = keep + eps;
+        double lp = loss(m, &bt, r);
+        bt.x[i] = keep - eps;
+        double lm = loss(m, &bt, r);
+        bt.x[i] = keep;
+        fd[s] = (lp - lm) / (2.0 * eps);
+        an[s] = gx[i];
+    }
+    e = rel_norm_err(an, fd, nx);
+    printf("%s: input grads rel err %.2e\n", what, e);
+    CHECK_MSG(e < tol, "%s: input grad rel err %.3g", what, e);
+
+    /* JVPs along (tan_t, tan_delta): per-row random tangents, and the
+     * student's (-1, 1) direction t = 1 - delta */
+    float *tt = malloc(sizeof(float) * B), *td = malloc(sizeof(float) * B);
+    float *dtt = dev_new(B), *dtd = dev_new(B);
+    float *o = malloc(sizeof(float) * n), *op = malloc(sizeof(float) * n), *om = malloc(sizeof(float) * n);
+    double *a2 = malloc(sizeof(double) * n), *f2 = malloc(sizeof(double) * n);
+    for (int mode = 0; mode < (c->student ? 3 : 1); mode++) {
+        for (int64_t i = 0; i < B; i++) {
+            tt[i] = mode == 2 ? 0.0f : (mode == 1 ? -1.0f : (float)(0.5 + tu_uniform()));
+            td[i] = mode == 0 ? 0.0f : (mode == 1 ? 1.0f : (float)(0.5 + tu_uniform()));
+        }
+        if (!c->student) for (int64_t i = 0; i < B; i++) td[i] = 0;
+        up(dtt, tt, B);
+        up(dtd, td, B);
+        CHECK_OK(nn_model_forward_jvp(m, bt.dout, bt.dtout, bt.dx, bt.dt, c->student ? bt.dd : NULL,
+                                      c->num_classes ? bt.dlab : NULL, mode == 2 ? NULL : dtt,
+                                      c->student ? dtd : NULL, B));
+        down(o, bt.dtout, n);
+        const float h = 5e-4f;
+        float *t0 = malloc(sizeof(float) * B), *d0 = malloc(sizeof(float) * B);
+        memcpy(t0, bt.t, sizeof(float) * B);
+        memcpy(d0, bt.d, sizeof(float) * B);
+        for (int sgn = 0; sgn < 2; sgn++) {
+            float hh = sgn ? -h : h;
+            for (int64_t i = 0; i < B; i++) {
+                bt.t[i] = t0[i] + hh * tt[i];
+                bt.d[i] = d0[i] + hh * td[i];
+            }
+            up(bt.dt, bt.t, B);
+            up(bt.dd, bt.d, B);
+            CHECK_OK(nn_model_forward(m, bt.dout, bt.dx, bt.dt, c->student ? bt.dd : NULL,
+                                      c->num_classes ? bt.dlab : NULL, B));
+            down(sgn ? om : op, bt.dout, n);
+        }
+        memcpy(bt.t, t0, sizeof(float) * B);
+        memcpy(bt.d, d0, sizeof(float) * B);
+        up(bt.dt, bt.t, B);
+        up(bt.dd, bt.d, B);
+        free(t0); free(d0);
+        for (int64_t i = 0; i < n; i++) {
+            f2[i] = ((double)op[i] - om[i]) / (2.0 * h);
+            a2[i] = o[i];
+        }
+        e = rel_norm_err(a2, f2, (int)n);
+        printf("%s: jvp mode %d rel err %.2e\n", what, mode, e);
+        CHECK_MSG(e < tol, "%s: jvp mode %d rel err %.3g", what, mode, e);
+        double nrm = 0;
+        for (int64_t i = 0; i < n; i++) nrm += a2[i] * a2[i];
+        CHECK_MSG(nrm > 1e-6, "%s: jvp mode %d is zero (test would be vacuous)", what, mode);
+    }
+    free(tt); free(td); free(o); free(op); free(om); free(a2); free(f2);
+    be->ops->free(be, dtt); be->ops->free(be, dtd);
+    free(an); free(fd); free(g); free(p); free(gx); free(r);
+    batch_free(&bt);
+}
+
+/* student converted from a teacher equals the teacher at t = 1 - delta */
+static void student_equals_teacher(nn_config tc, int64_t B, const char *what)
+{
+    nn_model *T = NULL, *S = NULL;
+    tc.student = 0;
+    CHECK_OK(nn_model_create(be, &tc, 7, &T));
+    nn_config sc = tc;
+    sc.student = 1;
+    CHECK_OK(nn_model_create(be, &sc, 12345, &S));
+    if (!T || !S) return;
+    CHECK_OK(nn_model_randomize(T, 3, 0.2f));          /* a "trained" teacher */
+    int copied = nn_model_copy_matching(S, T);
+    CHECK_MSG(copied == nn_model_num_views(T), "%s: copied %d of %d views", what, copied,
+              nn_model_num_views(T));
+    CHECK(nn_model_num_views(S) == nn_model_num_views(T) + 4);
+    CHECK(nn_model_find(S, "d_embedder.mlp.2.weight") != NULL);
+    CHECK_OK(nn_model_reserve(T, B));
+    CHECK_OK(nn_model_reserve(S, B));
+    batch bt;
+    batch_init(&bt, S, B);
+    for (int64_t i = 0; i < B; i++) bt.t[i] = 1.0f - bt.d[i];
+    up(bt.dt, bt.t, B);
+    float *o1 = dev_new(B * bt.D);
+    int ncls = tc.num_classes;
+    CHECK_OK(nn_model_forward(T, o1, bt.dx, bt.dt, NULL, ncls ? bt.dlab : NULL, B));
+    CHECK_OK(nn_model_forward(S, bt.dout, bt.dx, bt.dt, bt.dd, ncls ? bt.dlab : NULL, B));
+    int64_t n = B * bt.D;
+    float *a = malloc(sizeof(float) * n), *b = malloc(sizeof(float) * n);
+    down(a, o1, n);
+    down(b, bt.dout, n);
+    double md = tu_max_abs_diff(b, a, n), mx = 0;
+    for (int64_t i = 0; i < n; i++) mx = fmax(mx, fabs(a[i]));
+    CHECK_MSG(md <= 1e-6 * (1 + mx) && mx > 1e-3, "%s: student - teacher = %.3g (max %.3g)", what, md, mx);
+    /* and at delta = 1 (t = 0 fed to the teacher's embedder): the one-step map */
+    for (int64_t i = 0; i < B; i++) { bt.d[i] = 1.0f; bt.t[i] = 0.0f; }
+    up(bt.dt, bt.t, B);
+    up(bt.dd, bt.d, B);
+    CHECK_OK(nn_model_forward(T, o1, bt.dx, bt.dt, NULL, ncls ? bt.dlab : NULL, B));
+    CHECK_OK(nn_model_forward(S, bt.dout, bt.dx, bt.dt, bt.dd, ncls ? bt.dlab : NULL, B));
+    down(a, o1, n);
+    down(b, bt.dout, n);
+    CHECK(tu_max_abs_diff(b, a, n) <= 1e-6 * (1 + mx));
+    free(a); free(b);
+    be->ops->free(be, o1);
+    batch_free(&bt);
+    nn_model_destroy(T);
+    nn_model_destroy(S);
+}
+
+/* same seed -> same bits; another seed -> other values; the student's shared
+ * views equal the teacher's from the same seed */
+static void init_deterministic(nn_config c, const char *what)
+{
+    nn_model *a = NULL, *b = NULL, *d = NULL, *s = NULL;
+    c.student = 0;
+    CHECK_OK(nn_model_create(be, &c, 42, &a));
+    CHECK_OK(nn_model_create(be, &c, 42, &b));
+    CHECK_OK(nn_model_create(be, &c, 43, &d));
+    nn_config sc = c;
+    sc.student = 1;
+    CHECK_OK(nn_model_create(be, &sc, 42, &s));
+    if (!a || !b || !d || !s) return;
+    int64_t P = nn_model_num_params(a);
+    float *pa = malloc(sizeof(float) * P), *pb = malloc(sizeof(float) * P);
+    down(pa, nn_model_params(a), P);
+    down(pb, nn_model_params(b), P);
+    CHECK_MSG(memcmp(pa, pb, sizeof(float) * P) == 0, "%s: same seed differs", what);
+    down(pb, nn_model_params(d), P);
+    CHECK_MSG(memcmp(pa, pb, sizeof(float) * P) != 0, "%s: other seed equal", what);
+    int same = 1;
+    for (int v = 0; v < nn_model_num_views(a); v++) {
+        const nn_param *va = nn_model_view(a, v), *vs = nn_model_find(s, va->name);
+        CHECK(vs && vs->numel == va->numel);
+        if (!vs) continue;
+        float *h = malloc(sizeof(float) * vs->numel);
+        down(h, nn_model_params(s) + vs->offset, vs->numel);
+        same &= memcmp(h, pa + va->offset, sizeof(float) * vs->numel) == 0;
+        free(h);
+    }
+    CHECK_MSG(same, "%s: student's shared views differ from the teacher's at one seed", what);
+    /* zero-initialised delta projection */
+    const nn_param *z = nn_model_find(s, "d_embedder.mlp.2.weight");
+    CHECK(z != NULL);
+    if (z) {
+        float *h = malloc(sizeof(float) * z->numel);
+        down(h, nn_model_params(s) + z->offset, z->numel);
+        double mx = 0;
+        for (int64_t i = 0; i < z->numel; i++) mx = fmax(mx, fabs(h[i]));
+        CHECK(mx == 0.0);
+        free(h);
+    }
+    free(pa); free(pb);
+    nn_model_destroy(a); nn_model_destroy(b); nn_model_destroy(d); nn_model_destroy(s);
+}
+
+/* ---- allocation counting ------------------------------------------------------------ */
+static long host_allocs, dev_allocs;
+static void *cnt_malloc(size_t n, void *u) { host_allocs++; return malloc(n); }
+static void *cnt_realloc(void *p, size_t n, void *u) { host_allocs++; return realloc(p, n); }
+static void cnt_free(void *p, void *u) { free(p); }
+static fmd_backend_ops counted_ops;
+static const fmd_backend_ops *orig_ops;
+static void *cnt_dev_alloc(fmd_backend *b, size_t n) { dev_allocs++; return orig_ops->alloc(b, n); }
+
+static void no_alloc_after_reserve(nn_config c, int64_t B, const char *what)
+{
+    nn_model *m = NULL;
+    CHECK_OK(nn_model_create(be, &c, 5, &m));
+    if (!m) return;
+    CHECK_OK(nn_model_randomize(m, 1, 0.1f));
+    CHECK_OK(nn_model_reserve(m, B));
+    batch bt;
+    batch_init(&bt, m, B);
+    float *tan = dev_new(B);
+    orig_ops = be->ops;
+    counted_ops = *be->ops;
+    counted_ops.alloc = cnt_dev_alloc;
+    be->ops = &counted_ops;
+    host_allocs = dev_allocs = 0;
+    CHECK_OK(fmd_set_allocator(cnt_malloc, cnt_realloc, cnt_free, NULL));
+    for (int rep = 0; rep < 2; rep++) {
+        CHECK_OK(nn_model_zero_grad(m));
+        CHECK_OK(nn_model_forward_jvp(m, bt.dout, bt.dtout, bt.dx, bt.dt, c.student ? bt.dd : NULL,
+                                      c.num_classes ? bt.dlab : NULL, tan, c.student ? tan : NULL, B));
+        CHECK_OK(nn_model_backward(m, bt.dout, bt.dgx, B));
+        CHECK_OK(nn_model_forward(m, bt.dout, bt.dx, bt.dt, c.student ? bt.dd : NULL, NULL, B));
+    }
+    CHECK_OK(fmd_set_allocator(NULL, NULL, NULL, NULL));
+    be->ops = orig_ops;
+    CHECK_MSG(host_allocs == 0 && dev_allocs == 0, "%s: %ld host and %ld device allocations after reserve",
+              what, host_allocs, dev_allocs);
+    be->ops->free(be, tan);
+    batch_free(&bt);
+    nn_model_destroy(m);
+}
+
+static void api_errors(void)
+{
+    nn_config c = {0};
+    nn_model *m = NULL;
+    c.arch = NN_ARCH_MLP;
+    c.dim = 2; c.width = 8; c.depth = 0;
+    CHECK_STATUS(nn_model_create(be, &c, 1, &m), FMD_ERR_INVALID_ARG);
+    CHECK(strstr(fmd_last_error(), "depth") != NULL);
+    c.depth = 2;
+    CHECK_STATUS(nn_model_create(NULL, &c, 1, &m), FMD_ERR_INVALID_ARG);
+    CHECK_OK(nn_model_create(be, &c, 1, &m));
+    float *buf = dev_new(64);
+    CHECK_STATUS(nn_model_forward(m, buf, buf, buf, NULL, NULL, 1), FMD_ERR_INVALID_ARG);  /* no reserve */
+    CHECK_OK(nn_model_reserve(m, 4));
+    CHECK_STATUS(nn_model_forward(m, buf, buf, buf, NULL, NULL, 5), FMD_ERR_INVALID_ARG);
+    CHECK_STATUS(nn_model_forward(m, buf, buf, buf, buf, NULL, 2), FMD_ERR_INVALID_ARG);  /* delta to teacher */
+    CHECK_STATUS(nn_model_backward(m, buf, NULL, 2), FMD_ERR_INVALID_ARG);               /* no forward */
+    CHECK_OK(nn_model_forward(m, buf, buf + 8, buf + 16, NULL, NULL, 2));
+    CHECK_STATUS(nn_model_backward(m, buf, NULL, 3), FMD_ERR_INVALID_ARG);
+    CHECK_OK(nn_model_backward(m, buf, NULL, 2));
+    CHECK_OK(nn_model_reserve_ex(m, 4, NN_RESERVE_INFERENCE | NN_RESERVE_NO_JVP));
+    CHECK_OK(nn_model_forward(m, buf, buf + 8, buf + 16, NULL, NULL, 2));
+    CHECK_STATUS(nn_model_backward(m, buf, NULL, 2), FMD_ERR_INVALID_ARG);
+    CHECK_STATUS(nn_model_forward_jvp(m, buf, buf + 32, buf + 8, buf + 16, NULL, NULL, NULL, NULL, 2),
+                 FMD_ERR_INVALID_ARG);
+    CHECK(nn_model_find(m, "in_proj.weight") != NULL);
+    CHECK(nn_model_find(m, "nope") == NULL);
+    nn_model_destroy(m);
+    nn_model_destroy(NULL);
+    be->ops->free(be, buf);
+}
+
+/* inference arena gives the same forward and jvp as the training arena */
+static void inference_matches(nn_config c, int64_t B, const char *what)
+{
+    nn_model *m = NULL;
+    CHECK_OK(nn_model_create(be, &c, 5, &m));
+    if (!m) return;
+    CHECK_OK(nn_model_randomize(m, 2, 0.2f));
+    batch bt;
+    batch_init(&bt, m, B);
+    int64_t n = B * bt.D;
+    float *tan = dev_new(B), *ht = malloc(sizeof(float) * B);
+    for (int64_t i = 0; i < B; i++) ht[i] = 1.0f;
+    up(tan, ht, B);
+    float *a = malloc(sizeof(float) * n), *b = malloc(sizeof(float) * n);
+    float *ta = malloc(sizeof(float) * n), *tb = malloc(sizeof(float) * n);
+    CHECK_OK(nn_model_reserve(m, B));
+    CHECK_OK(nn_model_forward_jvp(m, bt.dout, bt.dtout, bt.dx, bt.dt, c.student ? bt.dd : NULL,
+                                  c.num_classes ? bt.dlab : NULL, tan, c.student ? tan : NULL, B));
+    down(a, bt.dout, n);
+    down(ta, bt.dtout, n);
+    CHECK_OK(nn_model_reserve_ex(m, B, NN_RESERVE_INFERENCE));
+    int64_t big = nn_model_arena_bytes(m);
+    CHECK_OK(nn_model_forward_jvp(m, bt.dout, bt.dtout, bt.dx, bt.dt, c.student ? bt.dd : NULL,
+                                  c.num_classes ? bt.dlab : NULL, tan, c.student ? tan : NULL, B));
+    down(b, bt.dout, n);
+    down(tb, bt.dtout, n);
+    CHECK_MSG(tu_max_abs_diff(a, b, n) == 0 && tu_max_abs_diff(ta, tb, n) == 0,
+              "%s: inference arena result differs", what);
+    CHECK(big > 0);
+    free(a); free(b); free(ta); free(tb); free(ht);
+    be->ops->free(be, tan);
+    batch_free(&bt);
+    nn_model_destroy(m);
+}
+
+static nn_config mlp_cfg(int student, int classes)
+{
+    nn_config c = {0};
+    c.arch = NN_ARCH_MLP;
+    c.student = student;
+    c.num_classes = classes;
+    c.dim = 3;
+    c.width = 16;
+    c.depth = 3;
+    c.temb_dim = 16;
+    c.time_scale = 8.0f;
+    c.delta_scale = 8.0f;
+    return c;
+}
+
+static nn_config dit_cfg(int student, int classes, int learn_sigma)
+{
+    nn_config c = {0};
+    c.arch = NN_ARCH_DIT;
+    c.student = student;
+    c.num_classes = classes;
+    c.input_size = 4;
+    c.patch_size = 2;
+    c.in_channels = 2;
+    c.hidden_size = 8;
+    c.dit_depth = 2;
+    c.num_heads = 2;
+    c.mlp_ratio = 2.0f;
+    c.learn_sigma = learn_sigma;
+    c.temb_dim = 8;
+    c.time_scale = 4.0f;
+    c.delta_scale = 4.0f;
+    return c;
+}
+
+static void run_fd(nn_config c, int64_t B, int nsample, double tol, const char *what)
+{
+    nn_model *m = NULL;
+    CHECK_OK(nn_model_create(be, &c, 11, &m));
+    if (!m) return;
+    CHECK_OK(nn_model_randomize(m, 17, 0.3f));
+    CHECK_OK(nn_model_reserve(m, B));
+    fd_model(m, B, nsample, tol, what);
+    nn_model_destroy(m);
+}
+
+int main(void)
+{
+    fmd_status st = fmd_backend_open("cpu", &be);
+    if (st != FMD_OK) {
+        fprintf(stderr, "cpu backend: %s\n", fmd_last_error());
+        return 1;
+    }
+    tu_seed(2024);
+    api_errors();
+    /* MLP: teacher, student, with and without classes */
+    run_fd(mlp_cfg(0, 0), 4, 6, 2e-3, "mlp teacher");
+    run_fd(mlp_cfg(1, 3), 5, 6, 2e-3, "mlp student classes");
+    student_equals_teacher(mlp_cfg(0, 3), 6, "mlp");
+    init_deterministic(mlp_cfg(0, 3), "mlp");
+    no_alloc_after_reserve(mlp_cfg(1, 3), 8, "mlp");
+    inference_matches(mlp_cfg(1, 3), 5, "mlp");
+#ifndef NN_TEST_MLP_ONLY
+    run_fd(dit_cfg(0, 0, 0), 2, 4, 2e-3, "dit teacher");
+    run_fd(dit_cfg(1, 3, 1), 3, 4, 2e-3, "dit student classes learn_sigma");
+    student_equals_teacher(dit_cfg(0, 3, 1), 3, "dit");
+    init_deterministic(dit_cfg(0, 3, 0), "dit");
+    no_alloc_after_reserve(dit_cfg(1, 3, 1), 3, "dit");
+    inference_matches(dit_cfg(1, 3, 0), 3, "dit");
+#endif
+    fmd_backend_destroy(be);
+    return tu_finish("test_nn_models");
+}
