@@ -2,8 +2,9 @@
  * (default: cpu and cuda) from the same weights and seed must agree.
  *
  * For each teacher (an MLP network, a Gaussian-mixture preset with a fresh
- * MLP student, a small class-conditional DiT) both sides get bit-identical
- * teacher and student weights (initialised on the host, then copied), the
+ * MLP student, a small class-conditional DiT; network weights are the
+ * initialisation plus noise so that no layer is zero) both sides get
+ * bit-identical teacher and student weights (made on the host, copied), the
  * same options and seed; then:
  *   1. the student's forward before the step:   rel. L2 error <= 1e-5
  *   2. the step's statistics (losses, gradient norm, lambda): rel. <= 1e-3
@@ -112,9 +113,17 @@ static fmd_status run_side(fmd_backend *be, tkind k, float **teacher_w, int64_t 
         if (*teacher_w) { /* second side: the first side's exact weights */
             if (nn_model_num_params(net) != *teacher_n) { nn_model_destroy(net); st = FMD_ERR_INTERNAL; goto done; }
             be->ops->upload(be, nn_model_params(net), *teacher_w, (size_t)*teacher_n * sizeof(float));
-        } else if ((st = get_params(be, net, teacher_w, teacher_n))) {
-            nn_model_destroy(net);
-            goto done;
+        } else {
+            /* first side: the initial weights plus noise, so that the
+             * zero-initialised layers (DiT's adaLN-Zero, final layer) are
+             * live and the step has gradients everywhere */
+            if ((st = get_params(be, net, teacher_w, teacher_n))) {
+                nn_model_destroy(net);
+                goto done;
+            }
+            tu_seed(5);
+            for (int64_t i = 0; i < *teacher_n; i++) (*teacher_w)[i] += 0.02f * (float)tu_normal();
+            be->ops->upload(be, nn_model_params(net), *teacher_w, (size_t)*teacher_n * sizeof(float));
         }
         if ((st = teacher_wrap_network(be, net, 0, &T))) goto done;
     }

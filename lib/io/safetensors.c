@@ -388,9 +388,10 @@ static fmd_status finish_open(st_file *f, st_file **out)
 {
     unsigned char lenb[8];
     if (f->size < 8) {
+        fmd_status e = fmd_seterr(FMD_ERR_FORMAT, "safetensors %s: file of %" PRIu64 " bytes is "
+                                  "shorter than the 8-byte header length", f->path, f->size);
         st_close(f);
-        return fmd_seterr(FMD_ERR_FORMAT, "safetensors %s: file of %" PRIu64 " bytes is shorter "
-                          "than the 8-byte header length", f->path, f->size);
+        return e;
     }
     fmd_status st = read_at(f, 0, lenb, 8);
     if (st) { st_close(f); return st; }
@@ -426,11 +427,7 @@ fmd_status st_open(const char *path, st_file **out)
         st_close(f);
         return st;
     }
-    if (fseeko(f->fp, 0, SEEK_END) != 0) {
-        st_close(f);
-        return fmd_seterr(FMD_ERR_IO, "safetensors: cannot seek in '%s'", path);
-    }
-    off_t sz = ftello(f->fp);
+    off_t sz = fseeko(f->fp, 0, SEEK_END) == 0 ? ftello(f->fp) : -1;
     if (sz < 0) {
         st_close(f);
         return fmd_seterr(FMD_ERR_IO, "safetensors: cannot size '%s'", path);
