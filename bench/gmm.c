@@ -90,7 +90,9 @@ static int on_progress(const fmd_distill_stats *s, void *user)
     c->t_train += now - c->t_last;
     if (c->every > 0 && s->step % c->every == 0 && c->r->ncurve < MAXCURVE) {
         fmd_student *ema;
-        fmd_eval_result e = {sizeof e};
+        fmd_eval_result e;
+        memset(&e, 0, sizeof e);
+        e.struct_size = sizeof e;
         fmd_distiller_ema_student(c->d, &ema);
         if (fmd_evaluator_student(c->ev, ema, &e) == FMD_OK) {
             int k = c->r->ncurve++;

@@ -539,8 +539,180 @@ FMD_API void fmd_evaluator_destroy(fmd_evaluator *ev);
 /* ==== END STUDENTS AND DISTILLER ==== */
 
 /* ==== SAMPLER (fmd_sampler) ==== */
+/* A sampler generates samples from a student (one network evaluation per
+ * sample), from a teacher (any solver of fmd_teacher_solve), or from both
+ * (a student jump to t = 1 - delta finished by the teacher's solver), and
+ * runs Best-of-N noise search (MATH.md section 7).
+ *
+ * Noise: sample i of a call with (seed, first_index) starts from
+ * z_i = fmd_prior_noise(seed, first_index + i), the same noise that
+ * fmd_teacher_sample uses (teacher and student start from the same z), so
+ * sample i depends only on (seed, first_index + i): splitting a call into
+ * batches of any size gives the same numbers (bit-identical on one backend
+ * and thread count).
+ *
+ * Per-call options (the opts argument of fmd_sampler_sample and
+ * fmd_sampler_best_of_n; NULL = the sampler's defaults, which are the
+ * options given to fmd_sampler_create; unknown keys are
+ * FMD_ERR_INVALID_ARG naming the key):
+ *   method    "student" (default when the sampler has a student) or
+ *             "teacher" (integrate the teacher's ODE from z);
+ *   delta     student jump in (0, 1] (default 1): f(z, delta) is the state
+ *             at t = 1 - delta; delta = 1 is the one-step sample;
+ *   finish    0/1 (default 0): after the student jump, integrate the
+ *             teacher from t = 1 - delta to 0 with the solver below (needs a
+ *             teacher; fixed-step solvers spread their steps over
+ *             [0, 1 - delta]);
+ *   solver, steps, shift, rtol, atol
+ *             the teacher's solver (fmd_teacher_solve; default dopri5);
+ *   cfg, cfg_lo, cfg_hi
+ *             classifier-free guidance of every teacher evaluation of the
+ *             call (scale, interval; defaults: the teacher's setting, which
+ *             is restored afterwards).  A student's guidance is fixed when
+ *             it is distilled, so cfg on a pure student call is
+ *             FMD_ERR_INVALID_ARG;
+ *   refine    0/1 (best-of-N only, default 0): integrate the teacher's ODE
+ *             from the best noise (needs a teacher).
+ * A student is a flow map from the prior only (it starts at t = 1), so
+ * "k-step student sampling" is not offered: finish=1 with a small delta is
+ * the cheap hybrid instead. */
 typedef struct fmd_sampler fmd_sampler;
+
+/* Create a sampler into *out (caller owns; fmd_sampler_destroy).  student
+ * and teacher are borrowed (they must outlive the sampler and must not be
+ * used from another thread during its calls); either may be NULL but not
+ * both.  With both, their dimensions and class counts must agree.  opts
+ * (may be NULL) sets the default per-call options (copied).  Errors:
+ * FMD_ERR_INVALID_ARG (NULL out, no model, mismatch, unknown option naming
+ * the key), FMD_ERR_OOM. */
+FMD_API fmd_status fmd_sampler_create(fmd_student *student, fmd_teacher *teacher,
+                                      const fmd_options *opts, fmd_sampler **out);
+/* Release a sampler (not the borrowed student and teacher).  NULL-safe. */
+FMD_API void fmd_sampler_destroy(fmd_sampler *sampler);
+/* Numbers per sample and number of classes (0: unconditional; 0 for NULL). */
+FMD_API int64_t fmd_sampler_dim(const fmd_sampler *sampler);
+FMD_API int fmd_sampler_num_classes(const fmd_sampler *sampler);
+
+/* Generate n samples into out (n, dim), row i from the noise of
+ * (seed, first_index + i).  labels (n) int32 in [0, num_classes]
+ * (num_classes = the null class) or NULL (the null class for every row).
+ * out_len is the number of floats out holds; it must be >= n * dim.  opts:
+ * the per-call options above (NULL = the sampler's defaults).  nfe_out (may
+ * be NULL) receives the network/velocity evaluations per sample (for
+ * dopri5 the largest per-row count).  The caller owns every buffer.
+ * Errors: FMD_ERR_INVALID_ARG (NULL sampler/out, n < 0, out_len too small,
+ * label out of range naming the row, unknown option or bad value naming
+ * the key, method without its model), FMD_ERR_NONFINITE, FMD_ERR_OOM,
+ * student, teacher and backend errors.  On error out is unspecified. */
+FMD_API fmd_status fmd_sampler_sample(fmd_sampler *sampler, const int32_t *labels, int64_t n,
+                                      uint64_t seed, uint64_t first_index, const fmd_options *opts,
+                                      float *out, int64_t out_len, int64_t *nfe_out);
+
+/* Reward of one candidate sample x (dim numbers, label its class or the
+ * null class); higher is better.  x is owned by the library and valid
+ * during the call only.  A NaN reward is FMD_ERR_NONFINITE. */
+typedef double (*fmd_reward_fn)(const float *x, int64_t dim, int32_t label, void *user);
+/* Batched reward: write scores (n) for x (n, dim), labels (n).  Return 0 on
+ * success; non-zero cancels the search (FMD_ERR_CANCELLED). */
+typedef int (*fmd_reward_batch_fn)(double *scores, const float *x, const int32_t *labels,
+                                   int64_t n, int64_t dim, void *user);
+
+/* Best-of-N noise search (MATH.md section 7).  For each of the n samples,
+ * `candidates` noises are drawn: candidate 0 is the sample's ordinary noise
+ * (so candidates = 1 equals fmd_sampler_sample) and candidate j >= 1 is a
+ * Philox draw of (seed, first_index + i, j), so the search for sample i
+ * depends only on (seed, first_index + i, j) and a larger N searches a
+ * superset.  Every candidate is generated by the call's method (a student
+ * one-step sample costs 1 NFE) and scored by exactly one of reward (called
+ * per candidate) or reward_batch (called on blocks of candidates); the
+ * highest score wins (ties: the lowest j).  out (n, dim) receives the
+ * winning samples, or with refine=1 the teacher's ODE solution from the
+ * winning noise.  noise_out (n, dim) or NULL receives the winning noises,
+ * scores_out (n) or NULL their scores (of the unrefined candidate).
+ * out_len / noise_len are the floats out / noise_out hold (>= n * dim;
+ * noise_len is ignored when noise_out is NULL).  candidates in
+ * [1, 65536].  nfe_out as fmd_sampler_sample, summed over the search and
+ * the refinement.  Errors: those of fmd_sampler_sample, FMD_ERR_INVALID_ARG
+ * (both or neither reward given, bad candidates, refine without teacher),
+ * FMD_ERR_NONFINITE (NaN reward, naming sample and candidate),
+ * FMD_ERR_CANCELLED. */
+FMD_API fmd_status fmd_sampler_best_of_n(fmd_sampler *sampler, const int32_t *labels, int64_t n,
+                                         uint64_t seed, uint64_t first_index, int64_t candidates,
+                                         fmd_reward_fn reward, fmd_reward_batch_fn reward_batch,
+                                         void *user, const fmd_options *opts, float *out,
+                                         int64_t out_len, float *noise_out, int64_t noise_len,
+                                         double *scores_out, int64_t *nfe_out);
 /* ==== END SAMPLER ==== */
+
+/* ==== PICTURES AND FILES (png, npy, plots, file info) ==== */
+/* Small self-contained writers and readers the `fmd` tool uses, public so
+ * that hosts can make the same pictures.  PNGs are written with zlib's
+ * deflate and crc32 (no libpng).  Every path is written atomically where
+ * stated; every function returns FMD_ERR_IO naming the path when the file
+ * cannot be opened or written. */
+
+/* Write an 8-bit PNG: pixels (height, width, channels) row-major, channels
+ * 1 (gray), 3 (RGB) or 4 (RGBA); width and height in [1, 65536].  Errors:
+ * FMD_ERR_INVALID_ARG (NULL, bad size or channels), FMD_ERR_IO, FMD_ERR_OOM. */
+FMD_API fmd_status fmd_write_png(const char *path, const uint8_t *pixels, int width, int height,
+                                 int channels);
+
+/* Write a .npy file (format 1.0, C order, little-endian): dtype "f4"
+ * (data is float) or "i4" (data is int32_t), shape[0..ndim-1], ndim in
+ * [1, 8], every dimension >= 0.  Errors: FMD_ERR_INVALID_ARG, FMD_ERR_IO. */
+FMD_API fmd_status fmd_npy_save(const char *path, const char *dtype, int ndim,
+                                const int64_t *shape, const void *data);
+/* Read a .npy file (format 1.x or 2.x, C order, '<f4' or '<i4'; the header
+ * dictionary is parsed strictly).  *data_out is allocated through the
+ * allocator hooks (fmd_set_allocator) and released with fmd_npy_free; *dtype_out
+ * receives "f4" or "i4" (static), shape_out[0..*ndim_out-1] the shape
+ * (shape_cap entries available, at most 8 needed).  Errors:
+ * FMD_ERR_INVALID_ARG, FMD_ERR_IO, FMD_ERR_FORMAT (bad magic, header, dtype,
+ * Fortran order, size that does not match the file; the message names the
+ * offset or field), FMD_ERR_UNSUPPORTED (another dtype, big-endian),
+ * FMD_ERR_OOM. */
+FMD_API fmd_status fmd_npy_load(const char *path, const char **dtype_out, int *ndim_out,
+                                int64_t *shape_out, int shape_cap, void **data_out);
+/* Release data returned by fmd_npy_load.  NULL-safe. */
+FMD_API void fmd_npy_free(void *data);
+
+/* Density panels of 2-D point sets side by side, one PNG: panel p shows a
+ * log-scaled 2-D histogram of points[p] (counts[p] rows of (x, y) floats),
+ * titled titles[p] (ASCII; may be NULL) in a built-in bitmap font.  bounds
+ * (xmin, xmax, ymin, ymax) or NULL (the range of all points, padded, made
+ * square) is shared by the panels.  panel_px in [32, 2048] is each panel's
+ * side.  Errors: FMD_ERR_INVALID_ARG, FMD_ERR_IO, FMD_ERR_OOM. */
+FMD_API fmd_status fmd_plot_density_panels(const char *path, int panels,
+                                           const float *const *points, const int64_t *counts,
+                                           const char *const *titles, const double *bounds,
+                                           int panel_px);
+/* Line plot of nseries series ys[s] (n values each, against x (n) or the
+ * index when x is NULL) with a title, a legend of names[s] (may be NULL),
+ * axis ranges written in the corners, and log10 y when log_y (non-positive
+ * values are skipped).  Non-finite values are skipped.  width in
+ * [160, 4096], height in [120, 4096].  Errors: FMD_ERR_INVALID_ARG,
+ * FMD_ERR_IO, FMD_ERR_OOM. */
+FMD_API fmd_status fmd_plot_curves(const char *path, const double *x, const double *const *ys,
+                                   const char *const *names, int nseries, int64_t n,
+                                   const char *title, int log_y, int width, int height);
+/* A grid of images: x (n, channels, height, width) floats (the SiT layout),
+ * mapped linearly from [lo, hi] to 0..255 and clipped; channels 1 or 3; cols
+ * images per row (0: about sqrt(n)); a 2-pixel gap between images.
+ * Errors: FMD_ERR_INVALID_ARG, FMD_ERR_IO, FMD_ERR_OOM. */
+FMD_API fmd_status fmd_plot_image_grid(const char *path, const float *x, int64_t n, int channels,
+                                       int height, int width, int cols, float lo, float hi);
+
+/* A human-readable (json = 0) or JSON (json = 1) description of a .fmd
+ * file: format version, metadata, every tensor's name, dtype and shape, the
+ * parameter count, and the result of checking every tensor's CRC32.  The
+ * text is written into buf (buf_len bytes, NUL-terminated, truncated when
+ * short); *needed_out (may be NULL) receives the full length + 1.  A file
+ * that opens but fails a CRC check still gives its description, with the
+ * failure in it, and returns FMD_ERR_FORMAT.  Errors: FMD_ERR_INVALID_ARG,
+ * FMD_ERR_IO, FMD_ERR_FORMAT, FMD_ERR_VERSION, FMD_ERR_OOM. */
+FMD_API fmd_status fmd_file_describe(const char *path, int json, char *buf, size_t buf_len,
+                                     size_t *needed_out);
+/* ==== END PICTURES AND FILES ==== */
 
 #ifdef __cplusplus
 }

@@ -5,7 +5,7 @@ set -eu
 lib="$1"
 want_soname="${2:-libfmd.so.0}"
 bad=$(nm -D --defined-only "$lib" | awk '$2 ~ /^[TDBRWVi]$/ {print $3}' \
-      | grep -v '^fmd_' | grep -vE '^(_init|_fini|_edata|_end|__bss_start)$' || true)
+      | sed 's/@.*//' | grep -v '^fmd_' | grep -vE '^(_init|_fini|_edata|_end|__bss_start)$' || true)
 if [ -n "$bad" ]; then
   echo "exported symbols outside fmd_*:"; echo "$bad"; exit 1
 fi
@@ -16,7 +16,7 @@ soname=$(readelf -d "$lib" | sed -n 's/.*Library soname: \[\(.*\)\].*/\1/p')
 # every exported function is declared in the public header
 hdr="$(dirname "$0")/../include/fmd.h"
 missing=""
-for s in $(nm -D --defined-only "$lib" | awk '$2 == "T" {print $3}'); do
+for s in $(nm -D --defined-only "$lib" | awk '$2 == "T" {print $3}' | sed 's/@.*//'); do
   grep -q "\b$s(" "$hdr" || missing="$missing $s"
 done
 [ -z "$missing" ] || { echo "exported but not declared in fmd.h:$missing"; exit 1; }

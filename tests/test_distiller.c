@@ -21,6 +21,7 @@
 #include "api/student_internal.h"
 #include "api/teacher_internal.h"
 #include "nn/model.h"
+#include "util/util.h"
 
 static fmd_backend *be;
 
@@ -404,7 +405,9 @@ static void test_options_and_api(void)
     int calls = 0;
     CHECK_STATUS(fmd_distiller_run(d, 100, cancel_at_3, &calls), FMD_ERR_CANCELLED);
     CHECK(calls == 3 && fmd_distiller_steps(d) == 3);
-    fmd_distill_stats st = {sizeof st};
+    fmd_distill_stats st;
+    memset(&st, 0, sizeof st);
+    st.struct_size = sizeof st;
     CHECK_OK(fmd_distiller_stats(d, &st));
     CHECK(st.step == 3 && st.struct_size == sizeof st && isfinite(st.loss_pred) && st.lr > 0);
     /* data-based needs data */
@@ -470,7 +473,10 @@ static void test_ring8_beats_euler2(void)
     double secs = fmd_now() - t0;
     fmd_student *ema;
     CHECK_OK(fmd_distiller_ema_student(d, &ema));
-    fmd_eval_result rs = {sizeof rs}, re = {sizeof re};
+    fmd_eval_result rs, re;
+    memset(&rs, 0, sizeof rs);
+    memset(&re, 0, sizeof re);
+    rs.struct_size = re.struct_size = sizeof rs;
     CHECK_OK(fmd_evaluator_student(ev, ema, &rs));
     CHECK_OK(fmd_evaluator_teacher(ev, e2, &re));
     printf("ring8, 1000 steps (%.1f s): student map %.4f ED %.5f modes %d/%d; "

@@ -127,7 +127,7 @@ static void fd_model(nn_model *m, int64_t B, int nsample, double tol, const char
         const nn_param *pv = nn_model_view(m, v);
         for (int s = 0; s < nsample && s < pv->numel; s++) {
             int64_t i = pv->offset + (int64_t)(tu_uniform() * (double)pv->numel);
-            if (c->num_classes && !strcmp(pv->name, "y_embedder.embedding_table"))
+            if (c->num_classes && !strcmp(pv->name, "y_embedder.embedding_table.weight"))
                 i = pv->offset + (s % (c->num_classes + 1)) * pv->shape[1] +
                     (int64_t)(tu_uniform() * (double)pv->shape[1]);
             float keep = p[i];

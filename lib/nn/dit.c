@@ -1,7 +1,7 @@
 /* dit.c - the DiT / SiT flow model for images (Peebles & Xie; Ma et al.),
  * restated layer by layer with parameter names exactly as the public
  * checkpoints: x_embedder.proj.{weight,bias}, pos_embed (fixed buffer),
- * t_embedder.mlp.{0,2}.*, y_embedder.embedding_table, blocks.N.attn.qkv.*,
+ * t_embedder.mlp.{0,2}.*, y_embedder.embedding_table.weight, blocks.N.attn.qkv.*,
  * blocks.N.attn.proj.*, blocks.N.mlp.fc{1,2}.*, blocks.N.adaLN_modulation.1.*,
  * final_layer.linear.*, final_layer.adaLN_modulation.1.*; the student adds
  * d_embedder.mlp.{0,2}.* (last one zero-initialised).
@@ -461,7 +461,7 @@ fmd_status nn_dit_build(nn_model *m)
     p->ytab = -1;
     if (c->num_classes > 0) {
         int64_t s[2] = {c->num_classes + 1, C};
-        p->ytab = nn_add_param(m, "y_embedder.embedding_table", 2, s, nn_init_normal(0.02f));
+        p->ytab = nn_add_param(m, "y_embedder.embedding_table.weight", 2, s, nn_init_normal(0.02f));
         bad |= p->ytab < 0;
     }
     if (c->student) {

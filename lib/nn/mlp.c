@@ -9,7 +9,7 @@
  * temb_dim frequencies, linear, SiLU, linear); d_embedder's last linear is
  * zero-initialised so a student converted from a teacher equals it at
  * t = 1 - delta.  Parameter names: t_embedder.mlp.{0,2}.{weight,bias},
- * d_embedder.mlp.{0,2}.*, y_embedder.embedding_table, in_proj.*,
+ * d_embedder.mlp.{0,2}.*, y_embedder.embedding_table.weight, in_proj.*,
  * hidden.{k}.*, out_proj.*. */
 #include <string.h>
 #include "nn/model_internal.h"
@@ -209,7 +209,7 @@ fmd_status nn_mlp_build(nn_model *m)
     p->ytab = -1;
     if (c->num_classes > 0) {
         int64_t s[2] = {c->num_classes + 1, W};
-        p->ytab = nn_add_param(m, "y_embedder.embedding_table", 2, s, nn_init_normal(0.02f));
+        p->ytab = nn_add_param(m, "y_embedder.embedding_table.weight", 2, s, nn_init_normal(0.02f));
         bad |= p->ytab < 0;
     }
     bad |= add_linear(m, &p->in, "in_proj", D, W, nn_init_xavier(D, W));
