@@ -15,14 +15,20 @@
  *
  *   bench_gmm [--steps N] [--eval-every K] [--teachers a,b] [--rows r,..]
  *             [--set key=value]... [--student key=value]... [--eval-n N]
- *             [--json FILE] [--pytorch-steps N] [--no-pytorch] [--quiet]
- * rows: euler, dp, pred, corr, both, data.  Timing is wall-clock on a
+ *             [--json FILE] [--pytorch-steps N] [--no-pytorch] [--quiet] [--parallel]
+ *             [--tset teacher:key=value]... [--tstudent teacher:key=value]...
+ *             [--threads teacher=N]...
+ * rows: euler, dp, pred, corr, both, data.  --set / --student apply to every
+ * teacher, --tset / --tstudent to one.  --parallel trains every student row
+ * in its own process at once (set FMD_NUM_THREADS=1; --threads gives one
+ * teacher's children more).  Timing is wall-clock on a
  * shared machine: run it alone for numbers worth quoting. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/wait.h>
 #include "fmd.h"
 #include "api/teacher_internal.h"
 #include "algo/gmm.h"
@@ -37,6 +43,7 @@ typedef struct {
     fmd_eval_result r;
     double train_s, steps_per_s;
     int trained;
+    char note[96];        /* why training stopped early, if it did */
     int ncurve;
     int64_t cstep[MAXCURVE];
     double cmap[MAXCURVE], ced[MAXCURVE];
@@ -49,7 +56,13 @@ static struct {
     int nset;
     const char *sset[MAXSET];
     int nsset;
-    int pytorch, quiet;
+    const char *tset[MAXSET];     /* "teacher:key=value" (distiller)   */
+    int ntset;
+    const char *tsset[MAXSET];    /* "teacher:key=value" (student)     */
+    int ntsset;
+    const char *threads[8];       /* "teacher=N" for --parallel children */
+    int nthreads;
+    int pytorch, quiet, jobs;
 } A;
 
 static void die(const char *what, fmd_status st)
@@ -109,13 +122,23 @@ static int on_progress(const fmd_distill_stats *s, void *user)
     return 0;
 }
 
-static void train_row(fmd_teacher *T, fmd_backend *be, fmd_evaluator *ev, row *r,
-                      const char *kind)
+/* Apply the "teacher:key=value" entries of list that name tname. */
+static void apply_teacher_opts(fmd_options *o, const char *tname, const char *const *list, int n)
+{
+    size_t l = strlen(tname);
+    for (int i = 0; i < n; i++)
+        if (!strncmp(list[i], tname, l) && list[i][l] == ':')
+            TRY(list[i], fmd_options_parse(o, list[i] + l + 1));
+}
+
+static void train_row(fmd_teacher *T, const char *tname, fmd_backend *be, fmd_evaluator *ev,
+                      row *r, const char *kind)
 {
     fmd_options *so, *o;
     TRY("options", fmd_options_create(&so));
     TRY("options", fmd_options_create(&o));
     for (int i = 0; i < A.nsset; i++) TRY(A.sset[i], fmd_options_parse(so, A.sset[i]));
+    apply_teacher_opts(so, tname, A.tsset, A.ntsset);
     if (strcmp(kind, "pred") == 0) TRY("opt", fmd_options_set_i64(o, "corr", 0));
     if (strcmp(kind, "corr") == 0) TRY("opt", fmd_options_set_i64(o, "pred", 0));
     if (strcmp(kind, "data") == 0) {
@@ -123,6 +146,7 @@ static void train_row(fmd_teacher *T, fmd_backend *be, fmd_evaluator *ev, row *r
         TRY("opt", fmd_options_set_i64(o, "data_based", 1));
     }
     for (int i = 0; i < A.nset; i++) TRY(A.set[i], fmd_options_parse(o, A.set[i]));
+    apply_teacher_opts(o, tname, A.tset, A.ntset);
     int64_t every = A.eval_every > 0 ? A.eval_every : A.steps;
     TRY("opt", fmd_options_set_i64(o, "progress_every", every));
     fmd_student *s;
@@ -143,9 +167,15 @@ static void train_row(fmd_teacher *T, fmd_backend *be, fmd_evaluator *ev, row *r
         free(lab);
     }
     curve_ctx c = {ev, d, r, 0.0, fmd_now(), every};
-    TRY("fmd_distiller_run", fmd_distiller_run(d, A.steps, on_progress, &c));
-    r->train_s = c.t_train;
-    r->steps_per_s = c.t_train > 0 ? (double)A.steps / c.t_train : 0;
+    fmd_status rst = fmd_distiller_run(d, A.steps, on_progress, &c);
+    int64_t done = fmd_distiller_steps(d);
+    if (rst) { /* keep the row: the weights are those of the last good step */
+        snprintf(r->note, sizeof r->note, "stopped at step %lld: %s", (long long)done,
+                 fmd_status_name(rst));
+        fprintf(stderr, "bench_gmm: %s: %s\n", r->name, fmd_last_error());
+    }
+    r->train_s = c.t_train + (fmd_now() - c.t_last);
+    r->steps_per_s = r->train_s > 0 ? (double)done / r->train_s : 0;
     r->trained = 1;
     fmd_student *ema;
     TRY("ema", fmd_distiller_ema_student(d, &ema));
@@ -156,6 +186,38 @@ static void train_row(fmd_teacher *T, fmd_backend *be, fmd_evaluator *ev, row *r
     fmd_student_destroy(s);
     fmd_options_destroy(so);
     fmd_options_destroy(o);
+}
+
+/* --jobs: one child process per student row; the row comes back through a
+ * pipe.  Children build their own teacher, evaluator and backend (nothing
+ * OpenMP-related crosses the fork). */
+typedef struct {
+    pid_t pid;
+    int fd, teacher, slot;
+} job;
+
+static void child_row(const char *tname, int nproc_eval, const char *kind, row *r, int fd)
+{
+    fmd_backend *be;
+    fmd_teacher *T;
+    fmd_options *eo;
+    fmd_evaluator *ev;
+    size_t l = strlen(tname);
+    for (int i = 0; i < A.nthreads; i++)
+        if (!strncmp(A.threads[i], tname, l) && A.threads[i][l] == '=') {
+            setenv("FMD_NUM_THREADS", A.threads[i] + l + 1, 1);
+            setenv("OMP_NUM_THREADS", A.threads[i] + l + 1, 1);
+        }
+    TRY("fmd_backend_open", fmd_backend_open("cpu", &be));
+    TRY("preset", fmd_teacher_create_preset(tname, &T));
+    if (fmd_teacher_num_classes(T) > 0) TRY("guidance", fmd_teacher_set_guidance(T, 3.0, 0.0, 1.0));
+    TRY("options", fmd_options_create(&eo));
+    TRY("options", fmd_options_set_i64(eo, "n", nproc_eval));
+    TRY("fmd_evaluator_create", fmd_evaluator_create(T, eo, &ev));
+    train_row(T, tname, be, ev, r, kind);
+    ssize_t w = write(fd, r, sizeof *r);
+    close(fd);
+    _exit(w == (ssize_t)sizeof *r ? 0 : 1);
 }
 
 static void print_table(const char *teacher, const row *rows, int n, double floor)
@@ -180,6 +242,8 @@ static void print_table(const char *teacher, const row *rows, int n, double floo
         printf("| %-22s | %4lld | %9.5f | %9.5f | %7s | %8.4f | %8s | %8s |\n", r->name,
                (long long)r->nfe, r->r.map_error, r->r.energy_distance, modes, r->r.mass_error, tr, sps);
     }
+    for (int i = 0; i < n; i++)
+        if (rows[i].note[0]) printf("\n%s: %s\n", rows[i].name, rows[i].note);
     int any = 0;
     for (int i = 0; i < n; i++) any |= rows[i].ncurve > 1;
     if (!any) return;
@@ -194,18 +258,28 @@ static void print_table(const char *teacher, const row *rows, int n, double floo
     }
 }
 
+/* A JSON number, or null for NaN/Inf. */
+static const char *jnum(double v, char *buf)
+{
+    if (isfinite(v)) snprintf(buf, 32, "%.6g", v);
+    else snprintf(buf, 32, "null");
+    return buf;
+}
+
 static void json_rows(FILE *f, const row *rows, int n)
 {
+    char b1[32], b2[32], b3[32];
     for (int i = 0; i < n; i++) {
         const row *r = &rows[i];
-        fprintf(f, "%s{\"name\":\"%s\",\"nfe\":%lld,\"map_error\":%.6g,\"energy_distance\":%.6g,"
-                   "\"modes_covered\":%d,\"modes_total\":%d,\"mass_error\":%.6g,\"train_s\":%.4g,"
-                   "\"steps_per_s\":%.4g,\"curve\":[",
-                i ? "," : "", r->name, (long long)r->nfe, r->r.map_error, r->r.energy_distance,
-                r->r.modes_covered, r->r.modes_total, r->r.mass_error, r->train_s, r->steps_per_s);
+        fprintf(f, "%s{\"name\":\"%s\",\"nfe\":%lld,\"map_error\":%s,\"energy_distance\":%s,"
+                   "\"modes_covered\":%d,\"modes_total\":%d,\"mass_error\":%s,\"train_s\":%.4g,"
+                   "\"steps_per_s\":%.4g,\"note\":\"%s\",\"curve\":[",
+                i ? "," : "", r->name, (long long)r->nfe, jnum(r->r.map_error, b1),
+                jnum(r->r.energy_distance, b2), r->r.modes_covered, r->r.modes_total,
+                jnum(r->r.mass_error, b3), r->train_s, r->steps_per_s, r->note);
         for (int k = 0; k < r->ncurve; k++)
-            fprintf(f, "%s{\"step\":%lld,\"map_error\":%.6g,\"energy_distance\":%.6g}", k ? "," : "",
-                    (long long)r->cstep[k], r->cmap[k], r->ced[k]);
+            fprintf(f, "%s{\"step\":%lld,\"map_error\":%s,\"energy_distance\":%s}", k ? "," : "",
+                    (long long)r->cstep[k], jnum(r->cmap[k], b1), jnum(r->ced[k], b2));
         fprintf(f, "]}");
     }
 }
@@ -238,7 +312,8 @@ static int write_spec(fmd_teacher *T, const char *path, double w)
 
 /* Run the PyTorch implementation on the same settings; returns its steps/s
  * (0 when it could not run). */
-static double run_pytorch(fmd_teacher *T, int64_t batch, int width, int depth, char *why, size_t nwhy)
+static double run_pytorch(fmd_teacher *T, int64_t batch, int width, int depth, int temb, double h,
+                          double lr, char *why, size_t nwhy)
 {
     const char *src = getenv("FMD_SOURCE_DIR");
     char script[1024], spec[] = "/tmp/fmd_bench_gmm_spec_XXXXXX", cmd[4096];
@@ -264,8 +339,8 @@ static double run_pytorch(fmd_teacher *T, int64_t batch, int width, int depth, c
     const char *threads = getenv("FMD_NUM_THREADS");
     snprintf(cmd, sizeof cmd,
              "/usr/bin/python3 %s --spec %s --steps %lld --batch %lld --width %d --depth %d "
-             "--threads %s 2>&1",
-             script, spec, (long long)A.pt_steps, (long long)batch, width, depth,
+             "--temb %d --h %g --lr %g --threads %s 2>&1",
+             script, spec, (long long)A.pt_steps, (long long)batch, width, depth, temb, h, lr,
              threads ? threads : "0");
     FILE *p = popen(cmd, "r");
     double sps = 0;
@@ -305,12 +380,52 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--pytorch-steps") && v) A.pt_steps = atoll(argv[++i]);
         else if (!strcmp(a, "--no-pytorch")) A.pytorch = 0;
         else if (!strcmp(a, "--quiet")) A.quiet = 1;
+        else if (!strcmp(a, "--parallel")) A.jobs = 1;
+        else if (!strcmp(a, "--tset") && v && A.ntset < MAXSET) A.tset[A.ntset++] = argv[++i];
+        else if (!strcmp(a, "--tstudent") && v && A.ntsset < MAXSET) A.tsset[A.ntsset++] = argv[++i];
+        else if (!strcmp(a, "--threads") && v && A.nthreads < 8) A.threads[A.nthreads++] = argv[++i];
         else {
             fprintf(stderr, "usage: bench_gmm [--steps N] [--eval-every K] [--teachers a,b] "
                             "[--rows euler,dp,pred,corr,both,data] [--set k=v]... [--student k=v]... "
-                            "[--eval-n N] [--json FILE] [--pytorch-steps N] [--no-pytorch] [--quiet]\n");
+                            "[--eval-n N] [--json FILE] [--pytorch-steps N] [--no-pytorch] [--quiet] [--parallel] "
+                            "[--tset t:k=v]... [--tstudent t:k=v]... [--threads t=N]...\n");
             return 2;
         }
+    }
+    static const char *const names[] = {"ring8", "grid25", "classes4-d32"};
+    static const char *const kinds[] = {"pred", "corr", "both", "data"};
+    static const char *const labels[] = {"student pred-only", "student corr-only",
+                                         "student pred+corr", "data-based baseline"};
+    static job jobs[3][4];
+    if (A.jobs) {
+        /* every student row in its own process, all at once, before this
+         * process touches OpenMP */
+        fflush(stdout);
+        fflush(stderr);
+        for (int ti = 0; ti < 3; ti++)
+            for (int k = 0; k < 4; k++) {
+                if (!has(A.teachers, names[ti]) || !has(A.rows, kinds[k])) continue;
+                int p[2];
+                if (pipe(p)) {
+                    perror("pipe");
+                    return 1;
+                }
+                pid_t pid = fork();
+                if (pid < 0) {
+                    perror("fork");
+                    return 1;
+                }
+                if (pid == 0) {
+                    close(p[0]);
+                    static row r;
+                    memset(&r, 0, sizeof r);
+                    snprintf(r.name, sizeof r.name, "%s", labels[k]);
+                    child_row(names[ti], (int)A.eval_n, kinds[k], &r, p[1]);
+                }
+                close(p[1]);
+                jobs[ti][k].pid = pid;
+                jobs[ti][k].fd = p[0];
+            }
     }
     fmd_backend *be;
     TRY("fmd_backend_open", fmd_backend_open("cpu", &be));
@@ -326,7 +441,6 @@ int main(int argc, char **argv)
         fprintf(jf, "{\"device\":\"%s\",\"steps\":%lld,\"teachers\":[", fmd_backend_device(be),
                 (long long)A.steps);
     }
-    static const char *const names[] = {"ring8", "grid25", "classes4-d32"};
     int nt = 0;
     double lib_sps = 0;
     fmd_teacher *ring = NULL;
@@ -367,14 +481,30 @@ int main(int argc, char **argv)
             TRY("evaluate", fmd_evaluator_teacher(ev, NULL, &r->r));
             r->nfe = r->r.nfe;
         }
-        static const char *const kinds[] = {"pred", "corr", "both", "data"};
-        static const char *const labels[] = {"student pred-only", "student corr-only",
-                                             "student pred+corr", "data-based baseline"};
         for (int k = 0; k < 4; k++) {
             if (!has(A.rows, kinds[k])) continue;
             row *r = &rows[n++];
             snprintf(r->name, sizeof r->name, "%s", labels[k]);
-            train_row(T, be, ev, r, kinds[k]);
+            if (A.jobs) {
+                /* collect the child's row */
+                job *j = &jobs[ti][k];
+                ssize_t got = 0, m;
+                while (got < (ssize_t)sizeof *r && (m = read(j->fd, (char *)r + got, sizeof *r - got)) > 0)
+                    got += m;
+                close(j->fd);
+                int wst = 0;
+                waitpid(j->pid, &wst, 0);
+                if (got != (ssize_t)sizeof *r || !WIFEXITED(wst) || WEXITSTATUS(wst) != 0) {
+                    fprintf(stderr, "bench_gmm: the %s/%s child failed\n", names[ti], kinds[k]);
+                    memset(r, 0, sizeof *r);
+                    snprintf(r->name, sizeof r->name, "%s", labels[k]);
+                    snprintf(r->note, sizeof r->note, "child process failed");
+                    r->r.map_error = r->r.energy_distance = r->r.mass_error = NAN;
+                    r->r.modes_total = r->r.modes_covered = -1;
+                }
+            } else {
+                train_row(T, names[ti], be, ev, r, kinds[k]);
+            }
             if (ti == 0 && k == 2) lib_sps = r->steps_per_s;
         }
         double floor = n > 0 ? rows[0].r.energy_floor : 0.0;
@@ -396,14 +526,19 @@ int main(int argc, char **argv)
     char why[256] = "";
     if (A.pytorch && ring && lib_sps > 0) {
         /* the student settings the library used (defaults unless --student) */
-        int64_t batch = 512, width = 256, depth = 4;
-        for (int i = 0; i < A.nset; i++)
+        int64_t batch = 512, width = 256, depth = 4, temb = 256;
+        double h = 0.05, lr = 3e-4;
+        for (int i = 0; i < A.nset; i++) {
             if (!strncmp(A.set[i], "batch=", 6)) batch = atoll(A.set[i] + 6);
+            if (!strncmp(A.set[i], "step_h=", 7)) h = atof(A.set[i] + 7);
+            if (!strncmp(A.set[i], "lr=", 3)) lr = atof(A.set[i] + 3);
+        }
         for (int i = 0; i < A.nsset; i++) {
             if (!strncmp(A.sset[i], "width=", 6)) width = atoll(A.sset[i] + 6);
             if (!strncmp(A.sset[i], "depth=", 6)) depth = atoll(A.sset[i] + 6);
+            if (!strncmp(A.sset[i], "temb_dim=", 9)) temb = atoll(A.sset[i] + 9);
         }
-        pt_sps = run_pytorch(ring, batch, (int)width, (int)depth, why, sizeof why);
+        pt_sps = run_pytorch(ring, batch, (int)width, (int)depth, (int)temb, h, lr, why, sizeof why);
         if (pt_sps > 0)
             printf("\nPyTorch (bench/pytorch_freeflow.py, same algorithm and MLP, ring8, pred+corr): "
                    "%.1f steps/s; libfmd %.1f steps/s; libfmd / PyTorch = %.2fx\n",

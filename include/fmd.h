@@ -353,6 +353,88 @@ FMD_API fmd_status fmd_teacher_sample(fmd_teacher *teacher, float *x_out, const 
 /* Fill z (n, dim) with the prior noise described above. */
 FMD_API fmd_status fmd_prior_noise(float *z, int64_t n, int64_t dim, uint64_t seed,
                                    uint64_t first_index);
+
+/* ---- data sets and teacher training by flow matching -------------------- */
+/* A data set: n samples of dim floats (host memory owned by the data set),
+ * optional int32 labels in [0, num_classes), and for images the shape
+ * (channels, height, width) with dim = channels * height * width. */
+typedef struct fmd_dataset fmd_dataset;
+
+/* Copy n samples x (n, dim) and labels (n, in [0, num_classes); NULL when
+ * num_classes == 0) into a new data set.  Caller owns *out
+ * (fmd_dataset_destroy).  Errors: FMD_ERR_INVALID_ARG (NULL, n < 1, dim <
+ * 1, label out of range - names the row), FMD_ERR_NONFINITE, FMD_ERR_OOM. */
+FMD_API fmd_status fmd_dataset_create(const float *x, const int32_t *labels, int64_t n,
+                                      int64_t dim, int num_classes, fmd_dataset **out);
+/* n exact samples of a mixture teacher's data distribution (seed; row i is
+ * a pure function of (seed, i)); labels are the component's class when the
+ * mixture has classes.  Errors: FMD_ERR_INVALID_ARG, FMD_ERR_UNSUPPORTED
+ * (not a mixture teacher), FMD_ERR_OOM. */
+FMD_API fmd_status fmd_dataset_from_mixture(const fmd_teacher *mixture, int64_t n, uint64_t seed,
+                                            fmd_dataset **out);
+/* Images and labels from IDX files (MNIST / Fashion-MNIST layout, gzip or
+ * plain; Debian's dataset-fashion-mnist puts them in
+ * /usr/share/datasets/fashion-mnist/).  Pixels are scaled to [-1, 1];
+ * shape (1, H, W).  labels_path may be NULL (no labels); otherwise its count
+ * must match and num_classes = largest label + 1.  Errors:
+ * FMD_ERR_INVALID_ARG, FMD_ERR_IO, FMD_ERR_FORMAT (naming file and offset),
+ * FMD_ERR_UNSUPPORTED, FMD_ERR_OOM. */
+FMD_API fmd_status fmd_dataset_load_idx(const char *images_path, const char *labels_path,
+                                        fmd_dataset **out);
+/* Release a data set.  NULL-safe. */
+FMD_API void fmd_dataset_destroy(fmd_dataset *data);
+/* Samples, numbers per sample, classes (0 for NULL / unlabeled). */
+FMD_API int64_t fmd_dataset_size(const fmd_dataset *data);
+FMD_API int64_t fmd_dataset_dim(const fmd_dataset *data);
+FMD_API int fmd_dataset_num_classes(const fmd_dataset *data);
+/* Copy sample i into x (dim floats) and its label into *label (may be NULL;
+ * -1 when unlabeled).  Errors: FMD_ERR_INVALID_ARG (NULL, i out of range). */
+FMD_API fmd_status fmd_dataset_get(const fmd_dataset *data, int64_t i, float *x, int32_t *label);
+
+/* Progress of fmd_teacher_train.  struct_size is sizeof(fmd_train_stats). */
+typedef struct fmd_train_stats {
+    size_t struct_size;
+    int64_t step;          /* steps completed                              */
+    int64_t steps;         /* steps requested                              */
+    double loss;           /* flow-matching loss of the last step          */
+    double loss_avg;       /* mean loss since the previous report          */
+    double lr;             /* learning rate of the last step               */
+    double grad_norm;      /* gradient norm before clipping                */
+    double steps_per_s;    /* since the previous report                    */
+    double eta_s;          /* estimated seconds to the end                 */
+} fmd_train_stats;
+/* Called every progress_every steps and after the last step; stats valid
+ * during the call.  Return non-zero to cancel (FMD_ERR_CANCELLED). */
+typedef int (*fmd_train_progress_fn)(const fmd_train_stats *stats, void *user);
+
+/* Train a network teacher on data by flow matching (MATH.md section 1:
+ * x_t = (1 - t) x0 + t eps, regress v(x_t, t, c) onto eps - x0) with AdamW,
+ * an EMA of the weights (the returned teacher uses the EMA weights), class
+ * dropout to the null class (for guidance), gradient clipping, and periodic
+ * checkpoints.  The network lives on backend (borrowed by the teacher).
+ * Options (opts may be NULL), with defaults:
+ *   arch "mlp" | "dit" | a SiT/DiT preset ("SiT-S/2"; image data only);
+ *   mlp: width 256, depth 4, temb_dim 256, time_scale 30;
+ *   dit: patch_size 2, hidden_size 256, depth 6, num_heads 4, mlp_ratio 4
+ *        (input_size and in_channels from the data set's image shape);
+ *   steps 5000, batch 256, lr 1e-3, warmup 100 (linear), lr_decay "cosine" |
+ *   "const" (cosine), min_lr 0.1 * lr (cosine floor), weight_decay 0,
+ *   beta1 0.9, beta2 0.999, eps 1e-8, grad_clip 1 (0 = off), ema 0.999,
+ *   class_dropout 0.1 (labeled data only), conditional 1 (0 trains an
+ *   unconditional teacher on labeled data), t_dist "uniform" | "logit_normal"
+ *   (uniform; logit_normal uses t_mean 0, t_std 1), seed 0,
+ *   progress_every 100, checkpoint "" (a .fmd path; the EMA teacher is
+ *   saved there atomically every checkpoint_every steps, default 1000, and
+ *   at the end).
+ * Reproducible: the same data, options and backend give the same weights.
+ * Caller owns *out.  Errors: FMD_ERR_INVALID_ARG (NULL, unknown option or
+ * bad value - names the key; dit arch on non-image data), FMD_ERR_NONFINITE
+ * (loss or gradient NaN/Inf: names the step), FMD_ERR_CANCELLED, FMD_ERR_IO
+ * (checkpoint), FMD_ERR_OOM, backend errors.  On error *out is not set and
+ * the last checkpoint written stays valid. */
+FMD_API fmd_status fmd_teacher_train(fmd_backend *backend, const fmd_dataset *data,
+                                     const fmd_options *opts, fmd_train_progress_fn progress,
+                                     void *user, fmd_teacher **out);
 /* ==== END TEACHERS ==== */
 
 /* ==== STUDENTS AND DISTILLER (fmd_student, fmd_distiller) ==== */
@@ -677,7 +759,7 @@ FMD_API fmd_status fmd_npy_load(const char *path, const char **dtype_out, int *n
 FMD_API void fmd_npy_free(void *data);
 
 /* Density panels of 2-D point sets side by side, one PNG: panel p shows a
- * log-scaled 2-D histogram of points[p] (counts[p] rows of (x, y) floats),
+ * square-root scaled 2-D histogram of points[p] (counts[p] rows of (x, y) floats),
  * titled titles[p] (ASCII; may be NULL) in a built-in bitmap font.  bounds
  * (xmin, xmax, ymin, ymax) or NULL (the range of all points, padded, made
  * square) is shared by the panels.  panel_px in [32, 2048] is each panel's

@@ -27,3 +27,31 @@ if(TARGET test_cuda_plugin)
       FMD_CUDA_PLUGIN_FILE="$<TARGET_FILE:fmd_cuda>")
   endif()
 endif()
+
+# The CUDA backend's own source compiled for the host over an emulation of
+# the CUDA runtime, kernel language and cuBLAS (tests/plugins/cuda_emu.h):
+# the op test and the cross-backend test run the plugin's code on machines
+# without a GPU (CI), so its launch geometry, indexing, reductions and cuBLAS
+# mapping are tested everywhere; the GPU runs the real one.
+add_library(fmd_cuda_emu MODULE ${CMAKE_CURRENT_SOURCE_DIR}/plugins/cuda_emu_plugin.cc)
+target_include_directories(fmd_cuda_emu BEFORE PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/plugins/emu_include)
+target_include_directories(fmd_cuda_emu PRIVATE ${PROJECT_SOURCE_DIR}/include ${PROJECT_SOURCE_DIR}/backends
+                           ${PROJECT_SOURCE_DIR}/lib)
+set_target_properties(fmd_cuda_emu PROPERTIES PREFIX "lib" OUTPUT_NAME fmd-cuda-emu
+  CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON LIBRARY_OUTPUT_DIRECTORY ${FMD_FAKE_PLUGIN_DIR})
+foreach(t test_backend_ops test_cross_backend)
+  if(TARGET ${t})
+    add_dependencies(${t} fmd_cuda_emu)
+    if(t STREQUAL "test_backend_ops")
+      add_test(NAME ${t}_emu COMMAND ${t} cuda)
+    else()
+      add_test(NAME ${t}_emu COMMAND ${t} cpu cuda)
+    endif()
+    set_tests_properties(${t}_emu PROPERTIES TIMEOUT 600 ENVIRONMENT
+      "FMD_BACKEND_PATH=$<TARGET_FILE:fmd_cuda_emu>;FMD_SOURCE_DIR=${PROJECT_SOURCE_DIR};FMD_BUILD_DIR=${PROJECT_BINARY_DIR}")
+  endif()
+endforeach()
+# the real plugin is looked up in the build directory (skipped without a GPU)
+if(TARGET test_cross_backend)
+  set_property(TEST test_cross_backend APPEND PROPERTY ENVIRONMENT "FMD_BACKEND_PATH=${PROJECT_BINARY_DIR}")
+endif()

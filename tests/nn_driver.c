@@ -3,6 +3,7 @@
  * the test compares, before the Python bindings exist.
  *
  *   nn_driver WEIGHTS INPUTS OUTPUT
+ *   nn_driver --views CONFIG OUTPUT.json
  *
  * WEIGHTS: safetensors with the parameters (names as the model's views) and
  *   the configuration in __metadata__ (keys as nn_config's fields: arch =
@@ -13,7 +14,11 @@
  *   delta (B, student only), dout (B, D), tan_t (B), tan_delta (B, student).
  * OUTPUT: safetensors F32 out (B, D) = model(x, t, delta, labels),
  *   tout (B, D) = its JVP along (tan_t, tan_delta), dx (B, D) and
- *   "grad.<view>" = d sum(dout * out) / d params. */
+ *   "grad.<view>" = d sum(dout * out) / d params.
+ * --views: CONFIG is a safetensors file whose metadata holds the
+ *   configuration (tensors ignored); writes the model's parameter views and
+ *   buffers as JSON {"params": [[name, [shape]], ...], "buffers": [...],
+ *   "num_params": N} without running it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,17 +66,31 @@ static float *read_input(st_file *f, const char *name, int64_t n, int required)
     return h;
 }
 
+static void write_views(FILE *fp, const nn_model *m, int buffers)
+{
+    int n = buffers ? nn_model_num_buffers(m) : nn_model_num_views(m);
+    fprintf(fp, "[");
+    for (int i = 0; i < n; i++) {
+        const nn_param *v = buffers ? nn_model_buffer_view(m, i) : nn_model_view(m, i);
+        fprintf(fp, "%s[\"%s\", [", i ? ", " : "", v->name);
+        for (int k = 0; k < v->ndim; k++) fprintf(fp, "%s%lld", k ? ", " : "", (long long)v->shape[k]);
+        fprintf(fp, "]]");
+    }
+    fprintf(fp, "]");
+}
+
 int main(int argc, char **argv)
 {
+    int views = argc == 4 && !strcmp(argv[1], "--views");
     if (argc != 4) {
-        fprintf(stderr, "usage: nn_driver WEIGHTS INPUTS OUTPUT\n");
+        fprintf(stderr, "usage: nn_driver WEIGHTS INPUTS OUTPUT | nn_driver --views CONFIG OUT.json\n");
         return 2;
     }
     fmd_backend *be = NULL;
     if (fmd_backend_open("cpu", &be)) return fail("backend");
     st_file *wf = NULL, *inf = NULL;
-    if (st_open(argv[1], &wf)) return fail("weights");
-    if (st_open(argv[2], &inf)) return fail("inputs");
+    if (st_open(argv[views ? 2 : 1], &wf)) return fail("weights");
+    if (!views && st_open(argv[2], &inf)) return fail("inputs");
 
     nn_config c;
     memset(&c, 0, sizeof c);
@@ -100,6 +119,20 @@ int main(int argc, char **argv)
 
     nn_model *m = NULL;
     if (nn_model_create(be, &c, 0, &m)) return fail("create");
+    if (views) {
+        FILE *fp = fopen(argv[3], "w");
+        if (!fp) return 1;
+        fprintf(fp, "{\"params\": ");
+        write_views(fp, m, 0);
+        fprintf(fp, ", \"buffers\": ");
+        write_views(fp, m, 1);
+        fprintf(fp, ", \"num_params\": %lld}\n", (long long)nn_model_num_params(m));
+        fclose(fp);
+        nn_model_destroy(m);
+        st_close(wf);
+        fmd_backend_destroy(be);
+        return 0;
+    }
     if (st_load_model(wf, m, 0, NULL)) return fail("load");
     const st_tensor *tt = st_find(inf, "t");
     if (!tt) {

@@ -64,7 +64,7 @@ static void test_targets(void)
     nn_model *s = mlp(2, 1, 64, 3), *e = mlp(2, 1, 64, 3);
     /* random weights everywhere so that F depends on delta through both
      * embedders (the zero-initialised delta projection would hide it) */
-    CHECK_OK(nn_model_randomize(s, 11, 0.3f));
+    CHECK_OK(nn_model_randomize(s, 11, 0.2f));
     enum { B = 64 };
     static float tj[B * 2], fj[B * 2], tf[B * 2], ff[B * 2], ts[B * 2], fs[B * 2], dl[B], dl2[B];
     int64_t rows = 0, rows2 = 0;
@@ -80,19 +80,24 @@ static void test_targets(void)
     if (t) CHECK_OK(ff_prediction_target(t, tj, fj, dl, &rows));
     ff_destroy(t);
     c.target = FF_TARGET_FD;
-    c.fd_eps = 2e-3;
+    c.fd_eps = 1e-3;
     CHECK_OK(ff_create(be, &c, s, e, NULL, 0, vel, &vc, &t));
     if (t) CHECK_OK(ff_prediction_target(t, tf, ff, dl2, &rows2));
     ff_destroy(t);
     CHECK(rows == B && rows2 == B);
     CHECK(memcmp(dl, dl2, sizeof dl) == 0);
     CHECK(memcmp(fj, ff, sizeof fj) == 0);
-    double err = tu_rel_err(tf, tj, B * 2);
-    CHECK_MSG(err < 2e-3, "JVP vs central-FD target: relative error %.3g", err);
-    /* the derivative term matters: the targets differ from v alone */
+    /* compare the residuals target - F (F is identical in both runs) */
+    static float rf[B * 2], rjv[B * 2];
     double dmax = 0;
-    for (int i = 0; i < B * 2; i++) dmax = fmax(dmax, fabs(tj[i] - fj[i]));
-    CHECK(dmax > 1e-2);
+    for (int i = 0; i < B * 2; i++) {
+        rf[i] = tf[i] - ff[i];
+        rjv[i] = tj[i] - fj[i];
+        dmax = fmax(dmax, fabs(rjv[i]));
+    }
+    double err = tu_rel_err(rf, rjv, B * 2);
+    CHECK_MSG(err < 1e-2, "JVP vs central-FD residual: relative error %.3g", err);
+    CHECK(dmax > 1e-2);   /* a non-trivial residual */
 
     /* teacher step with small h: (target - F) * delta / h -> (jvp target - F) */
     c.target = FF_TARGET_STEP;
@@ -124,8 +129,6 @@ static void test_targets(void)
  * must move the one-step samples left, and right for the opposite sign. */
 static double mean_one_step(nn_model *s, const float *z, int n)
 {
-    fmd_student *tmp = NULL;
-    (void)tmp;
     float *dz = be->ops->alloc(be, n * sizeof(float)), *out = be->ops->alloc(be, n * sizeof(float));
     float *t = be->ops->alloc(be, n * sizeof(float)), *d = be->ops->alloc(be, n * sizeof(float));
     float *h = malloc(n * sizeof(float));
@@ -152,8 +155,8 @@ static void test_correction_sign(void)
     fmd_teacher *T;
     CHECK_OK(fmd_teacher_create_mixture(1, 1, &w, &mu, &sd, NULL, 0, &T));
     vctx vc = {T};
-    float z[256];
-    for (int i = 0; i < 256; i++) z[i] = (float)tu_normal();
+    float z[128];
+    for (int i = 0; i < 128; i++) z[i] = (float)tu_normal();
     for (int sign = -1; sign <= 1; sign += 2) {
         nn_model *s = mlp(1, 1, 32, 7), *e = mlp(1, 1, 32, 7), *aux = mlp(1, 0, 32, 8);
         /* residual g = v + R with R = sign * 0.5 everywhere: v_N - v = R */
@@ -173,10 +176,10 @@ static void test_correction_sign(void)
         c.aux_lr = 1e-12;   /* keep R fixed */
         ff_trainer *t = NULL;
         CHECK_OK(ff_create(be, &c, s, e, aux, 1, vel, &vc, &t));
-        double before = mean_one_step(s, z, 256);
+        double before = mean_one_step(s, z, 128);
         ff_step_stats st;
         CHECK_OK(ff_step(t, &st));
-        double after = mean_one_step(s, z, 256);
+        double after = mean_one_step(s, z, 128);
         CHECK_MSG(fabs(st.vdiff_norm - 0.5) < 1e-4, "|v_N - v| = %g", st.vdiff_norm);
         if (sign < 0) CHECK_MSG(after < before - 1e-5, "v_N - v < 0 must move samples left: %g -> %g", before, after);
         else CHECK_MSG(after > before + 1e-5, "v_N - v > 0 must move samples right: %g -> %g", before, after);
@@ -384,7 +387,7 @@ static void test_options_and_api(void)
     expect_bad(T, s, "target=euler", "target");
     expect_bad(T, s, "delta_dist=gamma", "delta_dist");
     expect_bad(T, s, "ema=1.5", "ema");
-    expect_bad(T, s, "lr_decay=cosine", "decay_steps");
+    expect_bad(T, s, "lr_decay=step", "lr_decay");
     expect_bad(T, s, "aux=copy", "aux");
     fmd_options *bad;
     CHECK_OK(fmd_options_create(&bad));
@@ -469,7 +472,7 @@ static void test_ring8_beats_euler2(void)
     CHECK_OK(fmd_distiller_create(T, s, be, o, &d));
     CHECK_OK(fmd_evaluator_create(T, eo, &ev));
     double t0 = fmd_now();
-    CHECK_OK(fmd_distiller_run(d, 1000, NULL, NULL));
+    CHECK_OK(fmd_distiller_run(d, 800, NULL, NULL));
     double secs = fmd_now() - t0;
     fmd_student *ema;
     CHECK_OK(fmd_distiller_ema_student(d, &ema));
@@ -479,7 +482,7 @@ static void test_ring8_beats_euler2(void)
     rs.struct_size = re.struct_size = sizeof rs;
     CHECK_OK(fmd_evaluator_student(ev, ema, &rs));
     CHECK_OK(fmd_evaluator_teacher(ev, e2, &re));
-    printf("ring8, 1000 steps (%.1f s): student map %.4f ED %.5f modes %d/%d; "
+    printf("ring8, 800 steps (%.1f s): student map %.4f ED %.5f modes %d/%d; "
            "Euler-2 map %.4f ED %.5f; floor %.5f\n", secs, rs.map_error, rs.energy_distance,
            rs.modes_covered, rs.modes_total, re.map_error, re.energy_distance, rs.energy_floor);
     CHECK(rs.map_error < re.map_error);

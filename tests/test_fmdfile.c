@@ -424,6 +424,9 @@ static void test_atomic(void)
     CHECK_OK(fmdf_writer_begin(p, &w));
     CHECK_OK(fmdf_writer_add_meta(w, "v", "2"));
     CHECK_OK(fmdf_writer_commit(w));
+    /* the umask decides the permissions (not a private 0600 temporary) */
+    struct stat sb;
+    CHECK(stat(p, &sb) == 0 && (sb.st_mode & 0777) == 0644);
     fmdf_reader *r;
     CHECK_OK(fmdf_open(p, &r));
     CHECK(fmdf_tensor_count(r) == 0 && fmdf_meta_get(r, "v") && strcmp(fmdf_meta_get(r, "v"), "2") == 0);
@@ -451,6 +454,7 @@ int main(void)
     snprintf(g_dir, sizeof g_dir, "/tmp/fmd_test_fmdfile_XXXXXX");
     if (!mkdtemp(g_dir)) return tu_skip("test_fmdfile", "cannot create a temporary directory");
     tu_seed(1);
+    umask(022);
     for (int i = 0; i < NBIG; i++) g_big[i] = (float)(tu_normal() * (i % 7 == 0 ? 1e-3 : 1.0));
     test_roundtrip();
     test_writer_args();

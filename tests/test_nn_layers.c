@@ -362,7 +362,7 @@ static void pos_embed_layout(void)
 
 int main(void)
 {
-    if (fmd_backend_open("cpu", &be) != FMD_OK) {
+    if (fmd_backend_open(getenv("FMD_TEST_BACKEND") ? getenv("FMD_TEST_BACKEND") : "cpu", &be) != FMD_OK) {
         fprintf(stderr, "cpu backend: %s\n", fmd_last_error());
         return 1;
     }

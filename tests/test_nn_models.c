@@ -475,7 +475,7 @@ static void run_fd(nn_config c, int64_t B, int nsample, double tol, const char *
 
 int main(void)
 {
-    fmd_status st = fmd_backend_open("cpu", &be);
+    fmd_status st = fmd_backend_open(getenv("FMD_TEST_BACKEND") ? getenv("FMD_TEST_BACKEND") : "cpu", &be);
     if (st != FMD_OK) {
         fprintf(stderr, "cpu backend: %s\n", fmd_last_error());
         return 1;

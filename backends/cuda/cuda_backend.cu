@@ -32,6 +32,13 @@
 
 #define FMDC_EXPORT extern "C" __attribute__((visibility("default")))
 
+/* Kernel launches go through this macro so that tests/plugins/cuda_emu.h
+ * can run the same file on the host (the emulated plugin of the CPU-only
+ * tests). */
+#ifndef KLAUNCH
+#define KLAUNCH(kernel, grid, block, stream) kernel<<<(grid), (block), 0, (stream)>>>
+#endif
+
 namespace {
 
 /* Blocks of the two-stage reduction (reduce, nonfinite). */
@@ -620,8 +627,9 @@ void *cu_alloc(fmd_backend *be, size_t bytes)
 void cu_free(fmd_backend *be, void *p)
 {
     if (!p) return;
-    cudaError_t e = cudaFree(p);
-    if (e != cudaSuccess) cu_fail(be, e, "cudaFree");
+    /* work queued on the stream may still use p */
+    cu_fail(be, cudaStreamSynchronize(CTX(be)->stream), "cudaStreamSynchronize (free)");
+    cu_fail(be, cudaFree(p), "cudaFree");
 }
 
 void cu_memset0(fmd_backend *be, void *p, size_t bytes)
@@ -676,7 +684,7 @@ int fits_int(int64_t v) { return v >= 0 && v <= 2147483647; }
 void scale_c(fmd_backend *be, float *c, int64_t ldc, int64_t m, int64_t n, float beta)
 {
     if (beta == 1.0f) return;
-    k_fill_scale2d<<<ew_blocks(m * n), EW_THREADS, 0, CTX(be)->stream>>>(c, ldc, m, n, beta);
+    KLAUNCH(k_fill_scale2d, ew_blocks(m * n), EW_THREADS, CTX(be)->stream)(c, ldc, m, n, beta);
     LAUNCHED(be, "gemm (k = 0) kernel launch");
 }
 
@@ -725,7 +733,7 @@ void cu_gemm(fmd_backend *be, int ta, int tb, int64_t m, int64_t n, int64_t k, f
     do {                                                                            \
         LIVE(be);                                                                   \
         if ((n) <= 0) return;                                                       \
-        kernel<<<ew_blocks(n), EW_THREADS, 0, CTX(be)->stream>>>(__VA_ARGS__);      \
+        KLAUNCH(kernel, ew_blocks(n), EW_THREADS, CTX(be)->stream)(__VA_ARGS__);      \
         LAUNCHED(be, #kernel " launch");                                           \
     } while (0)
 
@@ -754,14 +762,14 @@ void col_reduce(fmd_backend *be, int mode, float *out, int64_t ld_out, const flo
         float *o = out + b0 * ld_out;
         const float *ab = a + b0 * t * c, *xb = x ? x + b0 * t * c : NULL;
         if (mode == 0)
-            k_col_reduce<0><<<grid, block, 0, cx->stream>>>(o, ld_out, part, ab, xb, mean, rstd, t, c, rps, beta);
+            KLAUNCH(k_col_reduce<0>, grid, block, cx->stream)(o, ld_out, part, ab, xb, mean, rstd, t, c, rps, beta);
         else if (mode == 1)
-            k_col_reduce<1><<<grid, block, 0, cx->stream>>>(o, ld_out, part, ab, xb, mean, rstd, t, c, rps, beta);
+            KLAUNCH(k_col_reduce<1>, grid, block, cx->stream)(o, ld_out, part, ab, xb, mean, rstd, t, c, rps, beta);
         else
-            k_col_reduce<2><<<grid, block, 0, cx->stream>>>(o, ld_out, part, ab, xb, mean, rstd, t, c, rps, beta);
+            KLAUNCH(k_col_reduce<2>, grid, block, cx->stream)(o, ld_out, part, ab, xb, mean, rstd, t, c, rps, beta);
         if (LAUNCHED(be, "column reduction launch")) return;
         if (part) {
-            k_col_finish<<<ew_blocks(nb * c), EW_THREADS, 0, cx->stream>>>(o, ld_out, part, (int)splits, nb, c, beta);
+            KLAUNCH(k_col_finish, ew_blocks(nb * c), EW_THREADS, cx->stream)(o, ld_out, part, (int)splits, nb, c, beta);
             LAUNCHED(be, "column reduction launch");
         }
     }
@@ -825,7 +833,7 @@ void cu_layernorm_forward(fmd_backend *be, float *out, float *mean, float *rstd,
     int th = row_threads(c);
     for (int64_t r0 = 0; r0 < n && fmdb_ok(be); r0 += ROW_CHUNK) {
         int64_t nr = n - r0 < ROW_CHUNK ? n - r0 : ROW_CHUNK;
-        k_layernorm_forward<<<(unsigned)nr, th, 0, CTX(be)->stream>>>(out, mean, rstd, x, w, b, r0, c, eps);
+        KLAUNCH(k_layernorm_forward, (unsigned)nr, th, CTX(be)->stream)(out, mean, rstd, x, w, b, r0, c, eps);
         LAUNCHED(be, "layernorm_forward launch");
     }
 }
@@ -847,7 +855,7 @@ void cu_layernorm_backward(fmd_backend *be, float *dx, float *dw, float *db, con
         int th = row_threads(c);
         for (int64_t r0 = 0; r0 < n && fmdb_ok(be); r0 += ROW_CHUNK) {
             int64_t nr = n - r0 < ROW_CHUNK ? n - r0 : ROW_CHUNK;
-            k_layernorm_dx<<<(unsigned)nr, th, 0, CTX(be)->stream>>>(dx, dout, x, w, mean, rstd, r0, c, beta);
+            KLAUNCH(k_layernorm_dx, (unsigned)nr, th, CTX(be)->stream)(dx, dout, x, w, mean, rstd, r0, c, beta);
             LAUNCHED(be, "layernorm_backward launch");
         }
     }
@@ -860,7 +868,7 @@ void cu_softmax_forward(fmd_backend *be, float *out, const float *x, int64_t n, 
     int th = row_threads(c);
     for (int64_t r0 = 0; r0 < n && fmdb_ok(be); r0 += ROW_CHUNK) {
         int64_t nr = n - r0 < ROW_CHUNK ? n - r0 : ROW_CHUNK;
-        k_softmax_forward<<<(unsigned)nr, th, 0, CTX(be)->stream>>>(out, x, r0, c, scale);
+        KLAUNCH(k_softmax_forward, (unsigned)nr, th, CTX(be)->stream)(out, x, r0, c, scale);
         LAUNCHED(be, "softmax_forward launch");
     }
 }
@@ -873,7 +881,7 @@ void cu_softmax_backward(fmd_backend *be, float *dx, const float *dout, const fl
     int th = row_threads(c);
     for (int64_t r0 = 0; r0 < n && fmdb_ok(be); r0 += ROW_CHUNK) {
         int64_t nr = n - r0 < ROW_CHUNK ? n - r0 : ROW_CHUNK;
-        k_softmax_backward<<<(unsigned)nr, th, 0, CTX(be)->stream>>>(dx, dout, y, r0, c, scale);
+        KLAUNCH(k_softmax_backward, (unsigned)nr, th, CTX(be)->stream)(dx, dout, y, r0, c, scale);
         LAUNCHED(be, "softmax_backward launch");
     }
 }
@@ -904,9 +912,9 @@ void cu_reduce(fmd_backend *be, int kind, const float *x, int64_t n, double *hos
     cuda_ctx *cx = CTX(be);
     int64_t nb64 = (n + RED_THREADS - 1) / RED_THREADS;
     int nb = nb64 < RED_BLOCKS ? (int)nb64 : RED_BLOCKS;
-    k_reduce_part<<<nb, RED_THREADS, 0, cx->stream>>>(kind, x, n, cx->red_part);
+    KLAUNCH(k_reduce_part, nb, RED_THREADS, cx->stream)(kind, x, n, cx->red_part);
     if (LAUNCHED(be, "reduce launch")) return;
-    k_reduce_final<<<1, RED_THREADS, 0, cx->stream>>>(kind, cx->red_part, nb);
+    KLAUNCH(k_reduce_final, 1, RED_THREADS, cx->stream)(kind, cx->red_part, nb);
     if (LAUNCHED(be, "reduce launch")) return;
     double r = 0.0;
     cu_download(be, &r, cx->red_part + nb, sizeof r);
@@ -919,7 +927,7 @@ void cu_row_dot(fmd_backend *be, float *out, const float *x, const float *y, int
     if (n <= 0) return;
     int64_t blocks = (n * 32 + EW_THREADS - 1) / EW_THREADS;
     if (blocks > 65536) blocks = 65536;
-    k_row_dot<<<(unsigned)blocks, EW_THREADS, 0, CTX(be)->stream>>>(out, x, y, n, c, beta);
+    KLAUNCH(k_row_dot, (unsigned)blocks, EW_THREADS, CTX(be)->stream)(out, x, y, n, c, beta);
     LAUNCHED(be, "row_dot launch");
 }
 
@@ -1005,7 +1013,7 @@ int cu_nonfinite(fmd_backend *be, const float *x, int64_t n)
     if (!fmdb_ok(be) || n <= 0) return 0;
     cuda_ctx *cx = CTX(be);
     if (cu_fail(be, cudaMemsetAsync(cx->flag, 0, sizeof(int), cx->stream), "cudaMemsetAsync")) return 0;
-    k_nonfinite<<<ew_blocks(n), EW_THREADS, 0, cx->stream>>>(x, n, cx->flag);
+    KLAUNCH(k_nonfinite, ew_blocks(n), EW_THREADS, cx->stream)(x, n, cx->flag);
     if (LAUNCHED(be, "nonfinite launch")) return 0;
     int flag = 0;
     cu_download(be, &flag, cx->flag, sizeof flag);
@@ -1144,7 +1152,7 @@ FMDC_EXPORT fmd_status fmd_backend_plugin_open(uint32_t abi, fmd_backend *be)
         return open_fail(be, c, cuda_status_of(e), "cuda: %s: %s", "cudaMalloc", cudaGetErrorString(e));
     /* Run one kernel now: a device this build has no code for (or a driver
      * too old for it) fails here, at open, rather than in the first op. */
-    k_affine<<<1, 32, 0, c->stream>>>((float *)c->red_part, 0.0f, 0.0f, 2);
+    KLAUNCH(k_affine, 1, 32, c->stream)((float *)c->red_part, 0.0f, 0.0f, 2);
     if ((e = cudaGetLastError()) != cudaSuccess || (e = cudaStreamSynchronize(c->stream)) != cudaSuccess)
         return open_fail(be, c, FMD_ERR_BACKEND_UNAVAILABLE, "cuda: no usable GPU: %s: %s",
                          "test kernel", cudaGetErrorString(e));

@@ -55,7 +55,7 @@ void ff_config_default(ff_config *c)
     c->batch = 512;
     c->seed = 0;
     c->target = FF_TARGET_STEP;
-    c->step_h = 0.05;
+    c->step_h = 0.1;
     c->fd_eps = 1e-3;
     c->delta_dist = FF_DELTA_UNIFORM;
     c->delta_one = 0.25;
@@ -76,14 +76,14 @@ void ff_config_default(ff_config *c)
     c->corr_g = (ff_guidance){1.0f, 0.0f, 0.7f};
     c->aux_lr = 1e-3;
     c->aux_updates = 1;
-    c->lr = 3e-4;
+    c->lr = 1e-3;
     c->beta1 = 0.9;
     c->beta2 = 0.999;
     c->adam_eps = 1e-8;
     c->weight_decay = 0.0;
     c->grad_clip = 1.0;
     c->ema = 0.999;
-    c->lr_decay = FF_LR_CONST;
+    c->lr_decay = FF_LR_COSINE;   /* active when decay_steps > 0 */
     c->decay_steps = 0;
     c->lr_warmup = 0;
     c->lr_min = 0.1;

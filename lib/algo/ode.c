@@ -1,9 +1,19 @@
 /* ode.c - fixed-step (Euler, Heun, midpoint, RK4) and adaptive
  * Dormand-Prince 5(4) solvers for the sampling ODE (see ode.h). */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include "algo/ode.h"
 #include "util/util.h"
+
+/* Prefix the current last error (copied first: fmd_seterr must not read the
+ * buffer it writes). */
+static fmd_status err_prefix(fmd_status st, const char *prefix)
+{
+    char m[512];
+    snprintf(m, sizeof m, "%s", fmd_last_error());
+    return fmd_seterr(st, "%s: %s", prefix, m);
+}
 
 void ode_config_default(ode_config *c)
 {
@@ -63,7 +73,11 @@ fmd_status ode_config_from_options(ode_config *c, const fmd_options *o, const ch
         if (strcmp(k, "solver") == 0) {
             if ((st = fmd_options_get_str(o, k, &s))) return st;
             if ((st = ode_method_parse(s, &c->method)))
-                return fmd_seterr(st, "%s: option solver: %s", fn, fmd_last_error());
+            {
+                char pre[160];
+                snprintf(pre, sizeof pre, "%s: option solver", fn);
+                return err_prefix(st, pre);
+            }
         } else if (strcmp(k, "steps") == 0 || strcmp(k, "max_steps") == 0) {
             if ((st = fmd_options_get_i64(o, k, &i)))
                 return fmd_seterr(st, "%s: option %s must be an integer", fn, k);

@@ -235,9 +235,6 @@ static fmd_status parse_options(const fmd_options *o, const fmd_guidance *tg, pa
                           "%s: option 'corr_guidance_lo' > 'corr_guidance_hi'", fn);
     if (!c->use_pred && !c->use_corr)
         return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: options 'pred' and 'corr' are both 0", fn);
-    if (c->lr_decay != FF_LR_CONST && c->decay_steps <= 0)
-        return fmd_seterr(FMD_ERR_INVALID_ARG,
-                          "%s: option 'lr_decay' needs 'decay_steps' > 0", fn);
     if (c->data_based && !c->use_pred)
         return fmd_seterr(FMD_ERR_INVALID_ARG,
                           "%s: option 'data_based' needs the prediction objective (pred=1)", fn);
@@ -353,10 +350,11 @@ fmd_status fmd_distiller_create(fmd_teacher *teacher, fmd_student *student, fmd_
             }
         }
     }
-    if (!st) st = student_reserve_train(student, p.c.batch);
     if (!st)
         st = ff_create(backend, &p.c, snet, student_net(d->ema), d->aux,
                        aux_kind == AUX_RESIDUAL, dist_velocity, d, &d->tr);
+    /* ff_create sized the student's arena for exactly one batch */
+    student_note_reserved(student, st ? 0 : p.c.batch);
     if (st) {
         if (st == FMD_ERR_OOM && fmd_last_status() != FMD_ERR_OOM)
             fmd_seterr(FMD_ERR_OOM, "%s: out of memory", fn);

@@ -65,6 +65,8 @@ fmd_status student_wrap(fmd_backend *be, nn_model *net, fmd_student **out)
     return FMD_OK;
 }
 
+void student_note_reserved(fmd_student *s, int64_t b) { s->reserved = b; }
+
 fmd_status student_reserve_train(fmd_student *s, int64_t b)
 {
     if (s->reserved >= b) return FMD_OK;

@@ -17,5 +17,8 @@ fmd_status student_wrap(fmd_backend *be, nn_model *net, fmd_student **out);
  * calls this once; later host forwards then reuse the arena in chunks of b
  * instead of resizing it). */
 fmd_status student_reserve_train(fmd_student *s, int64_t b);
+/* Record that the network's arena was (re)sized for exactly b rows by
+ * someone else (ff_create), so host forwards use chunks of b. */
+void student_note_reserved(fmd_student *s, int64_t b);
 
 #endif

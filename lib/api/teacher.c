@@ -20,10 +20,20 @@
 #include "algo/ode.h"
 #include "io/fmdfile.h"
 #include "io/model_io.h"
+#include "io/safetensors.h"
 #include "util/philox.h"
 #include "util/util.h"
 
 enum { TK_MIXTURE = 0, TK_NETWORK = 1, TK_CALLBACK = 2 };
+
+/* Prefix the current last error (copied first: fmd_seterr must not read the
+ * buffer it writes). */
+static fmd_status err_prefix(fmd_status st, const char *prefix)
+{
+    char m[512];
+    snprintf(m, sizeof m, "%s", fmd_last_error());
+    return fmd_seterr(st, "%s: %s", prefix, m);
+}
 
 struct fmd_teacher {
     int kind;
@@ -403,7 +413,7 @@ fmd_status fmd_teacher_create_mixture(int dim, int num_components, const double 
     FMD_CHECK_ARG(out, "fmd_teacher_create_mixture: out is NULL");
     gmm *g;
     fmd_status st = gmm_create(dim, num_components, weights, means, stds, classes, num_classes, &g);
-    if (st) return fmd_seterr(st, "fmd_teacher_create_mixture: %s", fmd_last_error());
+    if (st) return err_prefix(st, "fmd_teacher_create_mixture");
     return wrap_mixture(g, out);
 }
 
@@ -413,7 +423,7 @@ fmd_status fmd_teacher_create_preset(const char *name, fmd_teacher **out)
     FMD_CHECK_ARG(out, "fmd_teacher_create_preset: out is NULL");
     gmm *g;
     fmd_status st = gmm_preset(name, &g);
-    if (st) return fmd_seterr(st, "fmd_teacher_create_preset: %s", fmd_last_error());
+    if (st) return err_prefix(st, "fmd_teacher_create_preset");
     return wrap_mixture(g, out);
 }
 
@@ -518,13 +528,10 @@ static fmd_status load_mixture(fmdf_reader *r, fmd_teacher **out)
         goto out;
     gmm *g;
     st = gmm_create((int)d, (int)k, w, mu, s, cls, (int)nc, &g);
-    if (st) {
-        st = fmd_seterr(FMD_ERR_FORMAT, "mixture file: %s", fmd_last_error());
-        goto out;
-    }
-    st = wrap_mixture(g, out);
+    if (!st) st = wrap_mixture(g, out);
 out:
-    if (st == FMD_ERR_INVALID_ARG) st = fmd_seterr(FMD_ERR_FORMAT, "mixture file: %s", fmd_last_error());
+    /* a tensor of the wrong shape or an invalid mixture is a corrupt file */
+    if (st == FMD_ERR_INVALID_ARG) st = err_prefix(FMD_ERR_FORMAT, "mixture file");
     fmd_free(w);
     fmd_free(s);
     fmd_free(mu);
@@ -579,6 +586,111 @@ fmd_status fmd_teacher_load(fmd_backend *backend, const char *path, const fmd_op
     }
     *out = T;
     return FMD_OK;
+}
+
+fmd_status fmd_teacher_load_safetensors(fmd_backend *backend, const char *path, const char *arch,
+                                        const fmd_options *opts, fmd_teacher **out)
+{
+    static const char *fn = "fmd_teacher_load_safetensors";
+    FMD_CHECK_ARG(backend, "%s: backend is NULL", fn);
+    FMD_CHECK_ARG(path, "%s: path is NULL", fn);
+    FMD_CHECK_ARG(arch, "%s: arch is NULL", fn);
+    FMD_CHECK_ARG(out, "%s: out is NULL", fn);
+    nn_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    int preset = 0, sit = 0, is_mlp = 0;
+    if (strcmp(arch, "mlp") == 0) {
+        cfg.arch = NN_ARCH_MLP;
+        is_mlp = 1;
+    } else if (strcmp(arch, "dit") == 0) {
+        cfg.arch = NN_ARCH_DIT;
+        cfg.input_size = 32;
+        cfg.in_channels = 4;
+        cfg.time_scale = 1.0f;
+    } else {
+        fmd_status st = nn_config_preset(&cfg, arch);
+        if (st) {
+            char pre[200];
+            snprintf(pre, sizeof pre, "%s: arch '%.40s' is not mlp, dit or a SiT/DiT preset", fn, arch);
+            return err_prefix(st, pre);
+        }
+        preset = 1;
+        cfg.num_classes = 1000;
+        cfg.input_size = 32;
+        cfg.in_channels = 4;
+        cfg.learn_sigma = 1;
+        /* SiT (and REPA) embed t in [0, 1]; DiT embeds integer steps 0..999 */
+        cfg.time_scale = strncmp(arch, "DiT-", 4) == 0 ? 1000.0f : 1.0f;
+        sit = strncmp(arch, "SiT-", 4) == 0;
+    }
+    int skip_unused = 0;
+    static const char *const mlp_keys[] = {"dim", "width", "depth", "temb_dim", "time_scale",
+                                           "num_classes", "time_convention", "skip_unused"};
+    static const char *const dit_keys[] = {"input_size", "patch_size", "in_channels", "hidden_size",
+                                           "depth", "num_heads", "mlp_ratio", "num_classes",
+                                           "learn_sigma", "time_scale", "temb_dim",
+                                           "time_convention", "skip_unused"};
+    for (int i = 0; i < fmd_options_count(opts); i++) {
+        const char *k = fmd_options_key(opts, i);
+        const char *const *keys = is_mlp ? mlp_keys : dit_keys;
+        int nk = is_mlp ? 8 : 13, known = 0;
+        for (int j = 0; j < nk; j++) known |= strcmp(k, keys[j]) == 0;
+        if (!known || (preset && (!strcmp(k, "patch_size") || !strcmp(k, "hidden_size") ||
+                                  !strcmp(k, "depth") || !strcmp(k, "num_heads"))))
+            return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option '%s' does not apply to arch '%s'", fn,
+                              k, arch);
+        fmd_status st;
+        if (strcmp(k, "time_convention") == 0) {
+            const char *s;
+            if ((st = fmd_options_get_str(opts, k, &s))) return st;
+            if ((st = parse_convention(fn, s, &sit))) return st;
+            continue;
+        }
+        if (strcmp(k, "time_scale") == 0 || strcmp(k, "mlp_ratio") == 0) {
+            double f;
+            if ((st = fmd_options_get_f64(opts, k, &f))) return st;
+            FMD_CHECK_ARG(isfinite(f) && f > 0 && f < 1e6, "%s: option %s = %g out of range", fn, k, f);
+            if (k[0] == 't') cfg.time_scale = (float)f;
+            else cfg.mlp_ratio = (float)f;
+            continue;
+        }
+        int64_t v;
+        if ((st = fmd_options_get_i64(opts, k, &v)))
+            return fmd_seterr(st, "%s: option %s must be an integer", fn, k);
+        FMD_CHECK_ARG(v >= 0 && v <= (1 << 24), "%s: option %s = %lld out of range", fn, k,
+                      (long long)v);
+        int iv = (int)v;
+        if (!strcmp(k, "dim")) cfg.dim = iv;
+        else if (!strcmp(k, "width")) cfg.width = iv;
+        else if (!strcmp(k, "depth")) { if (is_mlp) cfg.depth = iv; else cfg.dit_depth = iv; }
+        else if (!strcmp(k, "temb_dim")) cfg.temb_dim = iv;
+        else if (!strcmp(k, "num_classes")) cfg.num_classes = iv;
+        else if (!strcmp(k, "input_size")) cfg.input_size = iv;
+        else if (!strcmp(k, "patch_size")) cfg.patch_size = iv;
+        else if (!strcmp(k, "in_channels")) cfg.in_channels = iv;
+        else if (!strcmp(k, "hidden_size")) cfg.hidden_size = iv;
+        else if (!strcmp(k, "num_heads")) cfg.num_heads = iv;
+        else if (!strcmp(k, "learn_sigma")) cfg.learn_sigma = iv != 0;
+        else skip_unused = iv != 0;
+    }
+    nn_model *net = NULL;
+    fmd_status st = nn_model_create(backend, &cfg, 0, &net);
+    if (st) return err_prefix(st, fn);
+    st_file *f = NULL;
+    st = st_open(path, &f);
+    char *skipped = NULL;
+    if (!st) st = st_load_model(f, net, skip_unused ? ST_LOAD_SKIP_UNUSED : 0, &skipped);
+    if (skipped) {
+        fmd_log(FMD_LOG_INFO, "%s: '%s': skipped tensors not used by %s: %.400s", fn, path, arch,
+                skipped);
+        fmd_free(skipped);
+    }
+    st_close(f);
+    if (st) {
+        nn_model_destroy(net);
+        return st;
+    }
+    return teacher_wrap_network(backend, net, sit, out);
 }
 
 fmd_status fmd_teacher_save(fmd_teacher *T, const char *path)

@@ -80,6 +80,18 @@ static uint64_t get_u64(const unsigned char *p)
     return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
 }
 
+/* zlib's allocations go through the library's allocator hooks too */
+static voidpf z_alloc(voidpf opaque, uInt items, uInt size)
+{
+    (void)opaque;
+    return fmd_calloc(items, size);
+}
+static void z_free(voidpf opaque, voidpf p)
+{
+    (void)opaque;
+    fmd_free(p);
+}
+
 /* crc32 over any length (zlib's crc32 takes a uInt length) */
 static uint32_t crc_update(uint32_t crc, const void *data, size_t n)
 {
@@ -203,7 +215,7 @@ fmd_status fmdf_writer_begin(const char *path, fmdf_writer **out)
     w->level = 6;
     size_t n = strlen(path);
     w->path = fmd_strdup(path);
-    w->tmp = fmd_malloc(n + 16);
+    w->tmp = fmd_malloc(n + 17);
     w->chunk = fmd_malloc(FMDF_CHUNK);
     if (!w->path || !w->tmp || !w->chunk) {
         fmd_free(w->tmp);
@@ -212,8 +224,16 @@ fmd_status fmdf_writer_begin(const char *path, fmdf_writer **out)
         return fmd_seterr(FMD_ERR_OOM, "fmdf_writer_begin: out of memory");
     }
     memcpy(w->tmp, path, n);
-    memcpy(w->tmp + n, ".tmp.XXXXXX", 12);
-    w->fd = mkstemp(w->tmp);
+    /* O_EXCL with mode 0666 (not mkstemp's 0600) so the umask decides the
+     * permissions of the checkpoint, as for any file the user creates */
+    static _Atomic unsigned counter = 0;
+    for (int tries = 0; tries < 100; tries++) {
+        unsigned c = counter++;
+        snprintf(w->tmp + n, 16, ".tmp.%05x%04x", (unsigned)getpid() & 0xfffffu,
+                 (c * 2654435761u + (unsigned)tries) & 0xffffu);
+        w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (w->fd >= 0 || errno != EEXIST) break;
+    }
     if (w->fd < 0) {
         int e = errno;
         fmd_status st = fmd_seterr(FMD_ERR_IO, "fmd file '%s': cannot create temporary file '%s': %s",
@@ -306,6 +326,8 @@ static fmd_status write_deflate(fmdf_writer *w, wtensor *t, const unsigned char 
 {
     z_stream zs;
     memset(&zs, 0, sizeof zs);
+    zs.zalloc = z_alloc;
+    zs.zfree = z_free;
     if (deflateInit(&zs, w->level) != Z_OK)
         return wfail(w, FMD_ERR_OOM, "fmd file '%s': deflateInit failed for tensor '%s'", w->path,
                      t->name);
@@ -886,6 +908,8 @@ static fmd_status read_inflate(fmdf_reader *r, rtensor *t, unsigned char *dst)
 {
     z_stream zs;
     memset(&zs, 0, sizeof zs);
+    zs.zalloc = z_alloc;
+    zs.zfree = z_free;
     if (inflateInit(&zs) != Z_OK)
         return fmd_seterr(FMD_ERR_OOM, "fmd file '%s': inflateInit failed", r->label);
     fmd_status st = FMD_OK;
@@ -927,6 +951,9 @@ static fmd_status read_inflate(fmdf_reader *r, rtensor *t, unsigned char *dst)
     }
     inflateEnd(&zs);
     if (st) return st;
+    if (zr == Z_MEM_ERROR)
+        return fmd_seterr(FMD_ERR_OOM, "fmd file '%s': tensor '%s': out of memory inflating",
+                          r->label, t->info.name);
     /* finish the stored CRC over any input inflate did not need */
     while (in_left) {
         size_t k = in_left > FMDF_CHUNK ? FMDF_CHUNK : (size_t)in_left;

@@ -36,7 +36,7 @@ typedef struct blk_act {
     nn_attn_act att;
     float *y1;
     float *ln2, *mean2, *rstd2, *m2;
-    float *h, *y2;         /* (B, T, Hm), (B, T, C) */
+    float *h, *g, *y2;     /* (B, T, Hm) fc1 output and its GELU, (B, T, C) */
 } blk_act;
 
 typedef struct dit_impl {
@@ -53,7 +53,6 @@ typedef struct dit_impl {
     float *modraw;         /* (B, 6C) scratch */
     float **xs;            /* L+1 residual streams (B, T, C) */
     blk_act *ba;           /* per block (shared in inference) */
-    float *g;              /* (B, T, Hm) GELU output, shared */
     float *modf, *lnf, *meanf, *rstdf, *mf, *outp, *full;
     /* tangents */
     nn_embedder_act tta;
@@ -98,7 +97,6 @@ static int64_t dit_layout(nn_model *m, float *base, int64_t B, int flags)
     p->c = TAKE(B * C);
     p->sc = TAKE(B * C);
     p->modraw = TAKE(B * 6 * C);
-    p->g = TAKE(B * T * Hm);
     float *qkv_shared = TAKE(3 * BTC), *o_shared = TAKE(BTC);
     /* residual streams: all kept when training; three rotating buffers in
      * inference (a block's input and middle stay intact for its jvp) */
@@ -137,6 +135,7 @@ static int64_t dit_layout(nn_model *m, float *base, int64_t B, int flags)
         a->rstd2 = TAKE(B * T);
         a->m2 = TAKE(BTC);
         a->h = TAKE(B * T * Hm);
+        a->g = TAKE(B * T * Hm);
         a->y2 = TAKE(BTC);
     }
     p->modf = TAKE(2 * B * C);
@@ -213,8 +212,8 @@ static void block_forward(nn_model *m, int64_t k, int64_t B)
     nn_layernorm_forward(be, a->ln2, a->mean2, a->rstd2, a->x1, NULL, NULL, N, C, LN_EPS);
     nn_modulate_forward(be, a->m2, a->ln2, mod + 3 * BC, mod + 4 * BC, C, B, T, C);
     nn_linear_forward(be, a->h, a->m2, NN_P(m, w->fc1.w), NN_P(m, w->fc1.b), N, C, p->Hm, 0);
-    nn_act_forward(be, FMDB_ACT_GELU_TANH, p->g, a->h, N * p->Hm);
-    nn_linear_forward(be, a->y2, p->g, NN_P(m, w->fc2.w), NN_P(m, w->fc2.b), N, p->Hm, C, 0);
+    nn_act_forward(be, FMDB_ACT_GELU_TANH, a->g, a->h, N * p->Hm);
+    nn_linear_forward(be, a->y2, a->g, NN_P(m, w->fc2.w), NN_P(m, w->fc2.b), N, p->Hm, C, 0);
     be->ops->copy(be, a->xn, a->x1, (size_t)(N * C) * sizeof(float));
     nn_gate_forward(be, a->xn, a->y2, mod + 5 * BC, C, B, T, C);
 }
@@ -257,8 +256,7 @@ static void block_backward(nn_model *m, int64_t k, int64_t B)
     float *dmod = p->dmod;
 
     nn_gate_backward(be, p->d1, dmod + 5 * BC, p->dX, a->y2, mod + 5 * BC, C, B, T, C);
-    nn_act_forward(be, FMDB_ACT_GELU_TANH, p->g, a->h, N * Hm);           /* recompute */
-    nn_linear_backward(be, p->dh, NN_G(m, w->fc2.w), NN_G(m, w->fc2.b), p->d1, p->g,
+    nn_linear_backward(be, p->dh, NN_G(m, w->fc2.w), NN_G(m, w->fc2.b), p->d1, a->g,
                        NN_P(m, w->fc2.w), N, Hm, C, 0.0f);
     nn_act_backward(be, FMDB_ACT_GELU_TANH, p->dh, p->dh, a->h, N * Hm, 0.0f);
     nn_linear_backward(be, p->d1, NN_G(m, w->fc1.w), NN_G(m, w->fc1.b), p->dh, a->m2,

@@ -277,7 +277,8 @@ def run_case(tmp_path, cfg, B, seed):
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(p.float().double())
-    sd = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+    # pos_embed is left out so that libfmd's own 2-D sin-cos table is compared
+    sd = {k: v.detach().numpy() for k, v in model.state_dict().items() if k != "pos_embed"}
     write_safetensors(tmp_path / "w.safetensors", sd, metadata=cfg)
 
     if cfg["arch"] == "mlp":
@@ -375,3 +376,48 @@ def test_mlp_parity(tmp_path, cfg):
 @pytest.mark.parametrize("cfg", SIT_CASES, ids=["sit-s2-student", "sit-p4-teacher", "sit-p8-uncond"])
 def test_sit_parity(tmp_path, cfg):
     run_case(tmp_path, cfg, B=3, seed=2)
+
+
+def test_sit_s2_names_and_shapes(tmp_path):
+    """libfmd's SiT-S/2 (32x32x4 latents, 1000 classes, learn_sigma) has exactly
+    the parameter names and shapes of the PyTorch model's state_dict."""
+    cfg = dict(SIT_BASE, arch="dit", student=0, num_classes=1000, input_size=32, patch_size=2,
+               in_channels=4, hidden_size=384, dit_depth=12, num_heads=6, learn_sigma=1,
+               time_scale=1000.0, delta_scale=1000.0)
+    write_safetensors(tmp_path / "cfg.safetensors", {}, metadata=cfg)
+    r = subprocess.run([DRIVER, "--views", str(tmp_path / "cfg.safetensors"),
+                        str(tmp_path / "views.json")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    got = json.load(open(tmp_path / "views.json"))
+    model = DiT(cfg)
+    want = [[n, list(p.shape)] for n, p in model.named_parameters() if p.requires_grad]
+    assert got["params"] == want
+    assert got["buffers"] == [["pos_embed", [1, 256, 384]]]
+    assert got["num_params"] == sum(int(np.prod(s)) for _, s in want)
+
+
+def test_dit_xl2_parameter_count():
+    """The PyTorch restatement used as the oracle has DiT-XL/2's published
+    parameter count (675,129,632 for 256x256 images, 1000 classes, counting
+    the fixed pos_embed as DiT's sum(p.numel()) does), i.e. it is the DiT/SiT
+    architecture."""
+    cfg = dict(SIT_BASE, arch="dit", student=0, num_classes=1000, input_size=32, patch_size=2,
+               in_channels=4, hidden_size=1152, dit_depth=28, num_heads=16, learn_sigma=1,
+               time_scale=1000.0, delta_scale=1000.0)
+    n = 0
+    for name, shape in _param_shapes(cfg):
+        n += int(np.prod(shape))
+    assert n == 675129632
+
+
+def _param_shapes(cfg):
+    # without allocating 675 M numbers: the blocks are identical, so count one
+    c1 = dict(cfg, dit_depth=1)
+    m1 = DiT(c1)
+    per_block = sum(int(np.prod(p.shape)) for n, p in m1.named_parameters()
+                    if n.startswith("blocks.0."))
+    for n, p in m1.named_parameters():
+        if not n.startswith("blocks."):
+            yield n, tuple(p.shape)
+    for _ in range(cfg["dit_depth"]):
+        yield "block", (per_block,)

@@ -1,0 +1,203 @@
+/* flowmatch.c - flow-matching training of a teacher network (flowmatch.h). */
+#include <math.h>
+#include <string.h>
+#include "algo/flowmatch.h"
+#include "util/philox.h"
+#include "util/util.h"
+
+#define FM_STREAM_IDX 0x666d696478ull   /* "fmidx"  */
+#define FM_STREAM_T 0x666d74696d65ull   /* "fmtime" */
+#define FM_STREAM_DROP 0x666d64726full  /* "fmdro"  */
+#define FM_STREAM_EPS 0x666d657073ull   /* "fmeps"  */
+
+struct fm_trainer {
+    fmd_backend *be;
+    nn_model *net;
+    fm_data data;
+    fm_config cfg;
+    int64_t step, np;
+    /* host staging */
+    float *h_x0, *h_t;
+    int32_t *h_l;
+    /* device */
+    float *x0, *eps, *xt, *tgt, *out, *t, *omt, *m, *v, *ema;
+    int32_t *lab;
+};
+
+void fm_config_default(fm_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->steps = 5000;
+    c->batch = 256;
+    c->lr = 1e-3f;
+    c->min_lr = 1e-4f;
+    c->warmup = 100;
+    c->cosine = 1;
+    c->beta1 = 0.9f;
+    c->beta2 = 0.999f;
+    c->eps = 1e-8f;
+    c->grad_clip = 1.0f;
+    c->ema = 0.999f;
+    c->class_dropout = 0.1f;
+    c->conditional = 1;
+    c->t_std = 1.0f;
+}
+
+double fm_lr_at(const fm_config *c, int64_t k)
+{
+    if (c->warmup > 0 && k < c->warmup) return c->lr * (double)(k + 1) / (double)c->warmup;
+    if (!c->cosine) return c->lr;
+    int64_t span = c->steps - c->warmup;
+    if (span <= 0) return c->lr;
+    double p = (double)(k - c->warmup) / (double)span;
+    if (p > 1) p = 1;
+    return c->min_lr + 0.5 * (c->lr - c->min_lr) * (1 + cos(M_PI * p));
+}
+
+void fm_destroy(fm_trainer *tr)
+{
+    if (!tr) return;
+    fmd_backend *be = tr->be;
+    float *bufs[] = {tr->x0, tr->eps, tr->xt, tr->tgt, tr->out, tr->t, tr->omt, tr->m, tr->v, tr->ema};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be->ops->free(be, bufs[i]);
+    be->ops->free(be, tr->lab);
+    fmd_free(tr->h_x0);
+    fmd_free(tr->h_t);
+    fmd_free(tr->h_l);
+    fmd_free(tr);
+}
+
+fmd_status fm_create(fmd_backend *be, nn_model *net, const fm_data *data, const fm_config *cfg,
+                     fm_trainer **out)
+{
+    FMD_CHECK_ARG(be && net && data && cfg && out, "fm_create: NULL argument");
+    FMD_CHECK_ARG(data->x && data->n >= 1, "fm_create: empty data");
+    FMD_CHECK_ARG(data->dim == nn_model_dim(net), "fm_create: data dim %lld != network dim %lld",
+                  (long long)data->dim, (long long)nn_model_dim(net));
+    const nn_config *nc = nn_model_config(net);
+    FMD_CHECK_ARG(!nc->student, "fm_create: the network must be in teacher form");
+    FMD_CHECK_ARG(cfg->batch >= 1 && cfg->batch <= (1 << 24), "fm_create: batch %lld out of range",
+                  (long long)cfg->batch);
+    const int cond = cfg->conditional && data->labels && nc->num_classes > 0;
+    if (cond)
+        FMD_CHECK_ARG(data->num_classes <= nc->num_classes, "fm_create: data has %d classes, the "
+                      "network %d", data->num_classes, nc->num_classes);
+    fm_trainer *tr = fmd_xcalloc(1, sizeof *tr, "flow-matching trainer");
+    if (!tr) return FMD_ERR_OOM;
+    tr->be = be;
+    tr->net = net;
+    tr->data = *data;
+    tr->cfg = *cfg;
+    tr->cfg.conditional = cond;
+    tr->np = nn_model_num_params(net);
+    const int64_t B = cfg->batch, D = data->dim, n = B * D;
+    tr->h_x0 = fmd_malloc((size_t)n * sizeof(float));
+    tr->h_t = fmd_malloc((size_t)B * sizeof(float));
+    tr->h_l = fmd_malloc((size_t)B * sizeof(int32_t));
+    size_t fb = (size_t)n * sizeof(float), tb = (size_t)B * sizeof(float),
+           pb = (size_t)tr->np * sizeof(float);
+    tr->x0 = be->ops->alloc(be, fb);
+    tr->eps = be->ops->alloc(be, fb);
+    tr->xt = be->ops->alloc(be, fb);
+    tr->tgt = be->ops->alloc(be, fb);
+    tr->out = be->ops->alloc(be, fb);
+    tr->t = be->ops->alloc(be, tb);
+    tr->omt = be->ops->alloc(be, tb);
+    tr->lab = be->ops->alloc(be, (size_t)B * sizeof(int32_t));
+    tr->m = be->ops->alloc(be, pb);
+    tr->v = be->ops->alloc(be, pb);
+    tr->ema = be->ops->alloc(be, pb);
+    fmd_status st = FMD_OK;
+    if (!tr->h_x0 || !tr->h_t || !tr->h_l || !tr->x0 || !tr->eps || !tr->xt || !tr->tgt ||
+        !tr->out || !tr->t || !tr->omt || !tr->lab || !tr->m || !tr->v || !tr->ema)
+        st = fmd_seterr(FMD_ERR_OOM, "fm_create: out of memory (batch %lld x %lld, %lld params)",
+                        (long long)B, (long long)D, (long long)tr->np);
+    if (!st) {
+        be->ops->memset0(be, tr->m, pb);
+        be->ops->memset0(be, tr->v, pb);
+        be->ops->copy(be, tr->ema, nn_model_params(net), pb);
+        st = be->ops->sync(be);
+        if (st) st = fmd_seterr(st, "fm_create: %s", be->errmsg);
+    }
+    if (!st) st = nn_model_reserve_ex(net, B, NN_RESERVE_NO_JVP);
+    if (st) {
+        fm_destroy(tr);
+        return st;
+    }
+    *out = tr;
+    return FMD_OK;
+}
+
+int64_t fm_steps_done(const fm_trainer *tr) { return tr ? tr->step : 0; }
+float *fm_ema(fm_trainer *tr) { return tr ? tr->ema : NULL; }
+
+fmd_status fm_step(fm_trainer *tr, double *loss_out, double *gnorm_out, double *lr_out)
+{
+    fmd_backend *be = tr->be;
+    const fm_config *c = &tr->cfg;
+    const fm_data *d = &tr->data;
+    const int64_t B = c->batch, D = d->dim, n = B * D;
+    const uint64_t k = (uint64_t)tr->step;
+    const int nc = nn_model_config(tr->net)->num_classes;
+    /* batch rows, times and labels from (seed, stream, step, row) */
+    for (int64_t i = 0; i < B; i++) {
+        uint64_t e = k * (uint64_t)B + (uint64_t)i;
+        fmd_philox_ctr r = fmd_philox_block(c->seed, FM_STREAM_IDX, e);
+        uint64_t row = (((uint64_t)r.v[0] << 32) | r.v[1]) % (uint64_t)d->n;
+        memcpy(tr->h_x0 + i * D, d->x + row * D, (size_t)D * sizeof(float));
+        float t;
+        if (c->t_logit_normal) {
+            float z = fmd_philox_normal_at(c->seed, FM_STREAM_T, e);
+            t = 1.0f / (1.0f + expf(-(c->t_mean + c->t_std * z)));
+        } else {
+            t = fmd_philox_uniform_at(c->seed, FM_STREAM_T, e);
+        }
+        tr->h_t[i] = t;
+        int32_t lab = nc;
+        if (c->conditional) {
+            lab = d->labels[row];
+            if (fmd_philox_uniform_at(c->seed, FM_STREAM_DROP, e) < c->class_dropout) lab = nc;
+        }
+        tr->h_l[i] = lab;
+    }
+    be->ops->upload(be, tr->x0, tr->h_x0, (size_t)n * sizeof(float));
+    be->ops->upload(be, tr->t, tr->h_t, (size_t)B * sizeof(float));
+    if (nc > 0) be->ops->upload(be, tr->lab, tr->h_l, (size_t)B * sizeof(int32_t));
+    be->ops->fill_normal(be, tr->eps, n, c->seed, FM_STREAM_EPS, k * (uint64_t)n);
+    /* x_t = (1 - t) x0 + t eps; target = eps - x0 */
+    be->ops->copy(be, tr->omt, tr->t, (size_t)B * sizeof(float));
+    be->ops->affine(be, tr->omt, -1.0f, 1.0f, B);
+    be->ops->bcast_mul(be, tr->xt, tr->x0, tr->omt, B, D, 1, 0.0f);
+    be->ops->bcast_mul(be, tr->xt, tr->eps, tr->t, B, D, 1, 1.0f);
+    be->ops->axpby(be, tr->tgt, 1.0f, tr->eps, -1.0f, tr->x0, n);
+    fmd_status st = nn_model_forward(tr->net, tr->out, tr->xt, tr->t, NULL, nc > 0 ? tr->lab : NULL, B);
+    if (st) return st;
+    /* residual, loss, upstream gradient 2 (out - target) / (B D) */
+    be->ops->axpby(be, tr->out, 1.0f, tr->out, -1.0f, tr->tgt, n);
+    double ss = 0;
+    be->ops->reduce(be, FMDB_RED_SUMSQ, tr->out, n, &ss);
+    if ((st = be->ops->sync(be))) return fmd_seterr(st, "flow matching: %s", be->errmsg);
+    double loss = ss / (double)n;
+    be->ops->affine(be, tr->out, (float)(2.0 / (double)n), 0.0f, n);
+    if ((st = nn_model_zero_grad(tr->net))) return st;
+    if ((st = nn_model_backward(tr->net, tr->out, NULL, B))) return st;
+    double gss = 0;
+    be->ops->reduce(be, FMDB_RED_SUMSQ, nn_model_grads(tr->net), tr->np, &gss);
+    if ((st = be->ops->sync(be))) return fmd_seterr(st, "flow matching: %s", be->errmsg);
+    double gnorm = sqrt(gss);
+    if (!isfinite(loss) || !isfinite(gnorm))
+        return fmd_seterr(FMD_ERR_NONFINITE, "flow matching: step %lld: loss %g, gradient norm %g "
+                          "(nothing updated; lower lr?)", (long long)tr->step, loss, gnorm);
+    double lr = fm_lr_at(c, tr->step);
+    float scale = (c->grad_clip > 0 && gnorm > c->grad_clip) ? (float)(c->grad_clip / gnorm) : 1.0f;
+    be->ops->adamw(be, nn_model_params(tr->net), nn_model_grads(tr->net), tr->m, tr->v, tr->np,
+                   (float)lr, c->beta1, c->beta2, c->eps, c->weight_decay, tr->step + 1, scale);
+    double decay = fmin((double)c->ema, (1.0 + (double)tr->step) / (10.0 + (double)tr->step));
+    be->ops->ema(be, tr->ema, nn_model_params(tr->net), tr->np, (float)decay);
+    if ((st = be->ops->sync(be))) return fmd_seterr(st, "flow matching: %s", be->errmsg);
+    tr->step++;
+    if (loss_out) *loss_out = loss;
+    if (gnorm_out) *gnorm_out = gnorm;
+    if (lr_out) *lr_out = lr;
+    return FMD_OK;
+}

@@ -1,0 +1,65 @@
+/* flowmatch.h - teacher training by flow matching (MATH.md section 1).
+ *
+ * One step: draw a batch of data rows x0 (with replacement), times t, noise
+ * eps, labels with class dropout to the null class; x_t = (1 - t) x0 + t eps;
+ * loss = mean over rows and dims of (v(x_t, t, c) - (eps - x0))^2; AdamW
+ * with linear warm-up and cosine decay, global-norm gradient clipping, and
+ * an EMA of the weights (decay min(ema, (1 + k) / (10 + k)) at step k, so
+ * short runs are not dominated by the initialisation).
+ *
+ * All randomness is Philox keyed by (seed, stream, step, row): the run is
+ * reproducible on a backend and independent of thread count.  The data
+ * stay on the host; each step gathers its rows into one staging buffer and
+ * uploads it.  Everything is allocated in fm_create; fm_step allocates
+ * nothing.
+ */
+#ifndef FMD_ALGO_FLOWMATCH_H
+#define FMD_ALGO_FLOWMATCH_H
+
+#include <stdint.h>
+#include "fmd.h"
+#include "backend.h"
+#include "nn/model.h"
+
+typedef struct fm_config {
+    int64_t steps;        /* total steps (for the schedule)               */
+    int64_t batch;
+    float lr, min_lr;
+    int64_t warmup;
+    int cosine;           /* 1: cosine decay to min_lr, 0: constant       */
+    float weight_decay, beta1, beta2, eps;
+    float grad_clip;      /* 0: off                                       */
+    float ema;
+    float class_dropout;
+    int conditional;      /* 0: labels ignored (null class everywhere)    */
+    int t_logit_normal;
+    float t_mean, t_std;
+    uint64_t seed;
+} fm_config;
+
+/* Host data, borrowed for the trainer's lifetime. */
+typedef struct fm_data {
+    const float *x;          /* (n, dim) */
+    const int32_t *labels;   /* (n) or NULL */
+    int64_t n, dim;
+    int num_classes;
+} fm_data;
+
+typedef struct fm_trainer fm_trainer;
+
+void fm_config_default(fm_config *c);
+/* Borrow net (teacher form, on be) and data.  Errors: FMD_ERR_INVALID_ARG
+ * (shape mismatch, bad config), FMD_ERR_OOM. */
+fmd_status fm_create(fmd_backend *be, nn_model *net, const fm_data *data, const fm_config *cfg,
+                     fm_trainer **out);
+void fm_destroy(fm_trainer *tr);
+/* One step.  loss / grad_norm / lr (may be NULL) receive the step's values.
+ * Errors: FMD_ERR_NONFINITE (nothing updated), backend errors. */
+fmd_status fm_step(fm_trainer *tr, double *loss, double *grad_norm, double *lr);
+int64_t fm_steps_done(const fm_trainer *tr);
+/* The EMA weights (device, parameter layout of net). */
+float *fm_ema(fm_trainer *tr);
+/* Learning rate at step k (0-based) of the schedule. */
+double fm_lr_at(const fm_config *c, int64_t k);
+
+#endif

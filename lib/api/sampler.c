@@ -1,0 +1,470 @@
+/* sampler.c - fmd_sampler: generation from a student (one step, or a jump to
+ * t = 1 - delta optionally finished by the teacher), from a teacher (any
+ * solver of fmd_teacher_solve), and Best-of-N noise search (MATH.md
+ * section 7).
+ *
+ * Built on the public calls only (fmd_student_forward, fmd_teacher_solve,
+ * fmd_prior_noise), so the sampler sees exactly what a host would.  Noise
+ * row i is the prior noise of (seed, first_index + i); a search candidate
+ * j >= 1 of sample i is the Philox normal of (seed, stream SEARCH + j,
+ * (first_index + i) * dim + d), so results never depend on how a request is
+ * split into calls or chunks. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include "util/philox.h"
+#include "util/util.h"
+
+/* "search" in the high 48 bits; the candidate index in the low 16. */
+#define SMP_STREAM_SEARCH (0x736561726368ull << 16)
+#define SMP_MAX_CANDIDATES 65536
+#define SMP_CHUNK_ROWS 4096   /* rows generated per inner call (bounds scratch) */
+
+struct fmd_sampler {
+    fmd_student *student;   /* borrowed, may be NULL */
+    fmd_teacher *teacher;   /* borrowed, may be NULL */
+    int64_t dim;
+    int K;
+    fmd_options *defaults;  /* owned copy of the create options */
+};
+
+enum { M_STUDENT = 0, M_TEACHER = 1 };
+
+typedef struct smp_call {
+    int method;
+    float delta;
+    int finish, refine;
+    int has_cfg;
+    double cfg, cfg_lo, cfg_hi;
+    fmd_options *solver;        /* solver keys for fmd_teacher_solve (owned)  */
+    fmd_options *finish_solver; /* the same plus t_start = 1 - delta (owned)  */
+} smp_call;
+
+static const char *const k_keys[] = {"method", "delta",  "finish", "solver", "steps", "shift",
+                                      "rtol",   "atol",   "cfg",    "cfg_lo", "cfg_hi", "refine"};
+static const char *const k_solver_keys[] = {"solver", "steps", "shift", "rtol", "atol"};
+
+static int known_key(const char *k)
+{
+    for (size_t i = 0; i < sizeof k_keys / sizeof k_keys[0]; i++)
+        if (strcmp(k, k_keys[i]) == 0) return 1;
+    return 0;
+}
+
+static fmd_status check_keys(const char *fn, const fmd_options *o)
+{
+    for (int i = 0; i < fmd_options_count(o); i++) {
+        const char *k = fmd_options_key(o, i);
+        if (!known_key(k))
+            return fmd_seterr(FMD_ERR_INVALID_ARG,
+                              "%s: unknown option '%s' (known: method, delta, finish, solver, "
+                              "steps, shift, rtol, atol, cfg, cfg_lo, cfg_hi, refine)", fn, k);
+    }
+    return FMD_OK;
+}
+
+/* Copy key from src into dst keeping its type. */
+static fmd_status copy_key(fmd_options *dst, const fmd_options *src, const char *k)
+{
+    int64_t i;
+    double d;
+    const char *s;
+    if (fmd_options_get_i64(src, k, &i) == FMD_OK) return fmd_options_set_i64(dst, k, i);
+    if (fmd_options_get_f64(src, k, &d) == FMD_OK) return fmd_options_set_f64(dst, k, d);
+    if (fmd_options_get_str(src, k, &s) == FMD_OK) return fmd_options_set_str(dst, k, s);
+    return fmd_seterr(FMD_ERR_INTERNAL, "fmd_sampler: option '%s' unreadable", k);
+}
+
+static int has_key(const fmd_options *o, const char *k)
+{
+    for (int i = 0; i < fmd_options_count(o); i++)
+        if (strcmp(fmd_options_key(o, i), k) == 0) return 1;
+    return 0;
+}
+
+/* The options object holding key k for this call (per-call first), or NULL. */
+static const fmd_options *lookup(const fmd_sampler *s, const fmd_options *opts, const char *k)
+{
+    if (has_key(opts, k)) return opts;
+    if (has_key(s->defaults, k)) return s->defaults;
+    return NULL;
+}
+
+static fmd_status get_num(const char *fn, const fmd_sampler *s, const fmd_options *opts,
+                          const char *k, double *v)
+{
+    const fmd_options *o = lookup(s, opts, k);
+    if (!o) return FMD_OK;
+    if (fmd_options_get_f64(o, k, v) != FMD_OK || !isfinite(*v))
+        return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option '%s' must be a number", fn, k);
+    return FMD_OK;
+}
+
+static fmd_status get_flag(const char *fn, const fmd_sampler *s, const fmd_options *opts,
+                           const char *k, int *v)
+{
+    const fmd_options *o = lookup(s, opts, k);
+    if (!o) return FMD_OK;
+    int64_t x;
+    if (fmd_options_get_i64(o, k, &x) != FMD_OK || (x != 0 && x != 1))
+        return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option '%s' must be 0 or 1", fn, k);
+    *v = (int)x;
+    return FMD_OK;
+}
+
+static void call_free(smp_call *c)
+{
+    fmd_options_destroy(c->solver);
+    fmd_options_destroy(c->finish_solver);
+    c->solver = c->finish_solver = NULL;
+}
+
+static fmd_status call_parse(const char *fn, const fmd_sampler *s, const fmd_options *opts,
+                             int search, smp_call *c)
+{
+    memset(c, 0, sizeof *c);
+    fmd_status st = check_keys(fn, opts);
+    if (st) return st;
+    c->method = s->student ? M_STUDENT : M_TEACHER;
+    const fmd_options *o = lookup(s, opts, "method");
+    if (o) {
+        const char *m = NULL;
+        if (fmd_options_get_str(o, "method", &m) != FMD_OK)
+            return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option 'method' must be a string", fn);
+        if (strcmp(m, "student") == 0) c->method = M_STUDENT;
+        else if (strcmp(m, "teacher") == 0) c->method = M_TEACHER;
+        else return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option 'method' must be student or "
+                               "teacher (got '%s')", fn, m);
+    }
+    if (c->method == M_STUDENT && !s->student)
+        return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: method=student but the sampler has no student", fn);
+    if (c->method == M_TEACHER && !s->teacher)
+        return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: method=teacher but the sampler has no teacher", fn);
+    double delta = 1.0;
+    if ((st = get_num(fn, s, opts, "delta", &delta))) return st;
+    if (!(delta > 0.0 && delta <= 1.0))
+        return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option 'delta' must be in (0, 1] (got %g)", fn, delta);
+    c->delta = (float)delta;
+    if ((st = get_flag(fn, s, opts, "finish", &c->finish))) return st;
+    if ((st = get_flag(fn, s, opts, "refine", &c->refine))) return st;
+    if (c->refine && !search)
+        return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option 'refine' belongs to best-of-N", fn);
+    if (c->method == M_TEACHER && (lookup(s, opts, "delta") || c->finish))
+        return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: options 'delta' and 'finish' need method=student", fn);
+    if ((c->finish || c->refine) && !s->teacher)
+        return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option '%s' needs a teacher", fn,
+                          c->finish ? "finish" : "refine");
+    const int uses_teacher = c->method == M_TEACHER || c->finish || c->refine;
+    if (lookup(s, opts, "cfg") || lookup(s, opts, "cfg_lo") || lookup(s, opts, "cfg_hi")) {
+        if (!uses_teacher)
+            return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: a student's guidance is fixed when it is "
+                              "distilled: 'cfg' needs method=teacher, finish=1 or refine=1", fn);
+        c->has_cfg = 1;
+        st = fmd_teacher_get_guidance(s->teacher, &c->cfg, &c->cfg_lo, &c->cfg_hi);
+        if (st) return st;
+        if ((st = get_num(fn, s, opts, "cfg", &c->cfg))) return st;
+        if ((st = get_num(fn, s, opts, "cfg_lo", &c->cfg_lo))) return st;
+        if ((st = get_num(fn, s, opts, "cfg_hi", &c->cfg_hi))) return st;
+    }
+    if (!uses_teacher) {
+        for (size_t i = 0; i < sizeof k_solver_keys / sizeof k_solver_keys[0]; i++)
+            if (lookup(s, opts, k_solver_keys[i]))
+                return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option '%s' needs method=teacher, "
+                                  "finish=1 or refine=1", fn, k_solver_keys[i]);
+        return FMD_OK;
+    }
+    if ((st = fmd_options_create(&c->solver)) || (st = fmd_options_create(&c->finish_solver))) {
+        call_free(c);
+        return st;
+    }
+    for (size_t i = 0; i < sizeof k_solver_keys / sizeof k_solver_keys[0]; i++) {
+        const char *k = k_solver_keys[i];
+        const fmd_options *src = lookup(s, opts, k);
+        if (!src) continue;
+        if ((st = copy_key(c->solver, src, k)) || (st = copy_key(c->finish_solver, src, k))) {
+            call_free(c);
+            return st;
+        }
+    }
+    if ((st = fmd_options_set_f64(c->finish_solver, "t_start", 1.0 - (double)c->delta))) {
+        call_free(c);
+        return st;
+    }
+    return FMD_OK;
+}
+
+void fmd_sampler_destroy(fmd_sampler *s)
+{
+    if (!s) return;
+    fmd_options_destroy(s->defaults);
+    fmd_free(s);
+}
+
+fmd_status fmd_sampler_create(fmd_student *student, fmd_teacher *teacher, const fmd_options *opts,
+                              fmd_sampler **out)
+{
+    static const char *fn = "fmd_sampler_create";
+    FMD_CHECK_ARG(out, "%s: out is NULL", fn);
+    FMD_CHECK_ARG(student || teacher, "%s: student and teacher are both NULL", fn);
+    if (student && teacher) {
+        FMD_CHECK_ARG(fmd_student_dim(student) == fmd_teacher_dim(teacher),
+                      "%s: student dim %lld != teacher dim %lld", fn,
+                      (long long)fmd_student_dim(student), (long long)fmd_teacher_dim(teacher));
+        FMD_CHECK_ARG(fmd_student_num_classes(student) == fmd_teacher_num_classes(teacher),
+                      "%s: student has %d classes, teacher %d", fn,
+                      fmd_student_num_classes(student), fmd_teacher_num_classes(teacher));
+    }
+    fmd_status st = check_keys(fn, opts);
+    if (st) return st;
+    fmd_sampler *s = fmd_xcalloc(1, sizeof *s, "fmd_sampler");
+    if (!s) return FMD_ERR_OOM;
+    s->student = student;
+    s->teacher = teacher;
+    s->dim = student ? fmd_student_dim(student) : fmd_teacher_dim(teacher);
+    s->K = student ? fmd_student_num_classes(student) : fmd_teacher_num_classes(teacher);
+    st = fmd_options_create(&s->defaults);
+    for (int i = 0; !st && i < fmd_options_count(opts); i++)
+        st = copy_key(s->defaults, opts, fmd_options_key(opts, i));
+    if (!st) {
+        /* Validate the defaults as a call would use them (search flags allowed). */
+        smp_call c;
+        st = call_parse(fn, s, NULL, 1, &c);
+        call_free(&c);
+    }
+    if (st) {
+        fmd_sampler_destroy(s);
+        return st;
+    }
+    *out = s;
+    return FMD_OK;
+}
+
+int64_t fmd_sampler_dim(const fmd_sampler *s) { return s ? s->dim : 0; }
+int fmd_sampler_num_classes(const fmd_sampler *s) { return s ? s->K : 0; }
+
+/* Apply the call's guidance to the teacher; *saved receives the old one. */
+static fmd_status guidance_push(fmd_sampler *s, const smp_call *c, double saved[3])
+{
+    if (!c->has_cfg) return FMD_OK;
+    fmd_status st = fmd_teacher_get_guidance(s->teacher, &saved[0], &saved[1], &saved[2]);
+    if (st) return st;
+    return fmd_teacher_set_guidance(s->teacher, c->cfg, c->cfg_lo, c->cfg_hi);
+}
+
+/* Restore the teacher's guidance; st is the call's status, whose message is
+ * kept when it is an error. */
+static void guidance_pop(fmd_sampler *s, const smp_call *c, const double saved[3], fmd_status st)
+{
+    if (!c->has_cfg) return;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", fmd_last_error());
+    fmd_teacher_set_guidance(s->teacher, saved[0], saved[1], saved[2]);
+    if (st != FMD_OK) fmd_seterr(st, "%s", msg);
+}
+
+/* out (m, dim) from the noises z (m, dim) by the call's method; lab (m) or
+ * NULL; dl (m) scratch.  *nfe receives evaluations per row. */
+static fmd_status generate(fmd_sampler *s, const smp_call *c, const float *z, const int32_t *lab,
+                           int64_t m, float *dl, float *out, int64_t *nfe)
+{
+    const int64_t D = s->dim;
+    fmd_status st;
+    int64_t e = 0;
+    if (c->method == M_TEACHER) {
+        memcpy(out, z, (size_t)(m * D) * sizeof(float));
+        st = fmd_teacher_solve(s->teacher, out, lab, m, c->solver, &e);
+        if (st) return st;
+        *nfe = e;
+    } else {
+        for (int64_t i = 0; i < m; i++) dl[i] = c->delta;
+        st = fmd_student_forward(s->student, z, dl, s->K ? lab : NULL, m, out);
+        if (st) return st;
+        *nfe = 1;
+        if (c->finish && c->delta < 1.0f) {
+            st = fmd_teacher_solve(s->teacher, out, lab, m, c->finish_solver, &e);
+            if (st) return st;
+            *nfe += e;
+        }
+    }
+    for (int64_t i = 0; i < m * D; i++)
+        if (!isfinite(out[i]))
+            return fmd_seterr(FMD_ERR_NONFINITE, "fmd_sampler: non-finite output in row %lld",
+                              (long long)(i / D));
+    return FMD_OK;
+}
+
+static fmd_status check_common(const char *fn, const fmd_sampler *s, const int32_t *labels,
+                               int64_t n, const float *out, int64_t out_len)
+{
+    FMD_CHECK_ARG(s, "%s: sampler is NULL", fn);
+    FMD_CHECK_ARG(n >= 0, "%s: n must be >= 0 (got %lld)", fn, (long long)n);
+    FMD_CHECK_ARG(n <= INT64_MAX / s->dim, "%s: n * dim overflows", fn);
+    FMD_CHECK_ARG(out || n == 0, "%s: out is NULL", fn);
+    FMD_CHECK_ARG(out_len >= n * s->dim, "%s: out holds %lld floats but n * dim = %lld * %lld = %lld "
+                  "are needed", fn, (long long)out_len, (long long)n, (long long)s->dim,
+                  (long long)(n * s->dim));
+    for (int64_t i = 0; labels && i < n; i++)
+        FMD_CHECK_ARG(labels[i] >= 0 && labels[i] <= s->K, "%s: labels[%lld] = %d outside [0, %d]",
+                      fn, (long long)i, (int)labels[i], s->K);
+    return FMD_OK;
+}
+
+fmd_status fmd_sampler_sample(fmd_sampler *s, const int32_t *labels, int64_t n, uint64_t seed,
+                              uint64_t first_index, const fmd_options *opts, float *out,
+                              int64_t out_len, int64_t *nfe_out)
+{
+    static const char *fn = "fmd_sampler_sample";
+    fmd_status st = check_common(fn, s, labels, n, out, out_len);
+    if (st) return st;
+    smp_call c;
+    if ((st = call_parse(fn, s, opts, 0, &c))) return st;
+    const int64_t D = s->dim;
+    const int64_t chunk = n < SMP_CHUNK_ROWS ? (n ? n : 1) : SMP_CHUNK_ROWS;
+    float *z = fmd_malloc((size_t)(chunk * D) * sizeof(float));
+    float *dl = fmd_malloc((size_t)chunk * sizeof(float));
+    int32_t *lab = s->K ? fmd_malloc((size_t)chunk * sizeof(int32_t)) : NULL;
+    double saved[3];
+    int pushed = 0;
+    int64_t nfe = 0;
+    if (!z || !dl || (s->K && !lab)) {
+        st = fmd_seterr(FMD_ERR_OOM, "%s: out of memory for %lld rows", fn, (long long)chunk);
+        goto done;
+    }
+    if ((st = guidance_push(s, &c, saved))) goto done;
+    pushed = 1;
+    for (int64_t r0 = 0; r0 < n; r0 += chunk) {
+        int64_t m = n - r0 < chunk ? n - r0 : chunk;
+        fmd_prior_noise(z, m, D, seed, first_index + (uint64_t)r0);
+        for (int64_t i = 0; lab && i < m; i++) lab[i] = labels ? labels[r0 + i] : s->K;
+        int64_t e = 0;
+        if ((st = generate(s, &c, z, lab, m, dl, out + r0 * D, &e))) goto done;
+        if (e > nfe) nfe = e;
+    }
+    if (nfe_out) *nfe_out = nfe;
+done:
+    if (pushed) guidance_pop(s, &c, saved, st);
+    call_free(&c);
+    fmd_free(z);
+    fmd_free(dl);
+    fmd_free(lab);
+    return st;
+}
+
+/* Candidate j of sample index idx: j = 0 is the ordinary prior noise. */
+static void candidate_noise(float *z, int64_t D, uint64_t seed, uint64_t idx, int64_t j)
+{
+    if (j == 0) {
+        fmd_prior_noise(z, 1, D, seed, idx);
+        return;
+    }
+    for (int64_t d = 0; d < D; d++)
+        z[d] = fmd_philox_normal_at(seed, SMP_STREAM_SEARCH | (uint64_t)(j - 1),
+                                    idx * (uint64_t)D + (uint64_t)d);
+}
+
+fmd_status fmd_sampler_best_of_n(fmd_sampler *s, const int32_t *labels, int64_t n, uint64_t seed,
+                                 uint64_t first_index, int64_t candidates, fmd_reward_fn reward,
+                                 fmd_reward_batch_fn reward_batch, void *user,
+                                 const fmd_options *opts, float *out, int64_t out_len,
+                                 float *noise_out, int64_t noise_len, double *scores_out,
+                                 int64_t *nfe_out)
+{
+    static const char *fn = "fmd_sampler_best_of_n";
+    fmd_status st = check_common(fn, s, labels, n, out, out_len);
+    if (st) return st;
+    FMD_CHECK_ARG((reward != NULL) != (reward_batch != NULL),
+                  "%s: give exactly one of reward and reward_batch", fn);
+    FMD_CHECK_ARG(candidates >= 1 && candidates <= SMP_MAX_CANDIDATES,
+                  "%s: candidates must be in [1, %d] (got %lld)", fn, SMP_MAX_CANDIDATES,
+                  (long long)candidates);
+    FMD_CHECK_ARG(!noise_out || noise_len >= n * s->dim,
+                  "%s: noise_out holds %lld floats but %lld are needed", fn, (long long)noise_len,
+                  (long long)(n * s->dim));
+    smp_call c;
+    if ((st = call_parse(fn, s, opts, 1, &c))) return st;
+    const int64_t D = s->dim, N = candidates;
+    int64_t B = SMP_CHUNK_ROWS / N;   /* samples per chunk */
+    if (B < 1) B = 1;
+    if (B > n) B = n ? n : 1;
+    const int64_t M = B * N;          /* candidate rows per chunk */
+    float *z = fmd_malloc((size_t)(M * D) * sizeof(float));
+    float *xs = fmd_malloc((size_t)(M * D) * sizeof(float));
+    float *best = fmd_malloc((size_t)(B * D) * sizeof(float));
+    float *dl = fmd_malloc((size_t)M * sizeof(float));
+    int32_t *lab = fmd_malloc((size_t)M * sizeof(int32_t));
+    double *sc = fmd_malloc((size_t)M * sizeof(double));
+    double saved[3];
+    int pushed = 0;
+    int64_t nfe = 0, nfe_refine = 0;
+    if (!z || !xs || !best || !dl || !lab || !sc) {
+        st = fmd_seterr(FMD_ERR_OOM, "%s: out of memory for %lld candidate rows", fn, (long long)M);
+        goto done;
+    }
+    if ((st = guidance_push(s, &c, saved))) goto done;
+    pushed = 1;
+    for (int64_t r0 = 0; r0 < n; r0 += B) {
+        const int64_t b = n - r0 < B ? n - r0 : B, m = b * N;
+        for (int64_t i = 0; i < b; i++) {
+            const uint64_t idx = first_index + (uint64_t)(r0 + i);
+            const int32_t l = labels ? labels[r0 + i] : s->K;
+            for (int64_t j = 0; j < N; j++) {
+                candidate_noise(z + (i * N + j) * D, D, seed, idx, j);
+                lab[i * N + j] = l;
+            }
+        }
+        int64_t e = 0;
+        if ((st = generate(s, &c, z, s->K ? lab : NULL, m, dl, xs, &e))) goto done;
+        if (e > nfe) nfe = e;
+        if (reward_batch) {
+            if (reward_batch(sc, xs, lab, m, D, user) != 0) {
+                st = fmd_seterr(FMD_ERR_CANCELLED, "%s: reward_batch returned non-zero", fn);
+                goto done;
+            }
+        } else {
+            for (int64_t r = 0; r < m; r++) sc[r] = reward(xs + r * D, D, lab[r], user);
+        }
+        for (int64_t i = 0; i < b; i++) {
+            int64_t bj = 0;
+            for (int64_t j = 0; j < N; j++) {
+                const double v = sc[i * N + j];
+                if (isnan(v)) {
+                    st = fmd_seterr(FMD_ERR_NONFINITE, "%s: reward of sample %lld, candidate %lld "
+                                    "is NaN", fn, (long long)(r0 + i), (long long)j);
+                    goto done;
+                }
+                if (v > sc[i * N + bj]) bj = j;
+            }
+            const int64_t w = i * N + bj;
+            memcpy(out + (r0 + i) * D, xs + w * D, (size_t)D * sizeof(float));
+            memcpy(best + i * D, z + w * D, (size_t)D * sizeof(float));
+            if (noise_out) memcpy(noise_out + (r0 + i) * D, z + w * D, (size_t)D * sizeof(float));
+            if (scores_out) scores_out[r0 + i] = sc[w];
+            lab[i] = lab[w];   /* w >= i * N >= i: compacting in place is safe */
+        }
+        if (c.refine) {
+            /* The teacher's ODE from the winning noises, written over out. */
+            float *dst = out + r0 * D;
+            memcpy(dst, best, (size_t)(b * D) * sizeof(float));
+            if ((st = fmd_teacher_solve(s->teacher, dst, s->K ? lab : NULL, b, c.solver, &e)))
+                goto done;
+            if (e > nfe_refine) nfe_refine = e;
+            for (int64_t i = 0; i < b * D; i++)
+                if (!isfinite(dst[i])) {
+                    st = fmd_seterr(FMD_ERR_NONFINITE, "%s: non-finite refined sample %lld", fn,
+                                    (long long)(r0 + i / D));
+                    goto done;
+                }
+        }
+    }
+    if (nfe_out) *nfe_out = nfe * N + nfe_refine;
+done:
+    if (pushed) guidance_pop(s, &c, saved, st);
+    call_free(&c);
+    fmd_free(z);
+    fmd_free(xs);
+    fmd_free(best);
+    fmd_free(dl);
+    fmd_free(lab);
+    fmd_free(sc);
+    return st;
+}

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# errors.sh FMD - the `fmd` tool's failure paths without Python (so that the
+# sanitizer build runs them too): every bad flag, missing or corrupt file
+# gives exactly one line on stderr, nothing on stdout, and exit 1 or 2 (never
+# a signal, an abort or a sanitizer report).  --help works on every command.
+set -u
+FMD=$1
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+export FMD_BACKEND=cpu FMD_NUM_THREADS=1
+fail=0
+
+expect_error() {   # expected-code args...
+  local want=$1; shift
+  "$FMD" "$@" > "$dir/out" 2> "$dir/err"
+  local rc=$?
+  local lines
+  lines=$(wc -l < "$dir/err")
+  if [ "$rc" != "$want" ] || [ "$lines" != 1 ] || [ -s "$dir/out" ]; then
+    echo "FAIL: fmd $* -> exit $rc (want $want), $lines stderr lines:"; cat "$dir/err" "$dir/out"
+    fail=1
+  fi
+}
+
+for c in info train-teacher distill sample eval demo; do
+  if ! "$FMD" "$c" --help | grep -q "^usage: fmd $c"; then echo "FAIL: fmd $c --help"; fail=1; fi
+done
+expect_error 2
+expect_error 2 bogus
+expect_error 2 distill --bogus
+expect_error 2 distill --steps
+expect_error 2 sample --n abc
+expect_error 2 sample --teacher mixture:ring8 --n 4 --out "$dir/x.txt"
+expect_error 2 sample --teacher mixture:ring8 --n 4 --best-of 4 --out "$dir/x.npy"
+expect_error 2 eval --teacher mixture:ring8 --euler 1,x
+expect_error 1 distill --teacher mixture:nope --out "$dir/x.fmd"
+expect_error 1 distill --teacher mixture:ring8 --out "$dir/x.fmd" --set no_such_key=1
+expect_error 1 distill --teacher mixture:ring8 --out "$dir/none.fmd" --resume
+expect_error 1 sample --student "$dir/missing.fmd" --n 2 --out "$dir/x.npy"
+expect_error 1 sample --teacher mixture:ring8 --n 2 --delta 2 --out "$dir/x.npy"
+expect_error 1 info "$dir/missing.fmd"
+head -c 300 /dev/urandom > "$dir/junk.fmd"
+expect_error 1 info "$dir/junk.fmd"
+expect_error 1 sample --student "$dir/junk.fmd" --n 2 --out "$dir/x.npy"
+expect_error 1 eval --teacher "$dir/junk.fmd"
+expect_error 1 train-teacher --data "npy:$dir/junk.fmd" --out "$dir/t.fmd"
+# a real checkpoint, truncated and bit-flipped
+"$FMD" train-teacher --data mixture:ring8 --n 500 --out "$dir/t.fmd" --steps 5 \
+  --set width=16 --set depth=1 --set temb_dim=8 --quiet || { echo "FAIL: train-teacher"; fail=1; }
+size=$(stat -c %s "$dir/t.fmd")
+for cut in 0 7 16 100 $((size / 2)) $((size - 33)) $((size - 1)); do
+  head -c "$cut" "$dir/t.fmd" > "$dir/cut.fmd"
+  expect_error 1 info "$dir/cut.fmd"
+  expect_error 1 sample --teacher "$dir/cut.fmd" --n 2 --out "$dir/x.npy"
+done
+exit $fail

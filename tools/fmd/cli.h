@@ -1,0 +1,101 @@
+/* cli.h - shared pieces of the `fmd` command-line tool: flag parsing with
+ * generated --help, one-line errors, progress display, model loading.  The
+ * tool is a client of fmd.h only. */
+#ifndef FMD_CLI_H
+#define FMD_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include "fmd.h"
+
+/* Exit codes: 0 success, 1 runtime failure (library error, I/O), 2 usage. */
+enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
+
+typedef enum { F_BOOL, F_STR, F_I64, F_F64, F_KV } flag_kind;
+
+/* One flag of a subcommand.  F_KV flags are repeatable "key=value" pairs
+ * parsed into the fmd_options pointed to by dst (created on first use). */
+typedef struct cli_flag {
+    const char *name;     /* "--steps"                          */
+    flag_kind kind;
+    void *dst;            /* int*, const char**, int64_t*, double*, fmd_options** */
+    const char *metavar;  /* "N" (NULL for F_BOOL)               */
+    const char *help;
+} cli_flag;
+
+typedef struct cli_cmd {
+    const char *name;
+    const char *usage;     /* after "fmd NAME " */
+    const char *summary;   /* one line */
+    const char *details;   /* printed after the flag list, may be NULL */
+} cli_cmd;
+
+/* Common flags every subcommand takes. */
+typedef struct cli_common {
+    int quiet, json, help;
+    const char *backend;
+} cli_common;
+
+extern const char *cli_prog;   /* "fmd <subcommand>" for messages */
+
+/* Print "fmd <cmd>: message" on stderr (one line) and return code. */
+int cli_err(int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* The library's last error as a one-line failure. */
+int cli_lib_err(const char *what);
+
+/* Parse argv[1..] against flags (plus the common ones).  Positional
+ * arguments go to pos (up to max_pos).  Returns CLI_OK, or CLI_USAGE after
+ * printing the error; *help_out is set when --help was given (the help has
+ * been printed then). */
+int cli_parse(const cli_cmd *cmd, cli_flag *flags, int nflags, cli_common *common, int argc,
+              char **argv, const char **pos, int max_pos, int *npos);
+void cli_help(const cli_cmd *cmd, const cli_flag *flags, int nflags, FILE *f);
+
+/* Open the backend named by --backend (NULL: FMD_BACKEND or auto). */
+int cli_backend(const cli_common *c, fmd_backend **out);
+/* Teacher from "mixture:NAME", "spec:FILE", FILE.fmd, or FILE.safetensors
+ * (arch needed; topts may be NULL).  Returns CLI_OK or prints an error. */
+int cli_teacher(const char *spec, fmd_backend *be, const char *arch, const fmd_options *topts,
+                fmd_teacher **out);
+/* Parse "a,b" into two numbers / "CxHxW" into three ints. */
+int cli_pair(const char *s, double *a, double *b);
+int cli_shape3(const char *s, int *c, int *h, int *w);
+
+/* Progress display: a bar with rate, ETA and live values on a terminal
+ * (stderr), plain lines every few seconds otherwise. */
+typedef struct cli_progress {
+    int enabled, tty;
+    int64_t total, start_step;
+    double t0, last_print;
+    int printed_bar;
+} cli_progress;
+void cli_progress_begin(cli_progress *p, int quiet, int64_t start_step, int64_t total);
+/* extra: a short string of live values ("pred 1.2e-3 corr 4e-2"). */
+void cli_progress_update(cli_progress *p, int64_t step, const char *extra, int final);
+void cli_progress_end(cli_progress *p);
+
+/* Write samples x (n, dim) to path: .npy (n, dim) or .png (2-D: a density
+ * panel; images: a grid with shape and range).  shape may be NULL (inferred:
+ * dim = H*W gray or 3*H*W RGB with H = W). */
+int cli_write_samples(const char *path, const float *x, int64_t n, int64_t dim, const char *shape,
+                      const char *range, const char *title);
+
+/* Subcommands. */
+int cmd_info(int argc, char **argv);
+int cmd_train_teacher(int argc, char **argv);
+int cmd_distill(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+
+/* The metric table of the evaluator: student (may be NULL) and teacher
+ * Euler at each of steps[0..nsteps-1]; printed as text or JSON on stdout.
+ * Returns CLI_OK or prints an error. */
+int cli_eval_table(fmd_teacher *teacher, fmd_student *student, int64_t n, int64_t seed,
+                   const int *steps, int nsteps, int json, const char *indent);
+
+#endif
