@@ -193,7 +193,26 @@ struct fmd_backend_ops {
                    int64_t rows, int64_t cols, float beta);
     /* 1 when any of n values is NaN or Inf, else 0 (host result) */
     int (*nonfinite)(fmd_backend *be, const float *x, int64_t n);
+
+    /* ---- fused activations for the network engine (optional: lib/nn falls
+     *      back to bias_add + act_forward / act_backward + bias_grad when NULL
+     *      or beyond struct_size) ------------------------------------------ */
+    /* pre(N,C) += bias(C) (bias may be NULL), then out = f(pre); out may equal
+     * pre (then the pre-activation is not kept). */
+    void (*bias_act_forward)(fmd_backend *be, int kind, float *out, float *pre, const float *bias,
+                             int64_t n, int64_t c);
+    /* dpre(N,C) = dout * f'(pre) (dpre may equal dout); dbias(C) += column sums
+     * of dpre when dbias is not NULL.  With dbias NULL and dout a tangent this
+     * is the forward-mode tangent of the activation. */
+    void (*act_bias_backward)(fmd_backend *be, int kind, float *dpre, float *dbias,
+                              const float *dout, const float *pre, int64_t n, int64_t c);
 };
+
+/* 1 when the ops table has the optional slot (inside the implementer's
+ * struct_size and not NULL). */
+#define FMDB_HAS(be, slot)                                                        \
+    ((be)->ops->struct_size >= offsetof(fmd_backend_ops, slot) + sizeof(void (*)(void)) && \
+     (be)->ops->slot != NULL)
 
 /* Record the first error on a backend (sticky); returns the status.  Static
  * inline so that plugins need no symbol from libfmd. */

@@ -6,8 +6,9 @@
  * Prints samples/s and achieved GFLOP/s (matmul FLOPs counted analytically:
  * 2*m*n*k per GEMM; forward+backward counted as 3x the forward).
  *
- *   bench_nn [--backend cpu|cuda] [--iters N] [--only mlp|sit]
- * Threads of the CPU backend: FMD_NUM_THREADS.  Compare with
+ *   bench_nn [--backend cpu|cuda] [--iters N] [--only mlp|sit] [--profile]
+ * Threads of the CPU backend: FMD_NUM_THREADS.  --profile times every
+ * backend op (synchronising after each) and prints the share of each.  Compare with
  * bench/pytorch_nn.py (which can run this program in the same run). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,112 @@
 #include "backend.h"
 #include "nn/model.h"
 #include "util/util.h"
+
+/* ---- --profile: time each backend op through a wrapped ops table ---------- */
+static const fmd_backend_ops *orig;
+static fmd_backend_ops wrapped;
+enum { P_GEMM, P_GEMMB, P_BIAS, P_BIASG, P_BMUL, P_BMULR, P_AXPBY, P_SILU, P_GELU, P_SILUB, P_GELUB,
+       P_LNF, P_LNB, P_SMF, P_SMB, P_MODF, P_MODB, P_EMBF, P_EMBB, P_TEMB, P_PERM, P_COPY2D, P_COPY,
+       P_ZERO, P_BACTF, P_ACTBB, P_N };
+static const char *pname[P_N] = {"gemm", "gemm_batched", "bias_add", "bias_grad", "bcast_mul",
+    "bcast_mul_reduce", "axpby", "silu fwd", "gelu fwd", "silu bwd/jvp", "gelu bwd/jvp",
+    "layernorm fwd", "layernorm bwd/jvp", "softmax fwd", "softmax bwd/jvp", "modulate fwd",
+    "modulate bwd", "embed fwd", "embed bwd", "timestep_embed", "permute", "copy2d", "copy",
+    "memset0", "bias_act_forward", "act_bias_backward"};
+static double ptime[P_N];
+static long pcount[P_N];
+#define TIMED(idx, call) do { double t0_ = fmd_now(); call; orig->sync(be); \
+    ptime[idx] += fmd_now() - t0_; pcount[idx]++; } while (0)
+static void w_gemm(fmd_backend *be, int ta, int tb, int64_t m, int64_t n, int64_t k, float al,
+                   const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
+{ TIMED(P_GEMM, orig->gemm(be, ta, tb, m, n, k, al, a, lda, b, ldb, beta, c, ldc)); }
+static void w_gemmb(fmd_backend *be, int ta, int tb, int64_t m, int64_t n, int64_t k, float al,
+                    const float *a, int64_t lda, int64_t sa, const float *b, int64_t ldb, int64_t sb,
+                    float beta, float *c, int64_t ldc, int64_t sc, int64_t bt)
+{ TIMED(P_GEMMB, orig->gemm_batched(be, ta, tb, m, n, k, al, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, bt)); }
+static void w_bias(fmd_backend *be, float *o, const float *x, const float *b, int64_t n, int64_t c)
+{ TIMED(P_BIAS, orig->bias_add(be, o, x, b, n, c)); }
+static void w_biasg(fmd_backend *be, float *db, const float *d, int64_t n, int64_t c)
+{ TIMED(P_BIASG, orig->bias_grad(be, db, d, n, c)); }
+static void w_bmul(fmd_backend *be, float *o, const float *x, const float *g, int64_t b, int64_t t,
+                   int64_t c, float beta)
+{ TIMED(P_BMUL, orig->bcast_mul(be, o, x, g, b, t, c, beta)); }
+static void w_bmulr(fmd_backend *be, float *dg, const float *d, const float *x, int64_t b, int64_t t,
+                    int64_t c, float beta)
+{ TIMED(P_BMULR, orig->bcast_mul_reduce(be, dg, d, x, b, t, c, beta)); }
+static void w_axpby(fmd_backend *be, float *o, float a, const float *x, float b, const float *y, int64_t n)
+{ TIMED(P_AXPBY, orig->axpby(be, o, a, x, b, y, n)); }
+static void w_actf(fmd_backend *be, int k, float *o, const float *x, int64_t n)
+{ TIMED(k == FMDB_ACT_SILU ? P_SILU : P_GELU, orig->act_forward(be, k, o, x, n)); }
+static void w_actb(fmd_backend *be, int k, float *dx, const float *d, const float *x, int64_t n, float beta)
+{ TIMED(k == FMDB_ACT_SILU ? P_SILUB : P_GELUB, orig->act_backward(be, k, dx, d, x, n, beta)); }
+static void w_lnf(fmd_backend *be, float *o, float *mu, float *rs, const float *x, const float *w,
+                  const float *b, int64_t n, int64_t c, float eps)
+{ TIMED(P_LNF, orig->layernorm_forward(be, o, mu, rs, x, w, b, n, c, eps)); }
+static void w_lnb(fmd_backend *be, float *dx, float *dw, float *db, const float *d, const float *x,
+                  const float *w, const float *mu, const float *rs, int64_t n, int64_t c, float beta)
+{ TIMED(P_LNB, orig->layernorm_backward(be, dx, dw, db, d, x, w, mu, rs, n, c, beta)); }
+static void w_smf(fmd_backend *be, float *o, const float *x, int64_t n, int64_t c, float s)
+{ TIMED(P_SMF, orig->softmax_forward(be, o, x, n, c, s)); }
+static void w_smb(fmd_backend *be, float *dx, const float *d, const float *y, int64_t n, int64_t c, float s)
+{ TIMED(P_SMB, orig->softmax_backward(be, dx, d, y, n, c, s)); }
+static void w_modf(fmd_backend *be, float *o, const float *x, const float *sh, const float *sc,
+                   int64_t ld, int64_t b, int64_t t, int64_t c)
+{ TIMED(P_MODF, orig->modulate_forward(be, o, x, sh, sc, ld, b, t, c)); }
+static void w_modb(fmd_backend *be, float *dx, float *dsh, float *dsc, const float *d, const float *x,
+                   const float *sc, int64_t ld, int64_t b, int64_t t, int64_t c, float beta)
+{ TIMED(P_MODB, orig->modulate_backward(be, dx, dsh, dsc, d, x, sc, ld, b, t, c, beta)); }
+static void w_embf(fmd_backend *be, float *o, const float *tab, const int32_t *idx, int64_t n, int64_t c)
+{ TIMED(P_EMBF, orig->embed_forward(be, o, tab, idx, n, c)); }
+static void w_embb(fmd_backend *be, float *dt, const float *d, const int32_t *idx, int64_t n, int64_t c)
+{ TIMED(P_EMBB, orig->embed_backward(be, dt, d, idx, n, c)); }
+static void w_temb(fmd_backend *be, float *o, const float *t, int64_t n, int64_t dim, float mp,
+                   float ts, int deriv)
+{ TIMED(P_TEMB, orig->timestep_embed(be, o, t, n, dim, mp, ts, deriv)); }
+static void w_perm(fmd_backend *be, float *o, const float *in, int nd, const int64_t *dims,
+                   const int *perm, float beta)
+{ TIMED(P_PERM, orig->permute(be, o, in, nd, dims, perm, beta)); }
+static void w_copy2d(fmd_backend *be, float *o, int64_t ldo, const float *in, int64_t ldi, int64_t r,
+                     int64_t c, float beta)
+{ TIMED(P_COPY2D, orig->copy2d(be, o, ldo, in, ldi, r, c, beta)); }
+static void w_copy(fmd_backend *be, void *d, const void *s, size_t n) { TIMED(P_COPY, orig->copy(be, d, s, n)); }
+static void w_zero(fmd_backend *be, void *p, size_t n) { TIMED(P_ZERO, orig->memset0(be, p, n)); }
+
+static void w_bactf(fmd_backend *be, int k, float *o, float *pre, const float *b, int64_t n, int64_t c)
+{ TIMED(P_BACTF, orig->bias_act_forward(be, k, o, pre, b, n, c)); }
+static void w_actbb(fmd_backend *be, int k, float *dp, float *db, const float *d, const float *pre,
+                    int64_t n, int64_t c)
+{ TIMED(P_ACTBB, orig->act_bias_backward(be, k, dp, db, d, pre, n, c)); }
+
+static void profile_install(fmd_backend *be)
+{
+    orig = be->ops;
+    wrapped = *orig;
+    wrapped.gemm = w_gemm; wrapped.gemm_batched = w_gemmb; wrapped.bias_add = w_bias;
+    wrapped.bias_grad = w_biasg; wrapped.bcast_mul = w_bmul; wrapped.bcast_mul_reduce = w_bmulr;
+    wrapped.axpby = w_axpby; wrapped.act_forward = w_actf; wrapped.act_backward = w_actb;
+    wrapped.layernorm_forward = w_lnf; wrapped.layernorm_backward = w_lnb;
+    wrapped.softmax_forward = w_smf; wrapped.softmax_backward = w_smb;
+    wrapped.modulate_forward = w_modf; wrapped.modulate_backward = w_modb;
+    wrapped.embed_forward = w_embf; wrapped.embed_backward = w_embb; wrapped.timestep_embed = w_temb;
+    wrapped.permute = w_perm; wrapped.copy2d = w_copy2d; wrapped.copy = w_copy; wrapped.memset0 = w_zero;
+    if (FMDB_HAS(be, bias_act_forward)) wrapped.bias_act_forward = w_bactf;
+    if (FMDB_HAS(be, act_bias_backward)) wrapped.act_bias_backward = w_actbb;
+    be->ops = &wrapped;
+}
+
+static void profile_report(const char *what)
+{
+    double tot = 0;
+    for (int i = 0; i < P_N; i++) tot += ptime[i];
+    printf("  op profile (%s, %.3f s in ops):", what, tot);
+    for (int i = 0; i < P_N; i++)
+        if (ptime[i] > 0.005 * tot) printf("  %s %.1f%%", pname[i], 100.0 * ptime[i] / tot);
+    printf("\n");
+    memset(ptime, 0, sizeof ptime);
+    memset(pcount, 0, sizeof pcount);
+}
+static int g_profile;
 
 static double mlp_flops(const nn_config *c)
 {
@@ -72,6 +179,10 @@ static int run(fmd_backend *be, const char *name, nn_config *c, int64_t B, int i
                 fprintf(stderr, "%s: %s\n", name, fmd_last_error());
                 return 1;
             }
+            if (it == 0 && g_profile) {
+                memset(ptime, 0, sizeof ptime);
+                memset(pcount, 0, sizeof pcount);
+            }
             if (it > 0) {
                 total += dt;
                 if (dt < best) best = dt;
@@ -82,6 +193,7 @@ static int run(fmd_backend *be, const char *name, nn_config *c, int64_t B, int i
                "%d iters, arena %.1f MiB)\n",
                name, mode ? "fwd+bwd" : "forward", (long long)B, (double)B / mean, f / mean * 1e-9,
                mean, best, iters, (double)nn_model_arena_bytes(m) / 1048576.0);
+        if (g_profile) profile_report(mode ? "fwd+bwd" : "forward");
         fflush(stdout);
     }
     be->ops->free(be, x); be->ops->free(be, out); be->ops->free(be, t); be->ops->free(be, lab);
@@ -98,8 +210,9 @@ int main(int argc, char **argv)
         if (!strcmp(argv[i], "--backend") && i + 1 < argc) bname = argv[++i];
         else if (!strcmp(argv[i], "--iters") && i + 1 < argc) iters_mlp = iters_sit = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+        else if (!strcmp(argv[i], "--profile")) g_profile = 1;
         else {
-            fprintf(stderr, "usage: bench_nn [--backend cpu|cuda] [--iters N] [--only mlp|sit]\n");
+            fprintf(stderr, "usage: bench_nn [--backend cpu|cuda] [--iters N] [--only mlp|sit] [--profile]\n");
             return 2;
         }
     }
@@ -110,6 +223,7 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("device: %s\n", fmd_backend_device(be));
+    if (g_profile) profile_install(be);
     int rc = 0;
     if (!only || !strcmp(only, "mlp")) {
         nn_config c = {0};
@@ -131,6 +245,7 @@ int main(int argc, char **argv)
         c.temb_dim = 256;
         rc |= run(be, "sit", &c, 32, iters_sit, dit_flops(&c));
     }
+    if (g_profile) be->ops = orig;
     fmd_backend_destroy(be);
     return rc;
 }

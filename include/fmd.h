@@ -451,7 +451,9 @@ typedef struct fmd_distiller fmd_distiller;
  * with fmd_student_destroy; the teacher may be destroyed afterwards).
  *   Network teacher: the student is the teacher's architecture in student
  *   form with the teacher's weights copied and a zero-initialised delta
- *   projection, so f(z, 1) starts as the teacher's one-step Euler sample.
+ *   projection; it is fed t = 1 - delta (MATH.md section 2), so at the start
+ *   F(z, delta) = v(z, 1 - delta) and f(z, delta) = z - delta v(z, 1 - delta),
+ *   exact as delta -> 0.
  *   Mixture and callback teachers: a fresh MLP of options width (default
  *   256), depth (4), temb_dim (256), time_scale (30), delta_scale (30); its
  *   initial map does not match the teacher (the distiller trains it).
@@ -630,13 +632,16 @@ FMD_API void fmd_evaluator_destroy(fmd_evaluator *ev);
  * z_i = fmd_prior_noise(seed, first_index + i), the same noise that
  * fmd_teacher_sample uses (teacher and student start from the same z), so
  * sample i depends only on (seed, first_index + i): splitting a call into
- * batches of any size gives the same numbers (bit-identical on one backend
- * and thread count).
+ * batches of any size gives the same samples.  Teacher paths are then
+ * bit-identical (rows are integrated independently); student paths agree to
+ * the rounding of the backend's matrix products, whose blocking may depend
+ * on the batch size (about 1e-6 relative on the CPU).
  *
  * Per-call options (the opts argument of fmd_sampler_sample and
- * fmd_sampler_best_of_n; NULL = the sampler's defaults, which are the
- * options given to fmd_sampler_create; unknown keys are
- * FMD_ERR_INVALID_ARG naming the key):
+ * fmd_sampler_best_of_n, may be NULL; a key absent from opts takes its value
+ * from the options given to fmd_sampler_create, else the default below;
+ * unknown keys are FMD_ERR_INVALID_ARG naming the key).  A sampler must not
+ * be used from two threads at once:
  *   method    "student" (default when the sampler has a student) or
  *             "teacher" (integrate the teacher's ODE from z);
  *   delta     student jump in (0, 1] (default 1): f(z, delta) is the state

@@ -10,9 +10,6 @@ cd "$(dirname "$0")/.."
 fmd_install_deps
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j"$(nproc)"
-# OpenMP threads that spin while waiting slow small networks down badly when
-# the cores are shared; waiting passively costs nothing measurable here.
-export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 out=demo-out
 prev=""
 for a in "$@"; do

@@ -39,19 +39,25 @@ target_include_directories(fmd_cuda_emu PRIVATE ${PROJECT_SOURCE_DIR}/include ${
                            ${PROJECT_SOURCE_DIR}/lib)
 set_target_properties(fmd_cuda_emu PROPERTIES PREFIX "lib" OUTPUT_NAME fmd-cuda-emu
   CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON LIBRARY_OUTPUT_DIRECTORY ${FMD_FAKE_PLUGIN_DIR})
-foreach(t test_backend_ops test_cross_backend)
+foreach(t test_backend_ops test_backend_fused test_cross_backend)
   if(TARGET ${t})
     add_dependencies(${t} fmd_cuda_emu)
-    if(t STREQUAL "test_backend_ops")
-      add_test(NAME ${t}_emu COMMAND ${t} cuda)
-    else()
+    if(t STREQUAL "test_cross_backend")
       add_test(NAME ${t}_emu COMMAND ${t} cpu cuda)
+    else()
+      add_test(NAME ${t}_emu COMMAND ${t} cuda)
     endif()
     set_tests_properties(${t}_emu PROPERTIES TIMEOUT 600 ENVIRONMENT
       "FMD_BACKEND_PATH=$<TARGET_FILE:fmd_cuda_emu>;FMD_SOURCE_DIR=${PROJECT_SOURCE_DIR};FMD_BUILD_DIR=${PROJECT_BINARY_DIR}")
   endif()
 endforeach()
-# the real plugin is looked up in the build directory (skipped without a GPU)
+
+# The real plugin, looked up in the build directory: SKIPPED without a GPU.
 if(TARGET test_cross_backend)
   set_property(TEST test_cross_backend APPEND PROPERTY ENVIRONMENT "FMD_BACKEND_PATH=${PROJECT_BINARY_DIR}")
+endif()
+if(TARGET test_backend_fused)
+  add_test(NAME test_backend_fused_cuda COMMAND test_backend_fused cuda)
+  set_tests_properties(test_backend_fused_cuda PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600
+    ENVIRONMENT "FMD_BACKEND_PATH=${PROJECT_BINARY_DIR}")
 endif()

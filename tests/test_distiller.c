@@ -25,6 +25,13 @@
 
 static fmd_backend *be;
 
+/* allocation counting through the library's allocator hooks */
+static int counting;
+static long n_allocs;
+static void *c_malloc(size_t n, void *u) { if (counting) n_allocs++; return malloc(n); }
+static void *c_realloc(void *p, size_t n, void *u) { if (counting) n_allocs++; return realloc(p, n); }
+static void c_free(void *p, void *u) { free(p); }
+
 /* ---- ff-level helpers ------------------------------------------------------ */
 
 typedef struct {
@@ -401,6 +408,23 @@ static void test_options_and_api(void)
     fmd_student_destroy(NULL);
     fmd_evaluator_destroy(NULL);
 
+    /* no host allocation inside a step (both objectives, every target form) */
+    static const char *const targets[] = {"teacher-step", "jvp", "fd"};
+    for (int k = 0; k < 3; k++) {
+        fmd_options *oa = small_opts();
+        CHECK_OK(fmd_options_set_str(oa, "target", targets[k]));
+        fmd_distiller *da;
+        CHECK_OK(fmd_distiller_create(T, s, be, oa, &da));
+        CHECK_OK(fmd_distiller_step(da));
+        n_allocs = 0;
+        counting = 1;
+        for (int i = 0; i < 3; i++) CHECK_OK(fmd_distiller_step(da));
+        counting = 0;
+        CHECK_MSG(n_allocs == 0, "%ld host allocations inside steps (target %s)", n_allocs, targets[k]);
+        fmd_distiller_destroy(da);
+        fmd_options_destroy(oa);
+    }
+
     /* cancel through the progress callback */
     fmd_options *o = small_opts();
     fmd_distiller *d;
@@ -446,6 +470,64 @@ static void test_options_and_api(void)
     fmd_teacher_destroy(T);
 }
 
+/* Network teacher: the student copies the teacher and is fed (t = 1 - delta,
+ * delta) with a zero delta projection (MATH.md section 2), so at
+ * initialisation F(z, delta) = v(z, 1 - delta): f(z, delta) is one Euler step
+ * of the teacher from t = 1 read at the end time 1 - delta (exact as
+ * delta -> 0).  The auxiliary network is a copy of the teacher. */
+static void test_network_teacher(void)
+{
+    nn_model *tn = mlp(3, 0, 32, 21);
+    CHECK_OK(nn_model_randomize(tn, 5, 0.2f));
+    fmd_teacher *T = NULL;
+    CHECK_OK(teacher_wrap_network(be, tn, 0, &T));
+    if (!T) return;
+    fmd_student *s = NULL;
+    CHECK_OK(fmd_student_create(T, be, NULL, &s));
+    if (!s) {
+        fmd_teacher_destroy(T);
+        return;
+    }
+    enum { N = 8 };
+    float z[N * 3], dl[N], tt[N], f[N * 3], v[N * 3], e[N * 3];
+    for (int i = 0; i < N * 3; i++) z[i] = (float)tu_normal();
+    for (int i = 0; i < N; i++) {
+        dl[i] = (float)(i + 1) / N;
+        tt[i] = 1.0f - dl[i];
+    }
+    CHECK_OK(fmd_student_forward(s, z, dl, NULL, N, f));
+    CHECK_OK(fmd_teacher_velocity(T, v, z, tt, NULL, N));
+    for (int i = 0; i < N * 3; i++) e[i] = z[i] - dl[i / 3] * v[i];
+    CHECK_MSG(tu_max_abs_diff(f, e, N * 3) < 1e-5, "f(z, d) vs z - d v(z, 1 - d): %g",
+              tu_max_abs_diff(f, e, N * 3));
+    /* the student's size options do not apply to a network teacher */
+    fmd_options *bad;
+    CHECK_OK(fmd_options_create(&bad));
+    CHECK_OK(fmd_options_set_i64(bad, "width", 8));
+    fmd_student *s2 = NULL;
+    CHECK_STATUS(fmd_student_create(T, be, bad, &s2), FMD_ERR_INVALID_ARG);
+    fmd_options_destroy(bad);
+    fmd_options *o = small_opts();   /* has aux_width: refused with aux = copy */
+    fmd_distiller *d = NULL;
+    CHECK_STATUS(fmd_distiller_create(T, s, be, o, &d), FMD_ERR_INVALID_ARG);
+    CHECK(strstr(fmd_last_error(), "aux_width") != NULL);
+    fmd_options_destroy(o);
+    CHECK_OK(fmd_options_create(&o));
+    CHECK_OK(fmd_options_set_i64(o, "batch", 32));
+    CHECK_OK(fmd_distiller_create(T, s, be, o, &d));
+    CHECK_OK(fmd_distiller_run(d, 5, NULL, NULL));
+    fmd_distill_stats st;
+    memset(&st, 0, sizeof st);
+    st.struct_size = sizeof st;
+    CHECK_OK(fmd_distiller_stats(d, &st));
+    /* g = teacher copy: v_N - v = 0 at the first step, not later */
+    CHECK(st.step == 5 && isfinite(st.loss_pred) && st.vdiff_norm > 0);
+    fmd_distiller_destroy(d);
+    fmd_options_destroy(o);
+    fmd_student_destroy(s);
+    fmd_teacher_destroy(T);
+}
+
 /* CI: distil ring8 briefly; the one-step student beats the teacher's
  * 2-step Euler on map error and energy distance and covers every mode. */
 static void test_ring8_beats_euler2(void)
@@ -472,7 +554,7 @@ static void test_ring8_beats_euler2(void)
     CHECK_OK(fmd_distiller_create(T, s, be, o, &d));
     CHECK_OK(fmd_evaluator_create(T, eo, &ev));
     double t0 = fmd_now();
-    CHECK_OK(fmd_distiller_run(d, 800, NULL, NULL));
+    CHECK_OK(fmd_distiller_run(d, 500, NULL, NULL));
     double secs = fmd_now() - t0;
     fmd_student *ema;
     CHECK_OK(fmd_distiller_ema_student(d, &ema));
@@ -482,7 +564,7 @@ static void test_ring8_beats_euler2(void)
     rs.struct_size = re.struct_size = sizeof rs;
     CHECK_OK(fmd_evaluator_student(ev, ema, &rs));
     CHECK_OK(fmd_evaluator_teacher(ev, e2, &re));
-    printf("ring8, 800 steps (%.1f s): student map %.4f ED %.5f modes %d/%d; "
+    printf("ring8, 500 steps (%.1f s): student map %.4f ED %.5f modes %d/%d; "
            "Euler-2 map %.4f ED %.5f; floor %.5f\n", secs, rs.map_error, rs.energy_distance,
            rs.modes_covered, rs.modes_total, re.map_error, re.energy_distance, rs.energy_floor);
     CHECK(rs.map_error < re.map_error);
@@ -501,6 +583,7 @@ static void test_ring8_beats_euler2(void)
 int main(void)
 {
     tu_seed(42);
+    CHECK_OK(fmd_set_allocator(c_malloc, c_realloc, c_free, NULL));
     CHECK_OK(fmd_backend_open("cpu", &be));
     if (!be) return tu_finish("test_distiller");
     test_targets();
@@ -508,6 +591,7 @@ int main(void)
     test_resume();
     test_nonfinite();
     test_options_and_api();
+    test_network_teacher();
     test_ring8_beats_euler2();
     fmd_backend_destroy(be);
     return tu_finish("test_distiller");

@@ -3,12 +3,14 @@
  * layer in lib/nn/layers.c, on the CPU backend: linear, SiLU, GELU-tanh,
  * LayerNorm (plain and affine), timestep embedding, the timestep embedder
  * MLP, class embedding, adaLN modulate, gated residual, patchify /
- * unpatchify, multi-head attention; plus the 2-D sin-cos table's layout. */
+ * unpatchify, multi-head attention, the fused bias+activation slots (also
+ * compared with the unfused ops); plus the 2-D sin-cos table's layout. */
 #include <math.h>
 #include <string.h>
 #include "testutil.h"
 #include "backend.h"
 #include "nn/layers.h"
+#include "cpu/cpu_ops_nn.h"
 
 static fmd_backend *be;
 
@@ -180,6 +182,96 @@ static void act_j(layer_case *c, float **in, float **t, float *to)
     nn_act_jvp(be, (int)c->dims[0], to, t[0], in[0], c->n[0]);
 }
 
+/* ---- fused bias + activation: pre (N,C), bias (C); dims = kind, N, C ------------ */
+static void bact_f(layer_case *c, float **in, float *out)
+{
+    int64_t N = c->dims[1], C = c->dims[2];
+    be->ops->copy(be, c->scratch, in[0], (size_t)(N * C) * sizeof(float));
+    nn_bias_act_forward(be, (int)c->dims[0], out, c->scratch, in[1], N, C);
+}
+static void bact_b(layer_case *c, float **in, const float *d, float **g)
+{
+    int64_t N = c->dims[1], C = c->dims[2];
+    float *pre = c->scratch, *tmp = c->scratch + N * C;
+    bact_f(c, in, tmp);
+    nn_act_bias_backward(be, (int)c->dims[0], g[0], g[1], d, pre, N, C);
+}
+static void bact_j(layer_case *c, float **in, float **t, float *to)
+{
+    int64_t N = c->dims[1], C = c->dims[2];
+    float *pre = c->scratch, *tmp = c->scratch + N * C;
+    bact_f(c, in, tmp);
+    be->ops->copy(be, tmp, t[0], (size_t)(N * C) * sizeof(float));
+    be->ops->bias_add(be, tmp, tmp, t[1], N, C);
+    nn_act_jvp(be, (int)c->dims[0], to, tmp, pre, N * C);
+}
+
+/* The fused slots agree with the unfused ops (act_forward / act_backward +
+ * bias_add / bias_grad) over a wide input range, in place too. */
+static void fused_matches_unfused(void)
+{
+    if (!FMDB_HAS(be, bias_act_forward) || !FMDB_HAS(be, act_bias_backward)) {
+        printf("fused activation slots absent on %s: the fallback is what runs\n", be->name);
+        return;
+    }
+    const int64_t N = 37, C = 129, n = N * C;
+    float *h = malloc(sizeof(float) * n), *hb = malloc(sizeof(float) * C), *hd = malloc(sizeof(float) * n);
+    float *r1 = malloc(sizeof(float) * n), *r2 = malloc(sizeof(float) * n);
+    float *gb1 = calloc((size_t)C, sizeof(float)), *gb2 = calloc((size_t)C, sizeof(float));
+    tu_fill(h, n, -30.0f, 30.0f);
+    for (int64_t i = 0; i < 64; i++) h[i] = (float)(i - 32) * 4.0f;   /* tails: +-128 */
+    tu_fill(hb, C, -1.0f, 1.0f);
+    tu_fill_normal(hd, n, 1.0f);
+    float *pre = dnew(n), *out = dnew(n), *bias = dnew(C), *dout = dnew(n), *d1 = dnew(n);
+    float *db1 = dnew(C), *db2 = dnew(C), *pre2 = dnew(n);
+    up(bias, hb, C);
+    up(dout, hd, n);
+    for (int kind = 0; kind < 2; kind++) {
+        /* forward: fused vs bias_add + act_forward */
+        up(pre, h, n);
+        be->ops->bias_act_forward(be, kind, out, pre, bias, N, C);
+        down(r1, out, n);
+        up(pre2, h, n);
+        be->ops->bias_add(be, pre2, pre2, bias, N, C);
+        be->ops->act_forward(be, kind, d1, pre2, n);
+        down(r2, d1, n);
+        double e = tu_rel_err(r1, r2, n);
+        CHECK_MSG(e < 2e-6, "bias_act_forward kind %d rel err %.3g", kind, e);
+        down(r1, pre, n);
+        down(r2, pre2, n);
+        CHECK(tu_max_abs_diff(r1, r2, n) == 0);                 /* pre + bias kept */
+        /* in place: out == pre */
+        up(pre, h, n);
+        be->ops->bias_act_forward(be, kind, pre, pre, bias, N, C);
+        down(r1, pre, n);
+        down(r2, d1, n);
+        CHECK_MSG(tu_rel_err(r1, r2, n) < 2e-6, "bias_act_forward in place kind %d", kind);
+        /* backward: fused vs act_backward + bias_grad */
+        be->ops->memset0(be, db1, sizeof(float) * C);
+        be->ops->memset0(be, db2, sizeof(float) * C);
+        be->ops->act_bias_backward(be, kind, d1, db1, dout, pre2, N, C);
+        down(r1, d1, n);
+        be->ops->act_backward(be, kind, out, dout, pre2, n, 0.0f);
+        be->ops->bias_grad(be, db2, out, N, C);
+        down(r2, out, n);
+        e = tu_rel_err(r1, r2, n);
+        CHECK_MSG(e < 2e-6, "act_bias_backward kind %d rel err %.3g", kind, e);
+        down(gb1, db1, C);
+        down(gb2, db2, C);
+        e = tu_rel_err(gb1, gb2, C);
+        CHECK_MSG(e < 1e-5, "act_bias_backward dbias kind %d rel err %.3g", kind, e);
+        /* in place dpre == dout */
+        be->ops->copy(be, d1, dout, sizeof(float) * n);
+        be->ops->act_bias_backward(be, kind, d1, NULL, d1, pre2, N, C);
+        down(r1, d1, n);
+        CHECK_MSG(tu_rel_err(r1, r2, n) < 2e-6, "act_bias_backward in place kind %d", kind);
+        for (int64_t i = 0; i < n; i++) CHECK(isfinite(r1[i]));
+    }
+    free(h); free(hb); free(hd); free(r1); free(r2); free(gb1); free(gb2);
+    be->ops->free(be, pre); be->ops->free(be, out); be->ops->free(be, bias); be->ops->free(be, dout);
+    be->ops->free(be, d1); be->ops->free(be, db1); be->ops->free(be, db2); be->ops->free(be, pre2);
+}
+
 /* ---- layernorm: x (N,C) [, w (C), b (C)]; scratch holds mean, rstd ------------- */
 static void ln_f(layer_case *c, float **in, float *out)
 {
@@ -344,6 +436,21 @@ static void attn_j(layer_case *c, float **in, float **t, float *to)
     nn_attn_jvp(be, to, &ta, &a, t[0], in[1], in[3], c->scratch + 2 * na + B * T * C, B, T, C, H);
 }
 
+/* the vectorisable exp of the CPU kernels: relative error against double exp */
+static void vexp_accuracy(void)
+{
+    double worst = 0;
+    for (int i = 0; i <= 200000; i++) {
+        float x = -87.0f + 175.0f * (float)i / 200000.0f;
+        double e = fabs((double)fmdb_vexpf(x) - exp((double)x)) / exp((double)x);
+        if (e > worst) worst = e;
+    }
+    printf("fmdb_vexpf max rel err on [-87, 88]: %.2e\n", worst);
+    CHECK_MSG(worst < 4e-7, "fmdb_vexpf rel err %.3g", worst);
+    CHECK(fmdb_vexpf(-1000.0f) >= 0.0f && fmdb_vexpf(-1000.0f) < 1e-37f);
+    CHECK(isfinite(fmdb_vexpf(1000.0f)) && fmdb_vexpf(1000.0f) > 1e38f);
+}
+
 static void pos_embed_layout(void)
 {
     /* MAE: first half encodes the column (w) index as [sin, cos], second half
@@ -379,6 +486,13 @@ int main(void)
         layer_case g = {"gelu_tanh", 1, {40}, {1}, {1}, 40, {FMDB_ACT_GELU_TANH}, act_f, act_b, act_j,
                         -4, 4, scratch};
         run_case(&g);
+        layer_case bs = {"bias+silu (fused)", 2, {6 * 9, 9}, {1, 1}, {1, 1}, 54, {FMDB_ACT_SILU, 6, 9},
+                         bact_f, bact_b, bact_j, -4, 4, scratch};
+        run_case(&bs);
+        layer_case bg = {"bias+gelu (fused)", 2, {6 * 9, 9}, {1, 1}, {1, 1}, 54,
+                         {FMDB_ACT_GELU_TANH, 6, 9}, bact_f, bact_b, bact_j, -4, 4, scratch};
+        run_case(&bg);
+        fused_matches_unfused();
     }
     {
         layer_case c = {"layernorm", 1, {6 * 10}, {1}, {1}, 60, {6, 10}, ln_f, ln_b, ln_j, -2, 2, scratch};
@@ -443,6 +557,7 @@ int main(void)
         run_case(&c);
     }
     pos_embed_layout();
+    vexp_accuracy();
     be->ops->free(be, scratch);
     fmd_backend_destroy(be);
     return tu_finish("test_nn_layers");

@@ -420,6 +420,12 @@ static void inference_matches(nn_config c, int64_t B, const char *what)
     down(tb, bt.dtout, n);
     CHECK_MSG(tu_max_abs_diff(a, b, n) == 0 && tu_max_abs_diff(ta, tb, n) == 0,
               "%s: inference arena result differs", what);
+    CHECK_OK(nn_model_reserve_ex(m, B, NN_RESERVE_INFERENCE | NN_RESERVE_NO_JVP));
+    CHECK(nn_model_arena_bytes(m) < big);
+    CHECK_OK(nn_model_forward(m, bt.dout, bt.dx, bt.dt, c.student ? bt.dd : NULL,
+                              c.num_classes ? bt.dlab : NULL, B));
+    down(b, bt.dout, n);
+    CHECK_MSG(tu_max_abs_diff(a, b, n) == 0, "%s: forward-only arena result differs", what);
     CHECK(big > 0);
     free(a); free(b); free(ta); free(tb); free(ht);
     be->ops->free(be, tan);

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "api/teacher_internal.h"
+#include "io/model_io.h"
 #include "io/safetensors.h"
 #include "testutil.h"
 
@@ -387,6 +388,23 @@ static void test_network(fmd_backend *be)
     CHECK(strstr(fmd_last_error(), "bogus") != NULL);
     CHECK_STATUS(fmd_teacher_load_safetensors(be, tmp_path("net.safetensors"), "SiT-Q/2", NULL, &L),
                  FMD_ERR_INVALID_ARG);
+    /* a hostile config (a huge MLP) next to a tiny tensor is refused before allocating */
+    {
+        fmdf_writer *w;
+        nn_config big = cfg;
+        big.width = 60000;
+        big.depth = 200;
+        float one = 1;
+        int64_t sh[1] = {1};
+        CHECK_OK(fmdf_writer_begin(tmp_path("huge.fmd"), &w));
+        CHECK_OK(fmdf_writer_add_meta(w, "teacher_kind", "network"));
+        CHECK_OK(model_io_write_config(w, "", &big));
+        CHECK_OK(fmdf_writer_add_tensor(w, "w", FMDF_F32, 1, sh, &one));
+        CHECK_OK(fmdf_writer_commit(w));
+        CHECK_STATUS(fmd_teacher_load(be, tmp_path("huge.fmd"), NULL, &L), FMD_ERR_FORMAT);
+        CHECK(strstr(fmd_last_error(), "parameters") != NULL);
+        unlink(tmp_path("huge.fmd"));
+    }
     fmd_options_destroy(so);
     fmd_options_destroy(o);
     be->ops->free(be, dx); be->ops->free(be, dt); be->ops->free(be, dv); be->ops->free(be, dl);

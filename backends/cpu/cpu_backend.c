@@ -12,6 +12,7 @@
 #include <oneapi/dnnl/dnnl.h>
 #include "backend.h"
 #include "cpu_backend.h"
+#include "cpu_ops_nn.h"
 #include "util/philox.h"
 #include "util/util.h"
 
@@ -586,6 +587,8 @@ static const fmd_backend_ops cpu_ops = {
     .permute = cpu_permute,
     .copy2d = cpu_copy2d,
     .nonfinite = cpu_nonfinite,
+    .bias_act_forward = fmdb_cpu_bias_act_forward,   /* cpu_ops_nn.c (network engine) */
+    .act_bias_backward = fmdb_cpu_act_bias_backward,
 };
 
 static const char *gemm_name(int g)

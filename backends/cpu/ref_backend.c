@@ -7,6 +7,7 @@
 #include "backend.h"
 #include "util/philox.h"
 #include "util/util.h"
+#include "cpu/cpu_ops_nn.h"
 
 static void ref_destroy(fmd_backend *be) { (void)be; }
 
@@ -351,6 +352,8 @@ static const fmd_backend_ops ref_ops = {
     .embed_forward = ref_embed_forward, .embed_backward = ref_embed_backward,
     .timestep_embed = ref_timestep_embed, .permute = ref_permute, .copy2d = ref_copy2d,
     .nonfinite = ref_nonfinite,
+    .bias_act_forward = fmdb_ref_bias_act_forward,   /* cpu_ops_nn.c (network engine) */
+    .act_bias_backward = fmdb_ref_act_bias_backward,
 };
 
 fmd_status fmdb_ref_open(fmd_backend *be)

@@ -240,6 +240,22 @@ __global__ void k_act_backward(int kind, float *dx, const float *dout, const flo
     }
 }
 
+/* pre += bias (bias may be NULL), out = f(pre); out may equal pre. */
+__global__ void k_bias_act_forward(int kind, float *out, float *pre, const float *bias, int64_t n, int64_t c)
+{
+    GRID_STRIDE(i, n * c) {
+        float v = pre[i];
+        if (bias) {
+            v += bias[i % c];
+            pre[i] = v;
+        }
+        float y;
+        if (kind == FMDB_ACT_SILU) y = v / (1.0f + expf(-v));
+        else y = 0.5f * v * (1.0f + tanhf(GELU_K * (v + GELU_C * v * v * v)));
+        out[i] = y;
+    }
+}
+
 __global__ void k_modulate_forward(float *out, const float *x, const float *shift, const float *scale,
                                    int64_t ld, int64_t t, int64_t c, int64_t total)
 {
@@ -825,6 +841,23 @@ void cu_act_backward(fmd_backend *be, int kind, float *dx, const float *dout, co
     EW(be, n, k_act_backward, kind, dx, dout, x, n, beta);
 }
 
+void cu_bias_act_forward(fmd_backend *be, int kind, float *out, float *pre, const float *bias, int64_t n,
+                         int64_t c)
+{
+    EW(be, n * c, k_bias_act_forward, kind, out, pre, bias, n, c);
+}
+
+/* dpre = dout * f'(pre) (dpre may equal dout), then dbias += column sums of dpre */
+void cu_act_bias_backward(fmd_backend *be, int kind, float *dpre, float *dbias, const float *dout,
+                          const float *pre, int64_t n, int64_t c)
+{
+    LIVE(be);
+    if (n <= 0 || c <= 0) return;
+    KLAUNCH(k_act_backward, ew_blocks(n * c), EW_THREADS, CTX(be)->stream)(kind, dpre, dout, pre, n * c, 0.0f);
+    if (LAUNCHED(be, "act_bias_backward launch")) return;
+    if (dbias) col_reduce(be, 0, dbias, 0, dpre, NULL, NULL, NULL, 1, n, c, 1.0f);
+}
+
 void cu_layernorm_forward(fmd_backend *be, float *out, float *mean, float *rstd, const float *x,
                           const float *w, const float *b, int64_t n, int64_t c, float eps)
 {
@@ -1063,6 +1096,8 @@ fmd_backend_ops make_ops()
     o.permute = cu_permute;
     o.copy2d = cu_copy2d;
     o.nonfinite = cu_nonfinite;
+    o.bias_act_forward = cu_bias_act_forward;
+    o.act_bias_backward = cu_act_bias_backward;
     return o;
 }
 

@@ -109,6 +109,11 @@ static fmd_status describe_fmd(const char *path, int json, sbuf *b)
         } else {
             fmd_status cs = fmdf_read_tensor(r, t->name, t->dtype, -1, NULL, scratch,
                                              maxb ? (size_t)maxb : 1);
+            if (cs != FMD_OK && cs != FMD_ERR_FORMAT) {   /* OOM, I/O: not the file's fault */
+                fmd_free(scratch);
+                fmdf_close(r);
+                return cs;
+            }
             if (cs) {
                 check = "CRC/format error";
                 if (!bad) snprintf(first_bad, sizeof first_bad, "%s", fmd_last_error());
@@ -128,9 +133,11 @@ static fmd_status describe_fmd(const char *path, int json, sbuf *b)
         }
     }
     const char *np = fmdf_meta_get(r, "num_params");
+    int np_num = np && *np && strlen(np) < 20;
+    for (const char *q = np; np_num && *q; q++) np_num = *q >= '0' && *q <= '9';
     if (json) {
-        sb_printf(b, "], \"elements\": %lld, \"num_params\": %s, \"crc_ok\": %s}\n", (long long)total,
-                  np ? np : "null", bad ? "false" : "true");
+        sb_printf(b, "], \"elements\": %lld, \"num_params\": %s, \"crc_ok\": %s}\n",
+                  (long long)total, np_num ? np : "null", bad ? "false" : "true");
     } else {
         if (np) sb_printf(b, "parameters: %s\n", np);
         sb_printf(b, "elements in all tensors: %lld\n", (long long)total);

@@ -201,12 +201,33 @@ fmd_status model_io_save(fmd_backend *be, nn_model *m, const char *path, const c
     return fmdf_writer_commit(w);
 }
 
+/* A lower bound of the parameter count of cfg (the hidden-to-hidden
+ * matrices alone), to refuse hostile configs before allocating. */
+static double params_lower_bound(const nn_config *c)
+{
+    if (c->arch == NN_ARCH_MLP) return (double)c->width * c->width * (c->depth > 1 ? c->depth - 1 : 0);
+    return (double)c->dit_depth * 10.0 * c->hidden_size * c->hidden_size;
+}
+
 fmd_status model_io_load_from(fmd_backend *be, fmdf_reader *r, const char *prefix, nn_model **out)
 {
     FMD_CHECK_ARG(be && r && prefix && out, "model_io_load_from: NULL argument");
     nn_config cfg;
     fmd_status st = model_io_read_config(r, prefix, &cfg);
     if (st) return st;
+    /* the stored tensors bound the model: a config that claims more
+     * parameters than the file holds is corrupt (and must not make us
+     * allocate terabytes) */
+    double held = 0;
+    size_t pl = strlen(prefix);
+    for (int i = 0; i < fmdf_tensor_count(r); i++) {
+        const fmdf_tensor_info *t = fmdf_tensor_at(r, i);
+        if (t->dtype == FMDF_F32 && strncmp(t->name, prefix, pl) == 0) held += (double)t->numel;
+    }
+    if (params_lower_bound(&cfg) > held)
+        return fmd_seterr(FMD_ERR_FORMAT, "model file: config '%sarch' = %s claims at least %.0f "
+                          "parameters, the file holds %.0f", prefix,
+                          cfg.arch == NN_ARCH_MLP ? "mlp" : "dit", params_lower_bound(&cfg), held);
     nn_model *m;
     st = nn_model_create(be, &cfg, 0, &m);
     if (st) return st;

@@ -100,7 +100,12 @@ static int64_t dit_layout(nn_model *m, float *base, int64_t B, int flags)
     float *qkv_shared = TAKE(3 * BTC), *o_shared = TAKE(BTC);
     /* residual streams: all kept when training; three rotating buffers in
      * inference (a block's input and middle stay intact for its jvp) */
-    if (infer) {
+    if (infer && !jvp) {
+        /* forward only: the residual stream is updated in place */
+        float *r0 = TAKE(BTC);
+        for (int64_t k = 0; k <= p->L; k++) p->xs[k] = r0;
+        for (int64_t k = 0; k < p->L; k++) p->ba[k].x1 = r0;
+    } else if (infer) {
         float *r0 = TAKE(BTC), *r1 = TAKE(BTC), *r2 = TAKE(BTC);
         for (int64_t k = 0; k <= p->L; k++) p->xs[k] = (k & 1) ? r1 : r0;
         for (int64_t k = 0; k < p->L; k++) p->ba[k].x1 = r2;
@@ -207,14 +212,14 @@ static void block_forward(nn_model *m, int64_t k, int64_t B)
     nn_modulate_forward(be, a->m1, a->ln1, mod, mod + BC, C, B, T, C);
     nn_attn_forward(be, a->y1, &a->att, a->m1, NN_P(m, w->qkv.w), NN_P(m, w->qkv.b),
                     NN_P(m, w->proj.w), NN_P(m, w->proj.b), B, T, C, p->NH);
-    be->ops->copy(be, a->x1, a->x0, (size_t)(N * C) * sizeof(float));
+    if (a->x1 != a->x0) be->ops->copy(be, a->x1, a->x0, (size_t)(N * C) * sizeof(float));
     nn_gate_forward(be, a->x1, a->y1, mod + 2 * BC, C, B, T, C);
     nn_layernorm_forward(be, a->ln2, a->mean2, a->rstd2, a->x1, NULL, NULL, N, C, LN_EPS);
     nn_modulate_forward(be, a->m2, a->ln2, mod + 3 * BC, mod + 4 * BC, C, B, T, C);
-    nn_linear_forward(be, a->h, a->m2, NN_P(m, w->fc1.w), NN_P(m, w->fc1.b), N, C, p->Hm, 0);
-    nn_act_forward(be, FMDB_ACT_GELU_TANH, a->g, a->h, N * p->Hm);
+    nn_linear_forward(be, a->h, a->m2, NN_P(m, w->fc1.w), NULL, N, C, p->Hm, 0);
+    nn_bias_act_forward(be, FMDB_ACT_GELU_TANH, a->g, a->h, NN_P(m, w->fc1.b), N, p->Hm);
     nn_linear_forward(be, a->y2, a->g, NN_P(m, w->fc2.w), NN_P(m, w->fc2.b), N, p->Hm, C, 0);
-    be->ops->copy(be, a->xn, a->x1, (size_t)(N * C) * sizeof(float));
+    if (a->xn != a->x1) be->ops->copy(be, a->xn, a->x1, (size_t)(N * C) * sizeof(float));
     nn_gate_forward(be, a->xn, a->y2, mod + 5 * BC, C, B, T, C);
 }
 
@@ -258,8 +263,8 @@ static void block_backward(nn_model *m, int64_t k, int64_t B)
     nn_gate_backward(be, p->d1, dmod + 5 * BC, p->dX, a->y2, mod + 5 * BC, C, B, T, C);
     nn_linear_backward(be, p->dh, NN_G(m, w->fc2.w), NN_G(m, w->fc2.b), p->d1, a->g,
                        NN_P(m, w->fc2.w), N, Hm, C, 0.0f);
-    nn_act_backward(be, FMDB_ACT_GELU_TANH, p->dh, p->dh, a->h, N * Hm, 0.0f);
-    nn_linear_backward(be, p->d1, NN_G(m, w->fc1.w), NN_G(m, w->fc1.b), p->dh, a->m2,
+    nn_act_bias_backward(be, FMDB_ACT_GELU_TANH, p->dh, NN_G(m, w->fc1.b), p->dh, a->h, N, Hm);
+    nn_linear_backward(be, p->d1, NN_G(m, w->fc1.w), NULL, p->dh, a->m2,
                        NN_P(m, w->fc1.w), N, C, Hm, 0.0f);
     nn_modulate_backward(be, p->d2, dmod + 3 * BC, dmod + 4 * BC, p->d1, a->ln2, mod + 4 * BC, C,
                          B, T, C, 0.0f);

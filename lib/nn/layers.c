@@ -43,7 +43,29 @@ void nn_act_backward(fmd_backend *be, int kind, float *dx, const float *dy, cons
 
 void nn_act_jvp(fmd_backend *be, int kind, float *ty, const float *tx, const float *x, int64_t n)
 {
-    OPS->act_backward(be, kind, ty, tx, x, n, 0.0f);
+    nn_act_bias_backward(be, kind, ty, NULL, tx, x, 1, n);
+}
+
+void nn_bias_act_forward(fmd_backend *be, int kind, float *out, float *pre, const float *bias,
+                         int64_t n, int64_t c)
+{
+    if (FMDB_HAS(be, bias_act_forward)) {
+        OPS->bias_act_forward(be, kind, out, pre, bias, n, c);
+        return;
+    }
+    if (bias) OPS->bias_add(be, pre, pre, bias, n, c);
+    OPS->act_forward(be, kind, out, pre, n * c);
+}
+
+void nn_act_bias_backward(fmd_backend *be, int kind, float *dpre, float *dbias, const float *dout,
+                          const float *pre, int64_t n, int64_t c)
+{
+    if (FMDB_HAS(be, act_bias_backward)) {
+        OPS->act_bias_backward(be, kind, dpre, dbias, dout, pre, n, c);
+        return;
+    }
+    OPS->act_backward(be, kind, dpre, dout, pre, n * c, 0.0f);
+    if (dbias) OPS->bias_grad(be, dbias, dpre, n, c);
 }
 
 /* ---- layernorm ---------------------------------------------------------------- */
@@ -89,8 +111,8 @@ void nn_embedder_forward(fmd_backend *be, float *y, const nn_embedder_act *act, 
                          int64_t n, int64_t freq, int64_t hid, float scale, int acc)
 {
     nn_timestep_forward(be, act->freq, t, n, freq, scale);
-    nn_linear_forward(be, act->h, act->freq, w1, b1, n, freq, hid, 0);
-    nn_act_forward(be, FMDB_ACT_SILU, act->a, act->h, n * hid);
+    nn_linear_forward(be, act->h, act->freq, w1, NULL, n, freq, hid, 0);
+    nn_bias_act_forward(be, FMDB_ACT_SILU, act->a, act->h, b1, n, hid);
     nn_linear_forward(be, y, act->a, w2, b2, n, hid, hid, acc);
 }
 
@@ -99,8 +121,8 @@ void nn_embedder_backward(fmd_backend *be, float *dw1, float *db1, float *dw2, f
                           float *scratch, int64_t n, int64_t freq, int64_t hid)
 {
     nn_linear_backward(be, scratch, dw2, db2, dy, act->a, w2, n, hid, hid, 0.0f);
-    nn_act_backward(be, FMDB_ACT_SILU, scratch, scratch, act->h, n * hid, 0.0f);
-    nn_linear_backward(be, NULL, dw1, db1, scratch, act->freq, NULL, n, freq, hid, 0.0f);
+    nn_act_bias_backward(be, FMDB_ACT_SILU, scratch, db1, scratch, act->h, n, hid);
+    nn_linear_backward(be, NULL, dw1, NULL, scratch, act->freq, NULL, n, freq, hid, 0.0f);
 }
 
 void nn_embedder_jvp(fmd_backend *be, float *ty, const nn_embedder_act *tact,

@@ -34,6 +34,15 @@ void nn_act_backward(fmd_backend *be, int kind, float *dx, const float *dy, cons
 /* ty = f'(x) * tx */
 void nn_act_jvp(fmd_backend *be, int kind, float *ty, const float *tx, const float *x, int64_t n);
 
+/* out(N,C) = f(pre + bias), pre updated in place to pre + bias (bias may be
+ * NULL); the fused backend slot when present, else bias_add + act_forward. */
+void nn_bias_act_forward(fmd_backend *be, int kind, float *out, float *pre, const float *bias,
+                         int64_t n, int64_t c);
+/* dpre = dout * f'(pre) (dpre may equal dout); dbias += column sums when not
+ * NULL. */
+void nn_act_bias_backward(fmd_backend *be, int kind, float *dpre, float *dbias, const float *dout,
+                          const float *pre, int64_t n, int64_t c);
+
 /* ---- LayerNorm over the last dim, eps as DiT (1e-6); w/b NULL = no affine */
 void nn_layernorm_forward(fmd_backend *be, float *y, float *mean, float *rstd, const float *x,
                           const float *w, const float *b, int64_t n, int64_t c, float eps);
@@ -80,7 +89,7 @@ void nn_modulate_forward(fmd_backend *be, float *y, const float *x, const float 
 void nn_modulate_backward(fmd_backend *be, float *dx, float *dshift, float *dscale,
                           const float *dy, const float *x, const float *scale, int64_t ld,
                           int64_t b, int64_t t, int64_t c, float beta);
-/* ty = tx*(1+scale) + x*tscale + tshift; tx may be NULL (zero); tmp (B,T,C) scratch */
+/* ty = tx*(1+scale) + x*tscale + tshift (tscale rows contiguous: ld == c) */
 void nn_modulate_jvp(fmd_backend *be, float *ty, const float *tx, const float *x,
                      const float *scale, const float *tshift, const float *tscale, int64_t ld,
                      int64_t b, int64_t t, int64_t c);

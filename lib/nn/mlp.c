@@ -127,14 +127,13 @@ static void mlp_forward(nn_model *m, float *out, float *tout, const float *x, co
     }
 
     /* layers */
-    nn_linear_forward(be, p->z[0], p->xin, NN_P(m, p->in.w), NN_P(m, p->in.b), B, D, W, 0);
+    nn_linear_forward(be, p->z[0], p->xin, NN_P(m, p->in.w), NULL, B, D, W, 0);
     o->axpby(be, p->z[0], 1.0f, p->z[0], 1.0f, p->c, B * W);
-    nn_act_forward(be, FMDB_ACT_SILU, p->a[0], p->z[0], B * W);
+    nn_bias_act_forward(be, FMDB_ACT_SILU, p->a[0], p->z[0], NN_P(m, p->in.b), B, W);
     if (tout) nn_act_jvp(be, FMDB_ACT_SILU, p->tact, p->tc, p->z[0], B * W);
     for (int64_t k = 1; k < p->L; k++) {
-        nn_linear_forward(be, p->z[k], p->a[k - 1], NN_P(m, p->hid[k - 1].w),
-                          NN_P(m, p->hid[k - 1].b), B, W, W, 0);
-        nn_act_forward(be, FMDB_ACT_SILU, p->a[k], p->z[k], B * W);
+        nn_linear_forward(be, p->z[k], p->a[k - 1], NN_P(m, p->hid[k - 1].w), NULL, B, W, W, 0);
+        nn_bias_act_forward(be, FMDB_ACT_SILU, p->a[k], p->z[k], NN_P(m, p->hid[k - 1].b), B, W);
         if (tout) {
             nn_linear_jvp(be, p->tz, p->tact, NN_P(m, p->hid[k - 1].w), B, W, W, 0);
             nn_act_jvp(be, FMDB_ACT_SILU, p->tact, p->tz, p->z[k], B * W);
@@ -155,14 +154,13 @@ static void mlp_backward(nn_model *m, const float *dout, float *dx, int64_t B)
     nn_linear_backward(be, g, NN_G(m, p->out.w), NN_G(m, p->out.b), dout, p->a[L - 1],
                        NN_P(m, p->out.w), B, W, D, 0.0f);
     for (int64_t k = L - 1; k >= 1; k--) {
-        nn_act_backward(be, FMDB_ACT_SILU, g, g, p->z[k], B * W, 0.0f);          /* dz_k */
-        nn_linear_backward(be, gn, NN_G(m, p->hid[k - 1].w), NN_G(m, p->hid[k - 1].b), g,
-                           p->a[k - 1], NN_P(m, p->hid[k - 1].w), B, W, W, 0.0f);
+        nn_act_bias_backward(be, FMDB_ACT_SILU, g, NN_G(m, p->hid[k - 1].b), g, p->z[k], B, W);
+        nn_linear_backward(be, gn, NN_G(m, p->hid[k - 1].w), NULL, g, p->a[k - 1],
+                           NN_P(m, p->hid[k - 1].w), B, W, W, 0.0f);
         float *tmp = g; g = gn; gn = tmp;
     }
-    nn_act_backward(be, FMDB_ACT_SILU, g, g, p->z[0], B * W, 0.0f);              /* dz_0 = dc */
-    nn_linear_backward(be, dx, NN_G(m, p->in.w), NN_G(m, p->in.b), g, p->xin, NN_P(m, p->in.w),
-                       B, D, W, 0.0f);
+    nn_act_bias_backward(be, FMDB_ACT_SILU, g, NN_G(m, p->in.b), g, p->z[0], B, W); /* dz_0 = dc */
+    nn_linear_backward(be, dx, NN_G(m, p->in.w), NULL, g, p->xin, NN_P(m, p->in.w), B, D, W, 0.0f);
     nn_embedder_backward(be, NN_G(m, p->te1.w), NN_G(m, p->te1.b), NN_G(m, p->te2.w),
                          NN_G(m, p->te2.b), g, &p->ta, NN_P(m, p->te2.w), p->gs, B, F, W);
     if (m->cfg.student)

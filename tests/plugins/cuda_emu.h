@@ -175,17 +175,36 @@ inline int warp_size_of(int flat)
     int w0 = flat / 32 * 32, n = nthreads() - w0;
     return n < 32 ? n : 32;
 }
+/* A fiber's life: run the kernel body for its thread of the current block,
+ * park (done), and run again when the next block or launch resumes it; the
+ * contexts are made once, switches are _setjmp/_longjmp (no system call). */
 inline void entry()
 {
-    body_fn(body_arg);
-    cur->done = true;
-    _longjmp(sched_jb, 1); /* never returns */
+    for (;;) {
+        body_fn(body_arg);
+        cur->done = true;
+        yield();
+    }
 }
 
 /* getcontext "returns twice" only for contexts resumed at the point of the
  * call; these are all redirected to entry() by makecontext. */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wclobbered"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+inline void start_fiber(int i)
+{
+    fiber *f = &fibers[i];
+    if (!stacks[i]) stacks[i] = (char *)malloc(STACK);
+    getcontext(&f->ctx);
+    f->ctx.uc_stack.ss_sp = stacks[i];
+    f->ctx.uc_stack.ss_size = STACK;
+    f->ctx.uc_link = nullptr;
+    makecontext(&f->ctx, entry, 0);
+    f->started = true;
+    swapcontext(&sched, &f->ctx);
+}
+
 inline void run(dim3 g, dim3 b, void (*fn)(void *), void *arg)
 {
     if (b.x * b.y * b.z > (unsigned)MAX_THREADS || b.x * b.y * b.z == 0 || g.x == 0 || g.y == 0 ||
@@ -198,8 +217,6 @@ inline void run(dim3 g, dim3 b, void (*fn)(void *), void *arg)
     gdim = g;
     body_fn = fn;
     body_arg = arg;
-    for (int i = 0; i < n; i++)
-        if (!stacks[i]) stacks[i] = (char *)malloc(STACK);
     for (unsigned bz = 0; bz < g.z; bz++)
         for (unsigned by = 0; by < g.y; by++)
             for (unsigned bx = 0; bx < g.x; bx++) {
@@ -208,16 +225,9 @@ inline void run(dim3 g, dim3 b, void (*fn)(void *), void *arg)
                 for (int w = 0; w < (n + 31) / 32; w++) warp_bar[w] = {0, 0};
                 or_acc = 0;
                 for (int i = 0; i < n; i++) {
-                    fiber &f = fibers[i];
-                    f.flat = i;
-                    f.tid = {(unsigned)i % b.x, (unsigned)i / b.x % b.y, (unsigned)i / (b.x * b.y)};
-                    f.done = false;
-                    f.started = false;
-                    getcontext(&f.ctx);
-                    f.ctx.uc_stack.ss_sp = stacks[i];
-                    f.ctx.uc_stack.ss_size = STACK;
-                    f.ctx.uc_link = &sched;
-                    makecontext(&f.ctx, entry, 0);
+                    fibers[i].flat = i;
+                    fibers[i].tid = {(unsigned)i % b.x, (unsigned)i / b.x % b.y, (unsigned)i / (b.x * b.y)};
+                    fibers[i].done = false;
                 }
                 int live = n;
                 while (live) {
@@ -226,12 +236,8 @@ inline void run(dim3 g, dim3 b, void (*fn)(void *), void *arg)
                         if (fibers[i].done) continue;
                         cur = &fibers[i];
                         if (!_setjmp(sched_jb)) {
-                            if (!cur->started) {
-                                cur->started = true;
-                                swapcontext(&sched, &cur->ctx);
-                            } else {
-                                _longjmp(cur->jb, 1);
-                            }
+                            if (!cur->started) start_fiber(i);
+                            else _longjmp(cur->jb, 1);
                         }
                         if (!fibers[i].done) live++;
                     }

@@ -24,6 +24,7 @@ static void catch_sigint(void)
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
+    sa.sa_flags = SA_RESETHAND;   /* a second Ctrl-C ends the program at once */
     sigaction(SIGINT, &sa, NULL);
 }
 
@@ -805,11 +806,11 @@ int cmd_demo(int argc, char **argv)
         "DIR/loss.png (loss curves), DIR/student.fmd, and print the metric table.",
         NULL};
     const char *dir = "demo-out";
-    int64_t steps = 3000, n = 20000, seed = 0, eval_n = 2000;
+    int64_t steps = 8000, n = 20000, seed = 0, eval_n = 2000;
     fmd_options *dopts = NULL, *sopts = NULL;
     cli_flag fl[] = {
         {"--out", F_STR, &dir, "DIR", "output folder (default demo-out)"},
-        {"--steps", F_I64, &steps, "N", "distillation steps (default 3000)"},
+        {"--steps", F_I64, &steps, "N", "distillation steps (default 8000)"},
         {"--n", F_I64, &n, "N", "points per density panel (default 20000)"},
         {"--seed", F_I64, &seed, "S", "seed (default 0)"},
         {"--eval-n", F_I64, &eval_n, "N", "samples of the metric table (default 2000)"},

@@ -2,7 +2,9 @@
  * subcommands (commands.c).  Every error is one line on stderr and a
  * non-zero exit (1: failure, 2: usage). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "cli.h"
 
 static const struct {
@@ -29,8 +31,22 @@ static void usage(FILE *f)
                "FILE.fmd or FILE.safetensors (with --arch).  Docs: docs/cli.md.\n");
 }
 
+/* OpenMP threads that spin while they wait make small networks many times
+ * slower when other processes share the cores (measured: 1 step/s instead
+ * of 40 on a busy 2-core machine).  The OpenMP runtime reads its policy when
+ * it is loaded, before main, so unless the user chose a policy the tool
+ * restarts itself once with OMP_WAIT_POLICY=passive. */
+static void prefer_passive_wait(char **argv)
+{
+    if (getenv("OMP_WAIT_POLICY")) return;
+    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+    execv("/proc/self/exe", argv);
+    /* exec failed: carry on with the runtime's default policy */
+}
+
 int main(int argc, char **argv)
 {
+    prefer_passive_wait(argv);
     if (argc < 2) return cli_err(CLI_USAGE, "no command given (commands: info, train-teacher, "
                                  "distill, sample, eval, demo; see fmd --help)");
     const char *c = argv[1];
