@@ -85,9 +85,13 @@ static fmd_status write_reference(const char *path, int level_big)
     if ((st = fmdf_writer_add_meta_f64(w, "lr", 3e-4))) goto bad;
     if ((st = fmdf_writer_set_level(w, level_big))) goto bad;
     if ((st = fmdf_writer_add_tensor(w, "big", FMDF_F32, 2, sh_big, g_big))) goto bad;
+    /* plain deflate (no shuffle) for the ints, shuffled Huffman (level 1) for the doubles */
     if ((st = fmdf_writer_set_level(w, 6))) goto bad;
+    if ((st = fmdf_writer_set_shuffle(w, 0))) goto bad;
     if ((st = fmdf_writer_add_tensor(w, "ints", FMDF_I32, 2, sh_i, g_i32))) goto bad;
     if ((st = fmdf_writer_add_tensor(w, "bytes", FMDF_U8, 1, sh_u, g_u8))) goto bad;
+    if ((st = fmdf_writer_set_level(w, 1))) goto bad;
+    if ((st = fmdf_writer_set_shuffle(w, 1))) goto bad;
     if ((st = fmdf_writer_add_tensor(w, "doubles", FMDF_F64, 3, sh_d, g_f64))) goto bad;
     if ((st = fmdf_writer_add_tensor(w, "scalar", FMDF_F32, 0, NULL, &g_scalar))) goto bad;
     if ((st = fmdf_writer_add_tensor(w, "empty", FMDF_F32, 2, sh_e, NULL))) goto bad;
@@ -120,9 +124,10 @@ static fmd_status open_and_read_all(const unsigned char *data, size_t n)
 
 static void test_roundtrip(void)
 {
-    for (int level = 0; level <= 9; level += 9) {
+    const int levels[3] = {0, 1, 6};
+    for (int li = 0; li < 3; li++) {
         const char *p = path_in("ref.fmd");
-        CHECK_OK(write_reference(p, level == 0 ? 0 : 6));
+        CHECK_OK(write_reference(p, levels[li]));
         fmdf_reader *r;
         CHECK_OK(fmdf_open(p, &r));
         if (!r) return;
@@ -184,6 +189,34 @@ static void test_roundtrip(void)
     fmdf_close(NULL);
     fmdf_writer_abort(NULL);
     CHECK(count_tmp_files() == 0);
+
+    /* tensors spanning several shuffle blocks (32768 elements) with a partial
+     * last block, under every encoding */
+    const int64_t NF = 70001, ND = 40000;
+    float *f = malloc(sizeof(float) * NF), *fb = malloc(sizeof(float) * NF);
+    double *d = malloc(sizeof(double) * ND), *db = malloc(sizeof(double) * ND);
+    for (int64_t i = 0; i < NF; i++) f[i] = (float)(tu_normal() * 0.02);
+    for (int64_t i = 0; i < ND; i++) d[i] = tu_normal();
+    for (int mode = 0; mode < 4; mode++) {
+        fmdf_writer *w;
+        CHECK_OK(fmdf_writer_begin(path_in("blocks.fmd"), &w));
+        CHECK_OK(fmdf_writer_set_level(w, mode == 0 ? 0 : mode == 3 ? 9 : 1));
+        CHECK_OK(fmdf_writer_set_shuffle(w, mode != 2));
+        CHECK_OK(fmdf_writer_add_tensor(w, "f", FMDF_F32, 1, &NF, f));
+        CHECK_OK(fmdf_writer_add_tensor(w, "d", FMDF_F64, 1, &ND, d));
+        CHECK_OK(fmdf_writer_commit(w));
+        fmdf_reader *r;
+        CHECK_OK(fmdf_open(path_in("blocks.fmd"), &r));
+        if (!r) continue;
+        memset(fb, 0, sizeof(float) * NF);
+        memset(db, 0, sizeof(double) * ND);
+        CHECK_OK(fmdf_read_tensor(r, "f", FMDF_F32, 1, &NF, fb, sizeof(float) * NF));
+        CHECK_OK(fmdf_read_tensor(r, "d", FMDF_F64, 1, &ND, db, sizeof(double) * ND));
+        CHECK_MSG(memcmp(f, fb, sizeof(float) * NF) == 0 && memcmp(d, db, sizeof(double) * ND) == 0,
+                  "multi-block round trip, mode %d", mode);
+        fmdf_close(r);
+    }
+    free(f); free(fb); free(d); free(db);
 }
 
 static void test_writer_args(void)

@@ -27,7 +27,26 @@ static const unsigned char FMDF_END[8] = {'F', 'M', 'D', 'E', 'N', 'D', 0, 0};
 #define FMDF_CHUNK (256u << 10)
 #define FMDF_ZMAX (1u << 30) /* largest avail_in / avail_out handed to zlib at once */
 
-enum { ENC_STORED = 0, ENC_DEFLATE = 1 };
+enum { ENC_STORED = 0, ENC_DEFLATE = 1, ENC_SHUFFLE = 2 };
+/* Shuffled encoding: elements in blocks of FMDF_SBLOCK; within a block byte
+ * k of every element comes before byte k + 1 of any (k = 0 .. size-1); the
+ * result is one zlib stream.  Exponent and sign bytes then sit together and
+ * compress, and Huffman-only coding of the planes is several times faster
+ * than LZ77 matching over raw floats (see docs/file-format.md). */
+#define FMDF_SBLOCK 32768u
+#define FMDF_SBUF (FMDF_SBLOCK * 8u)
+
+static void shuffle_block(unsigned char *out, const unsigned char *in, size_t ne, size_t es)
+{
+    for (size_t i = 0; i < ne; i++)
+        for (size_t k = 0; k < es; k++) out[k * ne + i] = in[i * es + k];
+}
+
+static void unshuffle_block(unsigned char *out, const unsigned char *in, size_t ne, size_t es)
+{
+    for (size_t k = 0; k < es; k++)
+        for (size_t i = 0; i < ne; i++) out[i * es + k] = in[k * ne + i];
+}
 
 size_t fmdf_dtype_size(int dtype)
 {
@@ -146,6 +165,8 @@ struct fmdf_writer {
     wtensor *t;
     int nt, capt;
     unsigned char *chunk; /* FMDF_CHUNK bytes */
+    unsigned char *sbuf;  /* FMDF_SBUF bytes (shuffled blocks) */
+    int shuffle;
 };
 
 /* Record the first error of w (and set it as the thread's last error). */
@@ -198,6 +219,7 @@ static void writer_free(fmdf_writer *w)
     fmd_free(w->meta);
     fmd_free(w->t);
     fmd_free(w->chunk);
+    fmd_free(w->sbuf);
     fmd_free(w->tmp);
     fmd_free(w->path);
     fmd_free(w);
@@ -212,12 +234,14 @@ fmd_status fmdf_writer_begin(const char *path, fmdf_writer **out)
     fmdf_writer *w = fmd_xcalloc(1, sizeof *w, "fmd writer");
     if (!w) return FMD_ERR_OOM;
     w->fd = -1;
-    w->level = 6;
+    w->level = 1;
+    w->shuffle = 1;
     size_t n = strlen(path);
     w->path = fmd_strdup(path);
     w->tmp = fmd_malloc(n + 17);
     w->chunk = fmd_malloc(FMDF_CHUNK);
-    if (!w->path || !w->tmp || !w->chunk) {
+    w->sbuf = fmd_malloc(FMDF_SBUF);
+    if (!w->path || !w->tmp || !w->chunk || !w->sbuf) {
         fmd_free(w->tmp);
         w->tmp = NULL;
         writer_free(w);
@@ -262,6 +286,13 @@ fmd_status fmdf_writer_set_level(fmdf_writer *w, int level)
     FMD_CHECK_ARG(level >= 0 && level <= 9, "fmdf_writer_set_level: level must be 0..9 (got %d)",
                   level);
     w->level = level;
+    return FMD_OK;
+}
+
+fmd_status fmdf_writer_set_shuffle(fmdf_writer *w, int shuffle)
+{
+    FMD_CHECK_ARG(w, "fmdf_writer_set_shuffle: writer is NULL");
+    w->shuffle = shuffle != 0;
     return FMD_OK;
 }
 
@@ -321,45 +352,60 @@ fmd_status fmdf_writer_add_meta_f64(fmdf_writer *w, const char *key, double valu
     return fmdf_writer_add_meta(w, key, buf);
 }
 
-/* deflate n bytes of data into the file, updating the crcs and sizes in t */
-static fmd_status write_deflate(fmdf_writer *w, wtensor *t, const unsigned char *data, size_t n)
+/* deflate n bytes of data (elements of es bytes) into the file, byte-shuffled
+ * block by block when shuffle; updates the crcs and sizes in t */
+static fmd_status write_deflate(fmdf_writer *w, wtensor *t, const unsigned char *data, size_t n,
+                                size_t es, int shuffle)
 {
     z_stream zs;
     memset(&zs, 0, sizeof zs);
     zs.zalloc = z_alloc;
     zs.zfree = z_free;
-    if (deflateInit(&zs, w->level) != Z_OK)
+    /* level 1 on shuffled planes: Huffman coding only (the planes have no
+     * long repeats worth searching for); higher levels search as usual */
+    int strategy = shuffle && w->level == 1 ? Z_HUFFMAN_ONLY : Z_DEFAULT_STRATEGY;
+    if (deflateInit2(&zs, w->level, Z_DEFLATED, 15, 8, strategy) != Z_OK)
         return wfail(w, FMD_ERR_OOM, "fmd file '%s': deflateInit failed for tensor '%s'", w->path,
                      t->name);
     fmd_status st = FMD_OK;
-    size_t left = n;
+    size_t pos = 0;
     int flush;
     do {
-        if (zs.avail_in == 0 && left) {
-            uInt k = left > FMDF_ZMAX ? FMDF_ZMAX : (uInt)left;
-            zs.next_in = (Bytef *)(uintptr_t)data;
-            zs.avail_in = k;
-            data += k;
-            left -= k;
+        const unsigned char *piece;
+        size_t plen;
+        if (shuffle) {
+            size_t ne = (n - pos) / es;
+            if (ne > FMDF_SBLOCK) ne = FMDF_SBLOCK;
+            shuffle_block(w->sbuf, data + pos, ne, es);
+            piece = w->sbuf;
+            plen = ne * es;
+        } else {
+            plen = n - pos > FMDF_ZMAX ? FMDF_ZMAX : n - pos;
+            piece = data + pos;
         }
-        flush = left ? Z_NO_FLUSH : Z_FINISH;
-        zs.next_out = w->chunk;
-        zs.avail_out = FMDF_CHUNK;
-        int zr = deflate(&zs, flush);
-        if (zr == Z_STREAM_ERROR) {
-            st = wfail(w, FMD_ERR_INTERNAL, "fmd file '%s': deflate failed for tensor '%s'",
-                       w->path, t->name);
-            break;
-        }
-        size_t have = FMDF_CHUNK - zs.avail_out;
-        if (have) {
-            t->crc_stored = crc_update(t->crc_stored, w->chunk, have);
-            t->stored += have;
-            st = wwrite(w, w->chunk, have);
-            if (st) break;
-        }
-        if (zr == Z_STREAM_END) break;
-    } while (1);
+        pos += plen;
+        flush = pos >= n ? Z_FINISH : Z_NO_FLUSH;
+        zs.next_in = (Bytef *)(uintptr_t)piece;
+        zs.avail_in = (uInt)plen;
+        int zr;
+        do { /* until this piece is consumed (and, at the end, the stream finished) */
+            zs.next_out = w->chunk;
+            zs.avail_out = FMDF_CHUNK;
+            zr = deflate(&zs, flush);
+            if (zr == Z_STREAM_ERROR) {
+                st = wfail(w, FMD_ERR_INTERNAL, "fmd file '%s': deflate failed for tensor '%s'",
+                           w->path, t->name);
+                break;
+            }
+            size_t have = FMDF_CHUNK - zs.avail_out;
+            if (have) {
+                t->crc_stored = crc_update(t->crc_stored, w->chunk, have);
+                t->stored += have;
+                if ((st = wwrite(w, w->chunk, have))) break;
+            }
+        } while (zs.avail_out == 0 || (flush == Z_FINISH && zr != Z_STREAM_END));
+        if (st) break;
+    } while (flush != Z_FINISH);
     deflateEnd(&zs);
     return st;
 }
@@ -414,8 +460,9 @@ fmd_status fmdf_writer_add_tensor(fmdf_writer *w, const char *name, fmdf_dtype d
         t->crc_stored = t->crc_raw;
         return wwrite(w, data, (size_t)t->raw);
     }
-    t->enc = ENC_DEFLATE;
-    return write_deflate(w, t, data, (size_t)t->raw);
+    int shuf = w->shuffle && es > 1;
+    t->enc = shuf ? ENC_SHUFFLE : ENC_DEFLATE;
+    return write_deflate(w, t, data, (size_t)t->raw, es, shuf);
 }
 
 static fmd_status sync_dir(fmdf_writer *w)
@@ -530,6 +577,7 @@ struct fmdf_reader {
     int nt;
     rtensor *t;
     unsigned char *chunk;        /* FMDF_CHUNK bytes, allocated on first read */
+    unsigned char *sbuf;         /* FMDF_SBUF bytes, for shuffled tensors      */
 };
 
 static fmd_status rread(fmdf_reader *r, uint64_t off, void *buf, size_t n)
@@ -573,6 +621,7 @@ void fmdf_close(fmdf_reader *r)
     for (int i = 0; i < r->nt; i++) fmd_free((char *)r->t[i].info.name);
     fmd_free(r->t);
     fmd_free(r->chunk);
+    fmd_free(r->sbuf);
     fmd_free(r->label);
     fmd_free(r);
 }
@@ -659,7 +708,7 @@ static fmd_status parse_index(fmdf_reader *r, const unsigned char *idx, uint64_t
         if ((st = cneed(&c, 4, "tensor dtype"))) return st;
         const unsigned char *q = idx + c.pos;
         int dtype = q[0], enc = q[1], ndim = q[2];
-        if (!fmdf_dtype_size(dtype) || (enc != ENC_STORED && enc != ENC_DEFLATE) ||
+        if (!fmdf_dtype_size(dtype) || (enc != ENC_STORED && enc != ENC_DEFLATE && enc != ENC_SHUFFLE) ||
             ndim > FMDF_MAX_DIMS || q[3] != 0)
             return fmd_seterr(FMD_ERR_FORMAT, "fmd file '%s': tensor '%s' (entry at offset %" PRIu64
                               "): bad dtype %d, encoding %d, ndim %d or reserved byte %d", r->label,
@@ -702,7 +751,7 @@ static fmd_status parse_index(fmdf_reader *r, const unsigned char *idx, uint64_t
             return fmd_seterr(FMD_ERR_FORMAT, "fmd file '%s': stored tensor '%s' has %" PRIu64
                               " bytes, expected %" PRIu64, r->label, name, t->stored, raw);
         /* deflate never expands beyond ~1032:1; refuse payloads that claim more */
-        if (enc == ENC_DEFLATE && (t->stored < 8 || raw / 1032 > t->stored))
+        if (enc != ENC_STORED && (t->stored < 8 || raw / 1032 > t->stored))
             return fmd_seterr(FMD_ERR_FORMAT, "fmd file '%s': tensor '%s': compressed size %" PRIu64
                               " impossible for raw size %" PRIu64, r->label, name, t->stored, raw);
         for (uint32_t j = 0; j < i; j++)
@@ -906,6 +955,9 @@ const fmdf_tensor_info *fmdf_tensor_find(const fmdf_reader *r, const char *name)
 
 static fmd_status read_inflate(fmdf_reader *r, rtensor *t, unsigned char *dst)
 {
+    const int shuffle = t->enc == ENC_SHUFFLE;
+    const size_t es = fmdf_dtype_size(t->info.dtype);
+    const uint64_t total = t->info.nbytes;
     z_stream zs;
     memset(&zs, 0, sizeof zs);
     zs.zalloc = z_alloc;
@@ -913,11 +965,34 @@ static fmd_status read_inflate(fmdf_reader *r, rtensor *t, unsigned char *dst)
     if (inflateInit(&zs) != Z_OK)
         return fmd_seterr(FMD_ERR_OOM, "fmd file '%s': inflateInit failed", r->label);
     fmd_status st = FMD_OK;
-    uint64_t in_left = t->stored, in_off = t->offset, out_left = t->info.nbytes;
+    uint64_t in_left = t->stored, in_off = t->offset, done = 0;
     uint32_t crc_s = 0;
     int zr = Z_OK;
-    unsigned char *outp = dst;
-    while (zr != Z_STREAM_END) {
+    /* output window: the next slice of dst, or the shuffle buffer for the
+     * next block; once all of the tensor is delivered, a 1-byte sink that
+     * must stay empty (a stream that wants to write past it is corrupt) */
+    unsigned char *win = NULL, sink[1];
+    uint64_t win_len = 0, win_fill = 0;
+    for (;;) {
+        if (win_fill == win_len && done < total) {
+            if (win_len) {
+                if (shuffle) unshuffle_block(dst + done, r->sbuf, (size_t)(win_len / es), es);
+                done += win_len;
+            }
+            if (done < total) {
+                uint64_t left = total - done;
+                if (shuffle) {
+                    uint64_t ne = left / es > FMDF_SBLOCK ? FMDF_SBLOCK : left / es;
+                    win = r->sbuf;
+                    win_len = ne * es;
+                } else {
+                    win = dst + done;
+                    win_len = left > FMDF_ZMAX ? FMDF_ZMAX : left;
+                }
+                win_fill = 0;
+            }
+        }
+        if (zr == Z_STREAM_END) break;
         if (zs.avail_in == 0) {
             if (in_left == 0) break; /* input exhausted before the stream ended */
             size_t k = in_left > FMDF_CHUNK ? FMDF_CHUNK : (size_t)in_left;
@@ -928,22 +1003,18 @@ static fmd_status read_inflate(fmdf_reader *r, rtensor *t, unsigned char *dst)
             in_off += k;
             in_left -= k;
         }
-        /* give zlib the rest of the caller's tensor (in <= 1 GiB slices) plus
-         * nothing more: a stream that wants to write past it is corrupt */
-        uInt ko = out_left > FMDF_ZMAX ? FMDF_ZMAX : (uInt)out_left;
-        unsigned char sink[1];
-        zs.next_out = ko ? outp : sink;
-        zs.avail_out = ko ? ko : sizeof sink;
+        const int full = done == total;
+        uInt room = full ? 1 : (uInt)(win_len - win_fill);
+        zs.next_out = full ? sink : win + win_fill;
+        zs.avail_out = room;
         zr = inflate(&zs, Z_NO_FLUSH);
-        if (!ko) {
+        if (full) {
             if (zs.avail_out == 0) {
                 zr = Z_DATA_ERROR; /* produced output beyond the declared size */
                 break;
             }
         } else {
-            size_t produced = ko - zs.avail_out;
-            outp += produced;
-            out_left -= produced;
+            win_fill += room - zs.avail_out;
         }
         if (zr == Z_NEED_DICT || zr == Z_DATA_ERROR || zr == Z_MEM_ERROR || zr == Z_STREAM_ERROR)
             break;
@@ -966,11 +1037,11 @@ static fmd_status read_inflate(fmdf_reader *r, rtensor *t, unsigned char *dst)
         return fmd_seterr(FMD_ERR_FORMAT, "fmd file '%s': tensor '%s': CRC32 mismatch in its "
                           "payload at offset %" PRIu64 " (%" PRIu64 " bytes)", r->label,
                           t->info.name, t->offset, t->stored);
-    if (zr != Z_STREAM_END || out_left != 0 || zs.avail_in != 0)
+    if (zr != Z_STREAM_END || done != total || zs.avail_in != 0)
         return fmd_seterr(FMD_ERR_FORMAT, "fmd file '%s': tensor '%s': corrupt deflate stream at "
                           "offset %" PRIu64 " (%s, %" PRIu64 " of %" PRIu64 " bytes inflated)",
                           r->label, t->info.name, t->offset, zs.msg ? zs.msg : "wrong length",
-                          t->info.nbytes - out_left, t->info.nbytes);
+                          done + (shuffle ? 0 : win_fill), total);
     return FMD_OK;
 }
 
@@ -1004,6 +1075,10 @@ fmd_status fmdf_read_tensor(fmdf_reader *r, const char *name, fmdf_dtype dtype, 
     if (!r->chunk) {
         r->chunk = fmd_malloc(FMDF_CHUNK);
         if (!r->chunk) return fmd_seterr(FMD_ERR_OOM, "fmd file '%s': out of memory", r->label);
+    }
+    if (t->enc == ENC_SHUFFLE && !r->sbuf) {
+        r->sbuf = fmd_malloc(FMDF_SBUF);
+        if (!r->sbuf) return fmd_seterr(FMD_ERR_OOM, "fmd file '%s': out of memory", r->label);
     }
     if (t->enc == ENC_STORED) {
         if ((st = rread(r, t->offset, dst, (size_t)t->stored))) return st;

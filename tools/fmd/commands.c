@@ -776,7 +776,11 @@ int cmd_eval(int argc, char **argv)
             goto out;
         }
     }
-    if (co.json) printf("{\"teacher\": \"%s\", \"n\": %lld, \"results\": ", teacher, (long long)n);
+    if (co.json) {
+        printf("{\"teacher\": ");
+        json_str(stdout, teacher);
+        printf(", \"n\": %lld, \"results\": ", (long long)n);
+    }
     rc = cli_eval_table(T, S, n, seed, steps, nsteps, co.json, NULL);
     if (co.json) printf("}\n");
 out:
