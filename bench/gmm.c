@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/wait.h>
 #include "fmd.h"
@@ -41,7 +42,7 @@ typedef struct {
     char name[48];
     int64_t nfe;
     fmd_eval_result r;
-    double train_s, steps_per_s;
+    double train_s, steps_per_s, cpu_steps_per_s;
     int trained;
     char note[96];        /* why training stopped early, if it did */
     int ncurve;
@@ -167,7 +168,9 @@ static void train_row(fmd_teacher *T, const char *tname, fmd_backend *be, fmd_ev
         free(lab);
     }
     curve_ctx c = {ev, d, r, 0.0, fmd_now(), every};
+    clock_t c0 = clock();
     fmd_status rst = fmd_distiller_run(d, A.steps, on_progress, &c);
+    double cpu = (double)(clock() - c0) / CLOCKS_PER_SEC;
     int64_t done = fmd_distiller_steps(d);
     if (rst) { /* keep the row: the weights are those of the last good step */
         snprintf(r->note, sizeof r->note, "stopped at step %lld: %s", (long long)done,
@@ -176,6 +179,9 @@ static void train_row(fmd_teacher *T, const char *tname, fmd_backend *be, fmd_ev
     }
     r->train_s = c.t_train + (fmd_now() - c.t_last);
     r->steps_per_s = r->train_s > 0 ? (double)done / r->train_s : 0;
+    /* process CPU time per step (includes the curve evaluations; with
+     * --eval-every 0 it is the training alone) */
+    r->cpu_steps_per_s = cpu > 0 ? (double)done / cpu : 0;
     r->trained = 1;
     fmd_student *ema;
     TRY("ema", fmd_distiller_ema_student(d, &ema));
@@ -313,7 +319,7 @@ static int write_spec(fmd_teacher *T, const char *path, double w)
 /* Run the PyTorch implementation on the same settings; returns its steps/s
  * (0 when it could not run). */
 static double run_pytorch(fmd_teacher *T, int64_t batch, int width, int depth, int temb, double h,
-                          double lr, char *why, size_t nwhy)
+                          double lr, double *cpu_sps, char *why, size_t nwhy)
 {
     const char *src = getenv("FMD_SOURCE_DIR");
     char script[1024], spec[] = "/tmp/fmd_bench_gmm_spec_XXXXXX", cmd[4096];
@@ -348,7 +354,9 @@ static double run_pytorch(fmd_teacher *T, int64_t batch, int width, int depth, i
     why[0] = '\0';
     while (p && fgets(line, sizeof line, p)) {
         char *k = strstr(line, "\"steps_per_s\":");
+        char *kc = strstr(line, "\"cpu_steps_per_s\":");
         if (k) sps = atof(k + 14);
+        if (kc) *cpu_sps = atof(kc + 18);
         else if (!A.quiet) fprintf(stderr, "  pytorch: %s", line);
         if (!sps) snprintf(why, nwhy, "%.200s", line);
     }
@@ -442,7 +450,7 @@ int main(int argc, char **argv)
                 (long long)A.steps);
     }
     int nt = 0;
-    double lib_sps = 0;
+    double lib_sps = 0, lib_cpu = 0;
     fmd_teacher *ring = NULL;
     for (int ti = 0; ti < 3; ti++) {
         if (!has(A.teachers, names[ti])) continue;
@@ -505,7 +513,10 @@ int main(int argc, char **argv)
             } else {
                 train_row(T, names[ti], be, ev, r, kinds[k]);
             }
-            if (ti == 0 && k == 2) lib_sps = r->steps_per_s;
+            if (ti == 0 && k == 2) {
+                lib_sps = r->steps_per_s;
+                lib_cpu = r->cpu_steps_per_s;
+            }
         }
         double floor = n > 0 ? rows[0].r.energy_floor : 0.0;
         print_table(names[ti], rows, n, floor);
@@ -522,7 +533,7 @@ int main(int argc, char **argv)
         if (ti == 0) ring = T;
         else fmd_teacher_destroy(T);
     }
-    double pt_sps = 0;
+    double pt_sps = 0, pt_cpu = 0;
     char why[256] = "";
     if (A.pytorch && ring && lib_sps > 0) {
         /* the student settings the library used (defaults unless --student) */
@@ -538,17 +549,22 @@ int main(int argc, char **argv)
             if (!strncmp(A.sset[i], "depth=", 6)) depth = atoll(A.sset[i] + 6);
             if (!strncmp(A.sset[i], "temb_dim=", 9)) temb = atoll(A.sset[i] + 9);
         }
-        pt_sps = run_pytorch(ring, batch, (int)width, (int)depth, (int)temb, h, lr, why, sizeof why);
+        pt_sps = run_pytorch(ring, batch, (int)width, (int)depth, (int)temb, h, lr, &pt_cpu, why,
+                             sizeof why);
         if (pt_sps > 0)
-            printf("\nPyTorch (bench/pytorch_freeflow.py, same algorithm and MLP, ring8, pred+corr): "
-                   "%.1f steps/s; libfmd %.1f steps/s; libfmd / PyTorch = %.2fx\n",
-                   pt_sps, lib_sps, lib_sps / pt_sps);
+            printf("\nPyTorch (bench/pytorch_freeflow.py, same algorithm and MLP, ring8, pred+corr, "
+                   "%s threads): wall %.1f steps/s, CPU-time %.1f steps/s; libfmd wall %.1f, CPU-time "
+                   "%.1f steps/s; libfmd / PyTorch = %.2fx (wall), %.2fx (CPU time)\n",
+                   getenv("FMD_NUM_THREADS") ? getenv("FMD_NUM_THREADS") : "default", pt_sps,
+                   pt_cpu, lib_sps, lib_cpu, lib_sps / pt_sps, pt_cpu > 0 ? lib_cpu / pt_cpu : 0.0);
         else
             printf("\nPyTorch comparison not run: %s\n", why[0] ? why : "no output");
     }
     if (jf) {
-        fprintf(jf, "],\"libfmd_steps_per_s\":%.4g,\"pytorch_steps_per_s\":%.4g,\"speedup\":%.4g}\n",
-                lib_sps, pt_sps, pt_sps > 0 ? lib_sps / pt_sps : 0.0);
+        fprintf(jf, "],\"libfmd_steps_per_s\":%.4g,\"pytorch_steps_per_s\":%.4g,\"speedup\":%.4g,"
+                    "\"libfmd_cpu_steps_per_s\":%.4g,\"pytorch_cpu_steps_per_s\":%.4g,\"cpu_speedup\":%.4g}\n",
+                lib_sps, pt_sps, pt_sps > 0 ? lib_sps / pt_sps : 0.0, lib_cpu, pt_cpu,
+                pt_cpu > 0 ? lib_cpu / pt_cpu : 0.0);
         if (jf != stdout) fclose(jf);
     }
     fmd_teacher_destroy(ring);

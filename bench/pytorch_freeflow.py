@@ -11,7 +11,9 @@ mean|Delta| / (mean|v_N - v| + eps), AdamW, gradient clipping, EMA, one
 auxiliary update per step.  The teacher is the exact Gaussian mixture given
 by --spec (JSON written by bench_gmm: dim, weights, means, stds).
 
-Prints one JSON line: {"steps_per_s": ..., "steps": ..., "loss_pred": ...}.
+Prints one JSON line: {"steps_per_s": ..., "cpu_steps_per_s": ..., ...}
+(wall clock and process CPU time; on a shared machine the CPU-time figure is
+the one to compare).
 Run with Debian's interpreter (/usr/bin/python3), which sees python3-torch.
 """
 import argparse
@@ -166,11 +168,14 @@ def main():
     for _ in range(args.warmup):
         step()
     t0 = time.perf_counter()
+    c0 = time.process_time()
     lp = 0.0
     for _ in range(args.steps):
         lp = step()
     dt = time.perf_counter() - t0
-    print(json.dumps({"steps_per_s": args.steps / dt, "steps": args.steps, "loss_pred": lp,
+    dc = time.process_time() - c0
+    print(json.dumps({"steps_per_s": args.steps / dt, "cpu_steps_per_s": args.steps / dc,
+                      "steps": args.steps, "loss_pred": lp,
                       "threads": torch.get_num_threads(), "torch": torch.__version__}))
 
 

@@ -63,7 +63,6 @@ def parse(src):
     # cut the file preamble (the big comment before #ifndef) and the guards
     start = src.index("#ifndef FMD_H")
     src = src[start:]
-    pos = 0
     pending_comment = None
     code = []
     tok = re.compile(r"/\*.*?\*/|[^\n]*\n", re.S)

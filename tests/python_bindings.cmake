@@ -9,9 +9,14 @@ set(FMD_PY_ENV
   "FMD_NUM_THREADS=1"
   "FMD_BACKEND=cpu"
   "FMD_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
-if(TARGET embedded_sample)
-  list(APPEND FMD_PY_ENV "FMD_EMBEDDED_SAMPLE=$<TARGET_FILE:embedded_sample>")
-endif()
+# the C example run on the student the Python example saves (target name as
+# examples/CMakeLists.txt makes it)
+foreach(tgt example_embedded_sample embedded_sample)
+  if(TARGET ${tgt})
+    list(APPEND FMD_PY_ENV "FMD_EMBEDDED_SAMPLE=$<TARGET_FILE:${tgt}>")
+    break()
+  endif()
+endforeach()
 foreach(t core teacher student distiller data memory)
   add_test(NAME pytest_bindings_${t}
     COMMAND /usr/bin/python3 -m pytest -q -p no:cacheprovider

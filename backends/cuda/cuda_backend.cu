@@ -1125,7 +1125,7 @@ FMDC_EXPORT fmd_status fmd_backend_plugin_open(uint32_t abi, fmd_backend *be)
     if (!be) return FMD_ERR_INVALID_ARG;
     if (abi != FMDB_ABI_VERSION) {
         snprintf(be->errmsg, sizeof be->errmsg,
-                 "cuda plugin: backend ABI %u requested, this plugin implements ABI %u", abi,
+                 "plugin libfmd-cuda.so: backend ABI %u requested, this plugin implements ABI %u", abi,
                  FMDB_ABI_VERSION);
         return FMD_ERR_VERSION;
     }
@@ -1135,7 +1135,7 @@ FMDC_EXPORT fmd_status fmd_backend_plugin_open(uint32_t abi, fmd_backend *be)
         char *end;
         long v = strtol(ds, &end, 10);
         if (*end || v < 0 || v > 1024) {
-            snprintf(be->errmsg, sizeof be->errmsg, "cuda: FMD_CUDA_DEVICE='%s' is not a device ordinal", ds);
+            snprintf(be->errmsg, sizeof be->errmsg, "FMD_CUDA_DEVICE='%s' is not a device ordinal", ds);
             return FMD_ERR_INVALID_ARG;
         }
         dev = (int)v;
@@ -1143,53 +1143,53 @@ FMDC_EXPORT fmd_status fmd_backend_plugin_open(uint32_t abi, fmd_backend *be)
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess)
-        return open_fail(be, NULL, FMD_ERR_BACKEND_UNAVAILABLE, "cuda: no usable GPU: %s: %s",
+        return open_fail(be, NULL, FMD_ERR_BACKEND_UNAVAILABLE, "no usable GPU: %s: %s",
                          "cudaGetDeviceCount", cudaGetErrorString(e));
     if (count <= 0)
-        return open_fail(be, NULL, FMD_ERR_BACKEND_UNAVAILABLE, "cuda: no usable GPU: %s%s",
+        return open_fail(be, NULL, FMD_ERR_BACKEND_UNAVAILABLE, "no usable GPU: %s%s",
                          "cudaGetDeviceCount found no CUDA device", "");
     if (dev >= count) {
-        snprintf(be->errmsg, sizeof be->errmsg, "cuda: FMD_CUDA_DEVICE=%d but only %d device(s)", dev, count);
+        snprintf(be->errmsg, sizeof be->errmsg, "FMD_CUDA_DEVICE=%d but only %d device(s)", dev, count);
         return FMD_ERR_BACKEND_UNAVAILABLE;
     }
     cudaDeviceProp prop;
     if ((e = cudaGetDeviceProperties(&prop, dev)) != cudaSuccess)
-        return open_fail(be, NULL, FMD_ERR_BACKEND_UNAVAILABLE, "cuda: no usable GPU: %s: %s",
+        return open_fail(be, NULL, FMD_ERR_BACKEND_UNAVAILABLE, "no usable GPU: %s: %s",
                          "cudaGetDeviceProperties", cudaGetErrorString(e));
     if ((e = cudaSetDevice(dev)) != cudaSuccess)
-        return open_fail(be, NULL, FMD_ERR_BACKEND_UNAVAILABLE, "cuda: no usable GPU: %s: %s",
+        return open_fail(be, NULL, FMD_ERR_BACKEND_UNAVAILABLE, "no usable GPU: %s: %s",
                          "cudaSetDevice", cudaGetErrorString(e));
 
     cuda_ctx *c = (cuda_ctx *)calloc(1, sizeof *c);
     if (!c) {
-        snprintf(be->errmsg, sizeof be->errmsg, "cuda: out of host memory for the backend context");
+        snprintf(be->errmsg, sizeof be->errmsg, "out of host memory for the backend context");
         return FMD_ERR_OOM;
     }
     c->device = dev;
     if ((e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess)
-        return open_fail(be, c, cuda_status_of(e), "cuda: %s: %s", "cudaStreamCreate", cudaGetErrorString(e));
+        return open_fail(be, c, cuda_status_of(e), "%s: %s", "cudaStreamCreate", cudaGetErrorString(e));
     cublasStatus_t bs = cublasCreate(&c->blas);
     if (bs != CUBLAS_STATUS_SUCCESS) {
         c->blas = NULL;
-        return open_fail(be, c, FMD_ERR_BACKEND_UNAVAILABLE, "cuda: %s: %s", "cublasCreate",
+        return open_fail(be, c, FMD_ERR_BACKEND_UNAVAILABLE, "%s: %s", "cublasCreate",
                          cublasGetStatusString(bs));
     }
     if ((bs = cublasSetStream(c->blas, c->stream)) != CUBLAS_STATUS_SUCCESS)
-        return open_fail(be, c, FMD_ERR_INTERNAL, "cuda: %s: %s", "cublasSetStream", cublasGetStatusString(bs));
+        return open_fail(be, c, FMD_ERR_INTERNAL, "%s: %s", "cublasSetStream", cublasGetStatusString(bs));
     const char *tf = getenv("FMD_CUDA_TF32");
     int tf32 = tf && *tf == '1';
     bs = cublasSetMathMode(c->blas, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
     if (bs != CUBLAS_STATUS_SUCCESS)
-        return open_fail(be, c, FMD_ERR_INTERNAL, "cuda: %s: %s", "cublasSetMathMode", cublasGetStatusString(bs));
+        return open_fail(be, c, FMD_ERR_INTERNAL, "%s: %s", "cublasSetMathMode", cublasGetStatusString(bs));
     if ((e = cudaMalloc(&c->red_part, (RED_BLOCKS + 1) * sizeof(double))) != cudaSuccess ||
         (e = cudaMalloc(&c->flag, sizeof(int))) != cudaSuccess ||
         (e = cudaMalloc(&c->scratch, SCRATCH_FLOATS * sizeof(float))) != cudaSuccess)
-        return open_fail(be, c, cuda_status_of(e), "cuda: %s: %s", "cudaMalloc", cudaGetErrorString(e));
+        return open_fail(be, c, cuda_status_of(e), "%s: %s", "cudaMalloc", cudaGetErrorString(e));
     /* Run one kernel now: a device this build has no code for (or a driver
      * too old for it) fails here, at open, rather than in the first op. */
     KLAUNCH(k_affine, 1, 32, c->stream)((float *)c->red_part, 0.0f, 0.0f, 2);
     if ((e = cudaGetLastError()) != cudaSuccess || (e = cudaStreamSynchronize(c->stream)) != cudaSuccess)
-        return open_fail(be, c, FMD_ERR_BACKEND_UNAVAILABLE, "cuda: no usable GPU: %s: %s",
+        return open_fail(be, c, FMD_ERR_BACKEND_UNAVAILABLE, "no usable GPU: %s: %s",
                          "test kernel", cudaGetErrorString(e));
 
     be->ops = &cuda_ops;

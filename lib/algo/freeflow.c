@@ -56,6 +56,7 @@ void ff_config_default(ff_config *c)
     c->seed = 0;
     c->target = FF_TARGET_STEP;
     c->step_h = 0.1;
+    c->step_h_end = 0.0;
     c->fd_eps = 1e-3;
     c->delta_dist = FF_DELTA_UNIFORM;
     c->delta_one = 0.25;
@@ -287,6 +288,18 @@ static double lr_at(const ff_config *c, int64_t step)
     return c->lr * f;
 }
 
+/* h of the teacher-step target at a step: step_h, moved to step_h_end along
+ * the same cosine as the learning rate when both are set (a curriculum:
+ * long steps bootstrap fast early, short ones remove the Heun bias late). */
+static double h_at(const ff_config *c, int64_t step)
+{
+    if (c->step_h_end <= 0.0 || c->decay_steps <= 0) return c->step_h;
+    double p = (double)step / (double)c->decay_steps;
+    if (p > 1.0) p = 1.0;
+    double g = 0.5 * (1.0 + cos(3.14159265358979323846 * p));
+    return c->step_h_end + (c->step_h - c->step_h_end) * g;
+}
+
 /* ---- the step ----------------------------------------------------------------- */
 
 /* Draw the rows of this step on the host and upload them. */
@@ -370,8 +383,9 @@ static fmd_status predict(ff_trainer *t)
         /* x' = f(z, delta'), one Heun step of the teacher from t0 - delta' to
          * t0 - delta, target = (z - x*)/delta computed without cancellation as
          * (delta' F' + h (v1 + v2)/2) / delta. */
+        const double hstep = h_at(c, t->step);
         for (int64_t i = 0; i < Bp; i++) {
-            double dl = t->h_dl[i], dp = dl - c->step_h;
+            double dl = t->h_dl[i], dp = dl - hstep;
             if (dp < 0.0) dp = 0.0;
             double h = dl - dp;
             t->h_dl2[i] = (float)dp;

@@ -48,6 +48,7 @@ typedef struct ff_config {
     uint64_t seed;
     int target;              /* FF_TARGET_*                                      */
     double step_h;           /* teacher-step target: h                           */
+    double step_h_end;       /* h at decay_steps (cosine in between; <= 0: = step_h) */
     double fd_eps;           /* finite-difference target: half-width in delta    */
     int delta_dist;          /* FF_DELTA_*                                       */
     double delta_one;        /* fraction of prediction rows with delta = 1       */

@@ -50,6 +50,7 @@ static const opt_spec k_opts[] = {
     {"seed", O_I64, 0, 9.2e18},
     {"target", O_STR, 0, 0},
     {"step_h", O_F64, 1e-6, 1},
+    {"step_h_end", O_F64, 0, 1},
     {"fd_eps", O_F64, 1e-6, 0.1},
     {"delta_dist", O_STR, 0, 0},
     {"delta_one", O_F64, 0, 1},

@@ -30,10 +30,14 @@ const char *fmd_status_name(fmd_status st)
 
 fmd_status fmd_seterr(fmd_status st, const char *fmt, ...)
 {
+    /* format into a temporary first: callers may pass fmd_last_error() as
+     * an argument to add context to the message already there */
+    char buf[sizeof tl_msg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(tl_msg, sizeof tl_msg, fmt, ap);
+    vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    memcpy(tl_msg, buf, sizeof tl_msg);
     tl_status = st;
     fmd_log(FMD_LOG_DEBUG, "%s: %s", fmd_status_name(st), tl_msg);
     return st;

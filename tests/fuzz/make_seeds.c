@@ -5,7 +5,7 @@
 #include "io/fmdfile.h"
 #include "io/safetensors.h"
 
-static int fmd_seed(const char *path, int level, int with_meta)
+static int fmd_seed(const char *path, int level, int shuffle, int with_meta)
 {
     fmdf_writer *w;
     if (fmdf_writer_begin(path, &w)) return 1;
@@ -15,6 +15,7 @@ static int fmd_seed(const char *path, int level, int with_meta)
     double d[2] = {0.5, -1e100};
     int64_t s23[2] = {2, 3}, s3[1] = {3}, s4[1] = {4}, s211[3] = {2, 1, 1};
     fmdf_writer_set_level(w, level);
+    fmdf_writer_set_shuffle(w, shuffle);
     if (with_meta) {
         fmdf_writer_add_meta(w, "format", "libfmd");
         fmdf_writer_add_meta(w, "arch", "mlp");
@@ -38,9 +39,11 @@ int main(int argc, char **argv)
     char p[4096];
     int bad = 0;
     snprintf(p, sizeof p, "%s/deflate.fmd", argv[1]);
-    bad += fmd_seed(p, 6, 1);
+    bad += fmd_seed(p, 6, 0, 1);
+    snprintf(p, sizeof p, "%s/shuffled.fmd", argv[1]);
+    bad += fmd_seed(p, 1, 1, 1);
     snprintf(p, sizeof p, "%s/stored.fmd", argv[1]);
-    bad += fmd_seed(p, 0, 0);
+    bad += fmd_seed(p, 0, 0, 0);
     fmdf_writer *w;
     snprintf(p, sizeof p, "%s/empty.fmd", argv[1]);
     if (fmdf_writer_begin(p, &w) || fmdf_writer_commit(w)) bad++;

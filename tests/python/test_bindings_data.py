@@ -92,3 +92,20 @@ def test_png_npy_plots_describe(tmp_path, cpu, rng):
     assert isinstance(info, dict) and "out_proj.weight" in str(info)
     with pytest.raises(fmd.FmdIOError):
         fmd.describe_file(tmp_path / "absent.fmd")
+
+
+def test_dataset_load_idx(tmp_path):
+    import struct
+    img = (np.arange(3 * 4 * 5) * 7 % 256).astype(np.uint8).reshape(3, 4, 5)
+    (tmp_path / "img.idx").write_bytes(struct.pack(">IIII", 0x803, 3, 4, 5) + img.tobytes())
+    lab = np.array([2, 0, 1], np.uint8)
+    (tmp_path / "lab.idx").write_bytes(struct.pack(">II", 0x801, 3) + lab.tobytes())
+    ds = fmd.Dataset.load_idx(tmp_path / "img.idx", tmp_path / "lab.idx")
+    assert (len(ds), ds.dim, ds.num_classes) == (3, 20, 3)
+    x, labels = ds.arrays()
+    np.testing.assert_allclose(x, img.reshape(3, 20) / 127.5 - 1.0, atol=1e-6)
+    np.testing.assert_array_equal(labels, lab)
+    assert fmd.Dataset.load_idx(tmp_path / "img.idx").num_classes == 0
+    (tmp_path / "short.idx").write_bytes(struct.pack(">IIII", 0x803, 3, 4, 5) + img.tobytes()[:10])
+    with pytest.raises(fmd.FormatError, match="short.idx"):
+        fmd.Dataset.load_idx(tmp_path / "short.idx")

@@ -124,3 +124,21 @@ def test_best_of_n_python_reward(student):
         smp.best_of_n(2, lambda x, l: float("nan"), candidates=2)
     with pytest.raises(TypeError):
         smp.best_of_n(2, "reward")
+
+
+def test_conditional_student_labels(cpu):
+    t = fmd.Teacher.mixture("classes4-d32")
+    s = fmd.Student.from_teacher(t, cpu, width=16, depth=1)
+    z = fmd.prior_noise(8, 32, seed=1)
+    lab = (np.arange(8) % 5).astype(np.int32)           # 4 = the null class
+    f = s.forward(z, 1.0, lab)
+    assert f.shape == (8, 32)
+    np.testing.assert_array_equal(s.forward(z, 1.0, 2)[0], s.forward(z[:1], 1.0, np.array([2], np.int32))[0])
+    np.testing.assert_array_equal(s.sample(8, seed=1, labels=lab), f)
+    np.testing.assert_array_equal(s.forward(z, 1.0), s.forward(z, 1.0, 4))   # None = null class
+    with pytest.raises(fmd.InvalidArgument, match="label"):
+        s.forward(z, 1.0, np.full(8, 5, np.int32))
+    d = fmd.Distiller(t, s, batch=16)
+    assert np.isfinite(d.step()["loss_pred"])
+    smp = fmd.Sampler(d.student, t)
+    assert smp.num_classes == 4 and smp.sample(4, labels=1).shape == (4, 32)

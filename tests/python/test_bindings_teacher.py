@@ -277,3 +277,34 @@ def test_close_and_reuse(rng):
     assert t.closed and "closed" in repr(t)
     with pytest.raises(ValueError):
         t.dim
+
+
+def test_callable_teachers_on_threads_keep_their_errors_apart():
+    import threading
+
+    def bad(x, t, labels):
+        raise LookupError("thread A")
+    ok = fmd.Teacher.from_callable(lambda x, t, l: -x, 2)
+    ko = fmd.Teacher.from_callable(bad, 2)
+    x = np.ones((64, 2), np.float32)
+    errors = {"a": 0, "b": []}
+
+    def run_a():
+        for _ in range(50):
+            try:
+                ko.velocity(x, 0.5)
+            except LookupError:
+                errors["a"] += 1
+
+    def run_b():
+        for _ in range(50):
+            try:
+                np.testing.assert_array_equal(ok.velocity(x, 0.5), -x)
+            except BaseException as e:      # noqa: B902 - any leak from thread A counts
+                errors["b"].append(e)
+    ts = [threading.Thread(target=run_a), threading.Thread(target=run_b)]
+    for th in ts:
+        th.start()
+    for th in ts:
+        th.join()
+    assert errors["a"] == 50 and errors["b"] == []

@@ -78,12 +78,16 @@ class Student(Handle):
                 out: Optional[np.ndarray] = None) -> np.ndarray:
         """f(z, delta, labels) = z - delta F(z, delta, labels): z float32 (N, dim) or
         (N, C, H, W), delta float32 (N,) or a number in [0, 1], labels int32 (N,),
-        an int, or None.  Returns an array shaped as z (or fills `out`)."""
+        an int, or None (the null class of a conditional student).  Returns an array shaped as z (or fills `out`)."""
         z = A.f32(z, "z")
         n = A.batch_rows(z, "z", self.dim)
         d = A.per_row_f32(delta, "delta", n)
         la = A.labels_arg(labels, n)
         o = A.out_arg(out, z.shape, "out")
+        if la is None:
+            k = self.num_classes
+            if k:   # as for teachers and samplers: no labels = the null class
+                la = np.full(n, k, dtype=np.int32)
         if o is z or (o.size and np.shares_memory(o, z)):
             raise ValueError("out must not alias z")
         _lib.check(_lib.fn("fmd_student_forward")(self._handle(), A.pf(z), A.pf(d), A.pi32(la),

@@ -7,7 +7,6 @@ integrated from t = 1 down to t = 0.
 from __future__ import annotations
 
 import ctypes
-import numbers
 import os
 from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
@@ -17,7 +16,7 @@ from . import _arrays as A
 from . import _lib
 from ._handle import Handle, handle
 from .backend import Backend
-from .options import Options, make as make_options
+from .options import make as make_options
 
 PathLike = Union[str, "os.PathLike[str]"]
 VelocityFn = Callable[[np.ndarray, np.ndarray, Optional[np.ndarray]], Any]
