@@ -57,6 +57,7 @@ int main(int argc, char **argv)
     TRY(fmd_distiller_create(teacher, student, be, dopt, &dist));
 
     printf("distilling ring8 on %s for %lld steps\n", fmd_backend_device(be), steps);
+    fflush(stdout);
     TRY(fmd_distiller_run(dist, steps, progress, NULL));
     TRY(fmd_distiller_ema_student(dist, &ema));
     if (out) {

@@ -15,9 +15,14 @@
 #     scripts/gpu-check.sh --fetch-deps
 # and carry it (the device tool's carry: [".gpudeps"]).
 #
+# --quick: for a short lease (about 150 s of command time): builds only the
+# plugin, the CUDA tests and the benchmark, runs the CUDA tests directly, the
+# GPU benchmark and then the CPU benchmark with the time left; no PyTorch, no
+# rest of the suite.
+#
 # Options (environment): BUILD_DIR (default build-gpu), FMD_GPU_USE_DEPS=1
 # (use .gpudeps even when the system has the packages), GPU_CHECK_BUDGET
-# (seconds, default 280).
+# (seconds, default 280, 150 with --quick).
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -34,8 +39,10 @@ if [ "${1:-}" = "--fetch-deps" ]; then
     exit 0
 fi
 
+QUICK=0
+[ "${1:-}" = "--quick" ] && QUICK=1
 BUILD=${BUILD_DIR:-build-gpu}
-BUDGET=${GPU_CHECK_BUDGET:-280}
+if [ $QUICK = 1 ]; then BUDGET=${GPU_CHECK_BUDGET:-150}; else BUDGET=${GPU_CHECK_BUDGET:-280}; fi
 mkdir -p "$BUILD"
 if [ -n "${OUT:-}" ]; then mkdir -p "$OUT"; LOG=$OUT/gpu-check.log; else LOG=$BUILD/gpu-check.log; fi
 T0=$(date +%s)
@@ -131,14 +138,43 @@ if ! timeout 120 cmake --build "$BUILD" --target fmd_cuda -j"$NPROC" >"$BUILD/bu
     grep -E "error" "$BUILD/build-plugin.log" | head -20
     fail "build of libfmd-cuda.so"
 fi
-if ! timeout $(( $(left) > 100 ? $(left) - 80 : 20 )) cmake --build "$BUILD" -j"$NPROC" -- "${KEEP_GOING[@]}" \
-        >"$BUILD/build.log" 2>&1; then
+TARGETS=()
+[ $QUICK = 1 ] && TARGETS=(--target test_backend_ops test_backend_fused test_cross_backend test_cuda_plugin bench_gpu)
+if ! timeout $(( $(left) > 100 ? $(left) - 80 : 40 )) cmake --build "$BUILD" "${TARGETS[@]}" -j"$NPROC" -- \
+        "${KEEP_GOING[@]}" >"$BUILD/build.log" 2>&1; then
     grep -E "error|Error" "$BUILD/build.log" | head -40
     tail -20 "$BUILD/build.log"
     fail "build"
 fi
 echo "build warnings: $(grep -ciE "warning" "$BUILD/build.log")"
 ls -la "$BUILD"/libfmd-cuda.so 2>/dev/null || fail "libfmd-cuda.so was not built"
+
+if [ $QUICK = 1 ]; then
+    export FMD_BACKEND_PATH=$ROOT/$BUILD
+    GPU=0
+    command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1 && GPU=1
+    step "CUDA tests, run directly"
+    for t in "test_backend_ops cuda" "test_backend_fused cuda" "test_cross_backend cpu cuda" "test_cuda_plugin"; do
+        set -- $t
+        exe=$BUILD/tests/$1
+        [ -x "$exe" ] || { fail "$1 not built"; continue; }
+        echo "--- $t"
+        timeout 60 "$exe" "${@:2}" 2>&1 | tail -30
+        rc=${PIPESTATUS[0]}
+        if [ "$rc" -eq 77 ] && [ $GPU = 0 ]; then continue; fi
+        [ "$rc" -eq 0 ] || fail "$t (rc $rc)"
+    done
+    step "throughput benchmark on the GPU (bench_gpu --backends cuda)"
+    timeout 50 "$BUILD/bench/bench_gpu" --seconds 1 --backends cuda 2>&1 || fail "bench_gpu cuda (rc $?)"
+    if [ "$(left)" -gt 25 ]; then
+        step "throughput benchmark on the CPU ($(( $(left) - 5 ))s at most)"
+        timeout $(( $(left) - 5 )) "$BUILD/bench/bench_gpu" --seconds 1 --backends cpu 2>&1 || echo "bench_gpu cpu: rc $?"
+    fi
+    step "summary ($(elapsed)s)"
+    if [ ${#FAILED[@]} -eq 0 ]; then echo "gpu-check --quick: ALL PASSED"; exit 0; fi
+    printf 'gpu-check --quick: FAILED: %s\n' "${FAILED[@]}"
+    exit 1
+fi
 
 GPU_TESTS='cuda|plugin|cross|backend_ops|fused'
 export FMD_BACKEND_PATH=$ROOT/$BUILD
@@ -167,6 +203,17 @@ for t in test_cross_backend test_cuda_plugin; do
     timeout 90 "$exe" 2>&1 | tail -25
     rc=${PIPESTATUS[0]}
     [ "$rc" -eq 0 ] || [ "$rc" -eq 77 ] || fail "$t (rc $rc)"
+done
+
+step "network-engine and training tests on the GPU (FMD_TEST_BACKEND=cuda)"
+for t in test_nn_layers test_nn_models test_train; do
+    exe=$BUILD/tests/$t
+    [ -x "$exe" ] || { echo "$t: not built"; continue; }
+    [ "$(left)" -gt 150 ] || { echo "$t: skipped, not enough time left"; continue; }
+    FMD_TEST_BACKEND=cuda timeout 60 "$exe" >"$BUILD/$t-cuda.log" 2>&1
+    rc=$?
+    tail -3 "$BUILD/$t-cuda.log"
+    [ $rc -eq 0 ] || { grep -iE "fail|error" "$BUILD/$t-cuda.log" | head -20; fail "$t on cuda (rc $rc)"; }
 done
 
 step "throughput benchmark on the GPU (bench_gpu --backends cuda)"

@@ -61,3 +61,12 @@ if(TARGET test_backend_fused)
   set_tests_properties(test_backend_fused_cuda PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600
     ENVIRONMENT "FMD_BACKEND_PATH=${PROJECT_BINARY_DIR}")
 endif()
+
+# The plugin exports exactly one symbol (static cudart and the kernels stay
+# local through backends/cuda/cuda.map).
+if(TARGET fmd_cuda)
+  add_test(NAME test_cuda_plugin_exports COMMAND sh -c
+    "out=$(nm -D --defined-only \"$1\" | awk '{print $3}' | sed 's/@.*//' | grep -v '^FMD_CUDA_0$' | sort -u); \
+     if [ \"$out\" = fmd_backend_plugin_open ]; then echo \"exports: $out\"; else echo \"unexpected exports: $out\"; exit 1; fi"
+    sh $<TARGET_FILE:fmd_cuda>)
+endif()

@@ -360,6 +360,52 @@ static void no_alloc_after_reserve(nn_config c, int64_t B, const char *what)
     nn_model_destroy(m);
 }
 
+/* Fail the N-th host allocation for every N: model creation, reserve and a
+ * safetensors round trip return FMD_ERR_OOM (never crash) and free all they
+ * took. */
+static long oom_fail_at, oom_count, oom_live;
+static void *oom_malloc(size_t n, void *u)
+{
+    if (oom_count++ == oom_fail_at) return NULL;
+    void *p = malloc(n);
+    if (p) oom_live++;
+    return p;
+}
+static void *oom_realloc(void *p, size_t n, void *u)
+{
+    if (oom_count++ == oom_fail_at) return NULL;
+    void *q = realloc(p, n);
+    if (q && !p) oom_live++;
+    return q;
+}
+static void oom_free(void *p, void *u)
+{
+    if (p) oom_live--;
+    free(p);
+}
+
+static void oom_sweep(nn_config c, const char *what)
+{
+    int ok_seen = 0, n;
+    for (n = 0; n < 2000 && !ok_seen; n++) {
+        oom_fail_at = n;
+        oom_count = oom_live = 0;
+        CHECK_OK(fmd_set_allocator(oom_malloc, oom_realloc, oom_free, NULL));
+        nn_model *m = NULL;
+        fmd_status st = nn_model_create(be, &c, 1, &m);
+        if (st == FMD_OK) st = nn_model_reserve(m, 3);
+        CHECK_MSG(st == FMD_OK || st == FMD_ERR_OOM, "%s: allocation %d failed gave %s", what, n,
+                  fmd_status_name(st));
+        if (st == FMD_OK && oom_count <= n) ok_seen = 1;
+        nn_model_destroy(m);
+        CHECK_OK(fmd_set_allocator(NULL, NULL, NULL, NULL));
+        CHECK_MSG(oom_live == 0, "%s: %ld blocks leaked when allocation %d failed", what, oom_live, n);
+        be->status = FMD_OK;
+    }
+    CHECK_MSG(ok_seen, "%s: never succeeded in the sweep", what);
+    printf("%s: OOM sweep over %d allocation points\n", what, n);
+}
+
 static void api_errors(void)
 {
     nn_config c = {0};
@@ -488,6 +534,10 @@ int main(void)
     }
     tu_seed(2024);
     api_errors();
+    if (!strcmp(be->name, "cpu") || !strcmp(be->name, "ref")) {
+        oom_sweep(mlp_cfg(1, 3), "mlp");
+        oom_sweep(dit_cfg(1, 3, 1), "dit");
+    }
     /* MLP: teacher, student, with and without classes */
     run_fd(mlp_cfg(0, 0), 4, 6, 2e-3, "mlp teacher");
     run_fd(mlp_cfg(1, 3), 5, 6, 2e-3, "mlp student classes");

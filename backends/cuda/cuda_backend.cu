@@ -122,6 +122,11 @@ const int64_t ROW_CHUNK = 1 << 30;
 #define GRID_STRIDE(i, n)                                                               \
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);           \
          i += (int64_t)blockDim.x * gridDim.x)
+/* The same with index type I: kernels whose index arithmetic divides are
+ * instantiated for uint32_t (fast division) when the sizes allow it. */
+#define GRID_STRIDE_T(I, i, n)                                                          \
+    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < (I)(n);                    \
+         i += (I)blockDim.x * gridDim.x)
 
 /* ---- block reductions ------------------------------------------------------ */
 
@@ -174,16 +179,18 @@ __global__ void k_fill_scale2d(float *c, int64_t ldc, int64_t m, int64_t n, floa
     }
 }
 
+template <typename I>
 __global__ void k_bias_add(float *out, const float *x, const float *bias, int64_t n, int64_t c)
 {
-    GRID_STRIDE(i, n * c) out[i] = x[i] + bias[i % c];
+    GRID_STRIDE_T(I, i, n * c) out[i] = x[i] + bias[i % (I)c];
 }
 
+template <typename I>
 __global__ void k_bcast_mul(float *out, const float *x, const float *g, int64_t t, int64_t c,
                             int64_t total, float beta)
 {
-    GRID_STRIDE(i, total) {
-        int64_t j = i % c, bi = i / (t * c);
+    GRID_STRIDE_T(I, i, total) {
+        I j = i % (I)c, bi = i / (I)(t * c);
         float v = x[i] * g[bi * c + j];
         out[i] = beta == 0.0f ? v : beta * out[i] + v;
     }
@@ -256,21 +263,23 @@ __global__ void k_bias_act_forward(int kind, float *out, float *pre, const float
     }
 }
 
+template <typename I>
 __global__ void k_modulate_forward(float *out, const float *x, const float *shift, const float *scale,
                                    int64_t ld, int64_t t, int64_t c, int64_t total)
 {
-    GRID_STRIDE(i, total) {
-        int64_t j = i % c, bi = i / (t * c);
-        out[i] = x[i] * (1.0f + scale[bi * ld + j]) + shift[bi * ld + j];
+    GRID_STRIDE_T(I, i, total) {
+        I j = i % (I)c, bi = i / (I)(t * c);
+        out[i] = x[i] * (1.0f + scale[(int64_t)bi * ld + j]) + shift[(int64_t)bi * ld + j];
     }
 }
 
+template <typename I>
 __global__ void k_modulate_dx(float *dx, const float *dout, const float *scale, int64_t ld, int64_t t,
                               int64_t c, int64_t total, float beta)
 {
-    GRID_STRIDE(i, total) {
-        int64_t j = i % c, bi = i / (t * c);
-        float v = dout[i] * (1.0f + scale[bi * ld + j]);
+    GRID_STRIDE_T(I, i, total) {
+        I j = i % (I)c, bi = i / (I)(t * c);
+        float v = dout[i] * (1.0f + scale[(int64_t)bi * ld + j]);
         dx[i] = beta == 0.0f ? v : beta * dx[i] + v;
     }
 }
@@ -303,10 +312,11 @@ __global__ void k_fill_uniform(float *out, int64_t n, uint64_t seed, uint64_t st
     GRID_STRIDE(i, n) out[i] = fmd_philox_uniform_at(seed, stream, off + (uint64_t)i);
 }
 
+template <typename I>
 __global__ void k_embed_forward(float *out, const float *table, const int32_t *idx, int64_t n, int64_t c)
 {
-    GRID_STRIDE(i, n * c) {
-        int64_t r = i / c, j = i - r * c;
+    GRID_STRIDE_T(I, i, n * c) {
+        I r = i / (I)c, j = i - r * (I)c;
         out[i] = table[(int64_t)idx[r] * c + j];
     }
 }
@@ -384,13 +394,14 @@ __global__ void k_permute32(float *out, const float *in, perm_args pa, uint32_t 
     }
 }
 
+template <typename I>
 __global__ void k_copy2d(float *out, int64_t ldo, const float *in, int64_t ldi, int64_t rows, int64_t cols,
                          float beta)
 {
-    GRID_STRIDE(i, rows * cols) {
-        int64_t r = i / cols, j = i - r * cols;
-        float v = in[r * ldi + j];
-        float *o = out + r * ldo + j;
+    GRID_STRIDE_T(I, i, rows * cols) {
+        I r = i / (I)cols, j = i - r * (I)cols;
+        float v = in[(int64_t)r * ldi + j];
+        float *o = out + (int64_t)r * ldo + j;
         *o = beta == 0.0f ? v : __fadd_rn(__fmul_rn(beta, *o), v);
     }
 }
@@ -753,6 +764,19 @@ void cu_gemm(fmd_backend *be, int ta, int tb, int64_t m, int64_t n, int64_t k, f
         LAUNCHED(be, #kernel " launch");                                           \
     } while (0)
 
+/* EW for the kernels templated on the index type: 32-bit indices when the
+ * element count allows (all offsets they form stay below it or use int64). */
+#define EW_I(be, n, kernel, ...)                                                    \
+    do {                                                                            \
+        LIVE(be);                                                                   \
+        if ((n) <= 0) return;                                                       \
+        if ((n) < ((int64_t)1 << 31))                                               \
+            KLAUNCH(kernel<uint32_t>, ew_blocks(n), EW_THREADS, CTX(be)->stream)(__VA_ARGS__); \
+        else                                                                        \
+            KLAUNCH(kernel<int64_t>, ew_blocks(n), EW_THREADS, CTX(be)->stream)(__VA_ARGS__);  \
+        LAUNCHED(be, #kernel " launch");                                           \
+    } while (0)
+
 /* out(b rows of stride ld_out, c) = beta*out + column sums over t rows (see
  * k_col_reduce for the modes).  Long columns are split over several blocks
  * whose partial sums go through the scratch buffer (allocated at open), so a
@@ -793,7 +817,7 @@ void col_reduce(fmd_backend *be, int mode, float *out, int64_t ld_out, const flo
 
 void cu_bias_add(fmd_backend *be, float *out, const float *x, const float *bias, int64_t n, int64_t c)
 {
-    EW(be, n * c, k_bias_add, out, x, bias, n, c);
+    EW_I(be, n * c, k_bias_add, out, x, bias, n, c);
 }
 
 void cu_bias_grad(fmd_backend *be, float *dbias, const float *dout, int64_t n, int64_t c)
@@ -806,7 +830,7 @@ void cu_bias_grad(fmd_backend *be, float *dbias, const float *dout, int64_t n, i
 void cu_bcast_mul(fmd_backend *be, float *out, const float *x, const float *g, int64_t b, int64_t t,
                   int64_t c, float beta)
 {
-    EW(be, b * t * c, k_bcast_mul, out, x, g, t, c, b * t * c, beta);
+    EW_I(be, b * t * c, k_bcast_mul, out, x, g, t, c, b * t * c, beta);
 }
 
 void cu_bcast_mul_reduce(fmd_backend *be, float *dg, const float *dout, const float *x, int64_t b,
@@ -922,7 +946,7 @@ void cu_softmax_backward(fmd_backend *be, float *dx, const float *dout, const fl
 void cu_modulate_forward(fmd_backend *be, float *out, const float *x, const float *shift, const float *scale,
                          int64_t ld, int64_t b, int64_t t, int64_t c)
 {
-    EW(be, b * t * c, k_modulate_forward, out, x, shift, scale, ld, t, c, b * t * c);
+    EW_I(be, b * t * c, k_modulate_forward, out, x, shift, scale, ld, t, c, b * t * c);
 }
 
 void cu_modulate_backward(fmd_backend *be, float *dx, float *dshift, float *dscale, const float *dout,
@@ -934,7 +958,7 @@ void cu_modulate_backward(fmd_backend *be, float *dx, float *dshift, float *dsca
     /* reductions first: dx may alias dout */
     if (dshift) col_reduce(be, 0, dshift, ld, dout, NULL, NULL, NULL, b, t, c, 0.0f);
     if (dscale) col_reduce(be, 1, dscale, ld, dout, x, NULL, NULL, b, t, c, 0.0f);
-    if (dx && t > 0) EW(be, b * t * c, k_modulate_dx, dx, dout, scale, ld, t, c, b * t * c, beta);
+    if (dx && t > 0) EW_I(be, b * t * c, k_modulate_dx, dx, dout, scale, ld, t, c, b * t * c, beta);
 }
 
 void cu_reduce(fmd_backend *be, int kind, const float *x, int64_t n, double *host_out)
@@ -989,7 +1013,7 @@ void cu_fill_uniform(fmd_backend *be, float *out, int64_t n, uint64_t seed, uint
 
 void cu_embed_forward(fmd_backend *be, float *out, const float *table, const int32_t *idx, int64_t n, int64_t c)
 {
-    EW(be, n * c, k_embed_forward, out, table, idx, n, c);
+    EW_I(be, n * c, k_embed_forward, out, table, idx, n, c);
 }
 
 void cu_embed_backward(fmd_backend *be, float *dtable, const float *dout, const int32_t *idx, int64_t n,
@@ -1037,7 +1061,7 @@ void cu_permute(fmd_backend *be, float *out, const float *in, int nd, const int6
 void cu_copy2d(fmd_backend *be, float *out, int64_t ldo, const float *in, int64_t ldi, int64_t rows,
                int64_t cols, float beta)
 {
-    EW(be, rows * cols, k_copy2d, out, ldo, in, ldi, rows, cols, beta);
+    EW_I(be, rows * cols, k_copy2d, out, ldo, in, ldi, rows, cols, beta);
 }
 
 /* A failed backend answers 0: the caller's sync reports the real error. */
