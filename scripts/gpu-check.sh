@@ -166,6 +166,10 @@ if [ $QUICK = 1 ]; then
     done
     step "throughput benchmark on the GPU (bench_gpu --backends cuda)"
     timeout 50 "$BUILD/bench/bench_gpu" --seconds 1 --backends cuda 2>&1 || fail "bench_gpu cuda (rc $?)"
+    if [ "$(left)" -gt 70 ]; then
+        step "SiT-B/2 on the GPU with TF32 tensor cores for the GEMMs (FMD_CUDA_TF32=1)"
+        FMD_CUDA_TF32=1 timeout 20 "$BUILD/bench/bench_gpu" --seconds 1 --backends cuda --models sit 2>&1 | grep -v "^#"
+    fi
     if [ "$(left)" -gt 25 ]; then
         step "throughput benchmark on the CPU ($(( $(left) - 5 ))s at most)"
         timeout $(( $(left) - 5 )) "$BUILD/bench/bench_gpu" --seconds 1 --backends cpu 2>&1 || echo "bench_gpu cpu: rc $?"
