@@ -61,11 +61,13 @@ static fmd_status cpu_sync(fmd_backend *be) { return be->status; }
 int cpu_gemm_pick(const cpu_ctx *c, int64_t m, int64_t n, int64_t k)
 {
     if (c->gemm != CPU_GEMM_AUTO) return c->gemm;
-    /* Measured (bench/gemm.c, docs/benchmarks.md): OpenBLAS wins on small
-     * products where oneDNN's dispatch overhead dominates; oneDNN wins on the
-     * large token GEMMs of DiT models. */
+    /* Measured (bench/gemm.c, docs/benchmarks.md): OpenBLAS is as fast or
+     * faster on the small and medium products of MLPs and attention, and it
+     * stays fast when the cores are shared (its pthread pool sleeps), while
+     * oneDNN's OpenMP sgemm collapses there (k = 2: 0.3 GFLOP/s; 256x256x64
+     * with B transposed: 2 GFLOP/s).  oneDNN wins on the largest products. */
     double flops = 2.0 * (double)m * (double)n * (double)k;
-    return flops < 4.0e6 ? CPU_GEMM_OPENBLAS : CPU_GEMM_ONEDNN;
+    return flops >= 2.0e9 ? CPU_GEMM_ONEDNN : CPU_GEMM_OPENBLAS;
 }
 
 static void gemm_one(fmd_backend *be, int provider, int ta, int tb, int64_t m, int64_t n, int64_t k,

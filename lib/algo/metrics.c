@@ -51,15 +51,16 @@ double metrics_map_error(const float *x, const float *phi, int64_t n, int64_t d)
     return den > 0 ? num / den : NAN;
 }
 
-void metrics_mode_counts(const gmm *g, const float *x, int64_t n, int64_t *count)
+fmd_status metrics_mode_counts(const gmm *g, const float *x, int64_t n, int64_t *count)
 {
     double buf[1024];
     double *row = g->d <= 1024 ? buf : fmd_malloc((size_t)g->d * sizeof(double));
-    if (!row) return;
+    if (!row) return fmd_seterr(FMD_ERR_OOM, "metrics_mode_counts: out of memory");
     for (int64_t i = 0; i < n; i++) {
         for (int k = 0; k < g->d; k++) row[k] = x[i * g->d + k];
         int c = gmm_nearest_mode(g, row, NULL);
         if (c >= 0 && c < g->k) count[c]++;
     }
     if (row != buf) fmd_free(row);
+    return FMD_OK;
 }

@@ -14,7 +14,8 @@ double metrics_energy_distance(const float *x, int64_t n, const float *y, int64_
 double metrics_map_error(const float *x, const float *phi, int64_t n, int64_t d);
 
 /* count[k] += number of rows of x (n, d) whose nearest mode (gmm_nearest_mode)
- * is component k (count has g->k entries, zeroed by the caller). */
-void metrics_mode_counts(const gmm *g, const float *x, int64_t n, int64_t *count);
+ * is component k (count has g->k entries, zeroed by the caller).  Returns
+ * FMD_ERR_OOM (message set) when its row buffer cannot be allocated. */
+fmd_status metrics_mode_counts(const gmm *g, const float *x, int64_t n, int64_t *count);
 
 #endif

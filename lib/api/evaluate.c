@@ -118,13 +118,16 @@ fmd_status fmd_evaluator_create(fmd_teacher *T, const fmd_options *opts, fmd_eva
         return st;
     }
     ev->floor = metrics_energy_distance(ev->x, n, ev->ref, n, ev->D);
-    if (ev->g) metrics_mode_counts(ev->g, ev->ref, n, ev->ref_count);
+    if (ev->g && (st = metrics_mode_counts(ev->g, ev->ref, n, ev->ref_count))) {
+        fmd_evaluator_destroy(ev);
+        return st;
+    }
     *out = ev;
     return FMD_OK;
 }
 
 /* Score ev->x (the samples just produced). */
-static void score(fmd_evaluator *ev, fmd_eval_result *r, double seconds, int64_t nfe)
+static fmd_status score(fmd_evaluator *ev, fmd_eval_result *r, double seconds, int64_t nfe)
 {
     fmd_eval_result o;
     memset(&o, 0, sizeof o);
@@ -138,7 +141,8 @@ static void score(fmd_evaluator *ev, fmd_eval_result *r, double seconds, int64_t
     o.mass_error = -1.0;
     if (ev->g) {
         memset(ev->count, 0, (size_t)ev->g->k * sizeof(int64_t));
-        metrics_mode_counts(ev->g, ev->x, ev->n, ev->count);
+        fmd_status st = metrics_mode_counts(ev->g, ev->x, ev->n, ev->count);
+        if (st) return st;
         o.modes_covered = o.modes_total = 0;
         o.mass_error = 0.0;
         for (int k = 0; k < ev->g->k; k++) {
@@ -153,6 +157,7 @@ static void score(fmd_evaluator *ev, fmd_eval_result *r, double seconds, int64_t
     size_t keep = r->struct_size;
     memcpy(r, &o, keep < sizeof o ? keep : sizeof o);
     r->struct_size = keep;
+    return FMD_OK;
 }
 
 fmd_status fmd_evaluator_student(fmd_evaluator *ev, fmd_student *s, fmd_eval_result *out)
@@ -173,8 +178,7 @@ fmd_status fmd_evaluator_student(fmd_evaluator *ev, fmd_student *s, fmd_eval_res
     double t1 = fmd_now();
     fmd_free(one);
     if (st) return st;
-    score(ev, out, t1 - t0, 1);
-    return FMD_OK;
+    return score(ev, out, t1 - t0, 1);
 }
 
 fmd_status fmd_evaluator_teacher(fmd_evaluator *ev, const fmd_options *solver_opts,
@@ -190,8 +194,7 @@ fmd_status fmd_evaluator_teacher(fmd_evaluator *ev, const fmd_options *solver_op
     fmd_status st = fmd_teacher_solve(ev->T, ev->x, ev->lab, ev->n, solver_opts, &nfe);
     double t1 = fmd_now();
     if (st) return st;
-    score(ev, out, t1 - t0, nfe);
-    return FMD_OK;
+    return score(ev, out, t1 - t0, nfe);
 }
 
 const float *fmd_evaluator_noise(const fmd_evaluator *ev, int64_t *n, int64_t *dim)
