@@ -1,6 +1,6 @@
 /* bench/gemm.c - GFLOP/s of each CPU GEMM provider (oneDNN, OpenBLAS) and of
  * the backend's automatic choice, at the shapes the models use.
- *   bench_gemm [--quick] [--json]
+ *   bench_gemm [--quick] [--json] [--only onednn|openblas|auto]
  * Row-major C(m,n) = A(m,k) B(k,n), all three providers on the same buffers,
  * best of several repetitions after a warm-up. */
 #include <stdio.h>
@@ -46,11 +46,15 @@ static double run(int provider, fmd_backend *be, const shape *s, const float *a,
 
 int main(int argc, char **argv)
 {
-    int quick = 0, json = 0;
+    int quick = 0, json = 0, only = -1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--json")) json = 1;
-        else { fprintf(stderr, "usage: bench_gemm [--quick] [--json]\n"); return 2; }
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
+            i++;
+            only = !strcmp(argv[i], "onednn") ? 0 : !strcmp(argv[i], "openblas") ? 1 : !strcmp(argv[i], "auto") ? 2 : -2;
+            if (only == -2) { fprintf(stderr, "bench_gemm: --only onednn|openblas|auto\n"); return 2; }
+        } else { fprintf(stderr, "usage: bench_gemm [--quick] [--json] [--only onednn|openblas|auto]\n"); return 2; }
     }
     fmd_backend *be = NULL;
     if (fmd_backend_open("cpu", &be) != FMD_OK) { fprintf(stderr, "%s\n", fmd_last_error()); return 1; }
@@ -71,7 +75,12 @@ int main(int argc, char **argv)
         if (!a || !b || !c) { fprintf(stderr, "out of memory\n"); return 1; }
         for (int64_t j = 0; j < s->m * s->k; j++) a[j] = (float)((j * 7) % 13) * 0.01f;
         for (int64_t j = 0; j < s->k * s->n; j++) b[j] = (float)((j * 5) % 11) * 0.01f;
-        double g0 = run(0, be, s, a, b, c, reps), g1 = run(1, be, s, a, b, c, reps), g2 = run(2, be, s, a, b, c, reps);
+        /* --only runs one provider: mixing OpenMP (oneDNN) and pthread
+         * (OpenBLAS) pools in one process lets each pool's spinning threads
+         * slow the other down */
+        double g0 = (only < 0 || only == 0) ? run(0, be, s, a, b, c, reps) : 0.0;
+        double g1 = (only < 0 || only == 1) ? run(1, be, s, a, b, c, reps) : 0.0;
+        double g2 = (only < 0 || only == 2) ? run(2, be, s, a, b, c, reps) : 0.0;
         if (json)
             printf("  {\"shape\": \"%s\", \"m\": %lld, \"n\": %lld, \"k\": %lld, \"onednn\": %.1f, \"openblas\": %.1f, "
                    "\"auto\": %.1f}%s\n", s->what, (long long)s->m, (long long)s->n, (long long)s->k, g0, g1, g2,

@@ -3,3 +3,6 @@
 add_test(NAME test_backend_ops_cuda COMMAND test_backend_ops cuda)
 set_tests_properties(test_backend_ops_cuda PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600
   ENVIRONMENT "FMD_BACKEND_PATH=${PROJECT_BINARY_DIR}")
+# The CPU backend again with its other GEMM provider, so both stay correct.
+add_test(NAME test_backend_ops_openblas COMMAND test_backend_ops cpu)
+set_tests_properties(test_backend_ops_openblas PROPERTIES TIMEOUT 600 ENVIRONMENT "FMD_CPU_GEMM=openblas")

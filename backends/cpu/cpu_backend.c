@@ -1,9 +1,9 @@
 /* cpu_backend.c - the CPU backend: GEMM through oneDNN or OpenBLAS, every
  * other op as vectorisable C loops parallelised with OpenMP.
  *
- * GEMM provider: FMD_CPU_GEMM=onednn|openblas|auto (default auto: the faster
- * provider per shape class, as measured by bench/gemm.c; see
- * docs/benchmarks.md).  Threads: FMD_NUM_THREADS (default: OpenMP's). */
+ * GEMM provider: FMD_CPU_GEMM=onednn|openblas|auto (default auto, which is
+ * oneDNN: it shares the OpenMP thread pool of the other ops; see
+ * cpu_gemm_pick and docs/benchmarks.md).  Threads: FMD_NUM_THREADS (default: OpenMP's). */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -61,13 +61,14 @@ static fmd_status cpu_sync(fmd_backend *be) { return be->status; }
 int cpu_gemm_pick(const cpu_ctx *c, int64_t m, int64_t n, int64_t k)
 {
     if (c->gemm != CPU_GEMM_AUTO) return c->gemm;
-    /* Measured (bench/gemm.c, docs/benchmarks.md): OpenBLAS is as fast or
-     * faster on the small and medium products of MLPs and attention, and it
-     * stays fast when the cores are shared (its pthread pool sleeps), while
-     * oneDNN's OpenMP sgemm collapses there (k = 2: 0.3 GFLOP/s; 256x256x64
-     * with B transposed: 2 GFLOP/s).  oneDNN wins on the largest products. */
-    double flops = 2.0 * (double)m * (double)n * (double)k;
-    return flops >= 2.0e9 ? CPU_GEMM_ONEDNN : CPU_GEMM_OPENBLAS;
+    /* Measured (bench/gemm.c --only ..., docs/benchmarks.md): run alone,
+     * oneDNN is as fast as OpenBLAS or faster at every model shape (k = 2
+     * included).  Mixed in one process, each library's idle threads spin
+     * (OpenMP for oneDNN and our loops, pthreads for OpenBLAS) and steal the
+     * other's cores: up to 100x slower small products.  oneDNN shares the
+     * OpenMP pool of every other CPU op, so it is the default everywhere. */
+    (void)m; (void)n; (void)k;
+    return CPU_GEMM_ONEDNN;
 }
 
 static void gemm_one(fmd_backend *be, int provider, int ta, int tb, int64_t m, int64_t n, int64_t k,
