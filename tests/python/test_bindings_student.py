@@ -133,7 +133,9 @@ def test_conditional_student_labels(cpu):
     lab = (np.arange(8) % 5).astype(np.int32)           # 4 = the null class
     f = s.forward(z, 1.0, lab)
     assert f.shape == (8, 32)
-    np.testing.assert_array_equal(s.forward(z, 1.0, 2)[0], s.forward(z[:1], 1.0, np.array([2], np.int32))[0])
+    # GEMM rounding depends on the batch size (blocking): equal to float precision, not bit-exact
+    np.testing.assert_allclose(s.forward(z, 1.0, 2)[0], s.forward(z[:1], 1.0, np.array([2], np.int32))[0],
+                               rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(s.sample(8, seed=1, labels=lab), f)
     np.testing.assert_array_equal(s.forward(z, 1.0), s.forward(z, 1.0, 4))   # None = null class
     with pytest.raises(fmd.InvalidArgument, match="label"):
