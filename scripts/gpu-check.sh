@@ -86,13 +86,14 @@ use_carried_deps() {
     ln -sf libopenblasp-r0.3.21.so "$L/openblas-pthread/libopenblas.so.0" 2>/dev/null
     # pkg-config files name /usr; point them into the unpacked tree
     find "$D" -name '*.pc' -exec sed -i "s|=/usr/|=$D/usr/|g; s|=/usr\$|=$D/usr|g; s|-I/usr/|-I$D/usr/|g" {} +
-    # unversioned .so links whose targets live in other packages
-    for so in "$L"/*.so; do [ -e "$so" ] || rm -f "$so"; done
-    [ -e "$L/libz.so" ] || ln -sf "$(basename "$(ls "$L"/libz.so.1.* | head -1)")" "$L/libz.so"
+    # zlib1g unpacks into lib/ (Debian's merged /usr): point libz.so there
+    local Z
+    Z=$(ls "$D"/lib/x86_64-linux-gnu/libz.so.1.* "$L"/libz.so.1.* 2>/dev/null | head -1)
+    [ -n "$Z" ] && ln -sf "$Z" "$L/libz.so"
     export CMAKE_PREFIX_PATH="$D/usr${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
     export PKG_CONFIG_PATH="$L/openblas-pthread/pkgconfig:$L/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
-    export LD_LIBRARY_PATH="$L:$L/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    export LIBRARY_PATH="$L:$L/openblas-pthread${LIBRARY_PATH:+:$LIBRARY_PATH}"
+    export LD_LIBRARY_PATH="$L:$L/openblas-pthread:$D/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    export LIBRARY_PATH="$L:$L/openblas-pthread:$D/lib/x86_64-linux-gnu${LIBRARY_PATH:+:$LIBRARY_PATH}"
     export CPATH="$D/usr/include${CPATH:+:$CPATH}"
     EXTRA_CMAKE+=(-DZLIB_ROOT="$D/usr")
     if ! command -v pkg-config >/dev/null || [ "${FMD_GPU_USE_DEPS:-0}" = 1 ]; then

@@ -18,8 +18,9 @@
  * (download, reduce, nonfinite) synchronise the stream.
  *
  * Environment: FMD_CUDA_DEVICE=<ordinal> picks the GPU (default 0);
- * FMD_CUDA_TF32=1 lets cuBLAS use TF32 tensor cores for float GEMMs (faster,
- * about 1e-3 relative error; off by default so results match the CPU). */
+ * FMD_CUDA_TF32=1 lets cuBLAS use TF32 tensor cores for float GEMMs (inputs
+ * rounded to 10 mantissa bits; 2.4x on a SiT-B/2 distillation step on an
+ * H200, docs/benchmarks.md); off by default so results match the CPU. */
 #include <cuda_runtime.h>
 #include <cublas_v2.h>
 #include <math.h>
