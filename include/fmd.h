@@ -161,6 +161,9 @@ FMD_API const char *fmd_options_key(const fmd_options *opts, int index);
  *            its GEMM provider.
  *   "cuda" - the plugin libfmd-cuda.so, looked up in FMD_BACKEND_PATH (a
  *            directory or a file), then next to libfmd, then by the loader.
+ *            FMD_CUDA_DEVICE picks the GPU (default 0); FMD_CUDA_TF32=1 lets
+ *            cuBLAS use TF32 tensor cores (off by default, so results match
+ *            the CPU's fp32).
  *   "auto" - cuda when the plugin loads and a GPU answers, else cpu.
  * ---------------------------------------------------------------------- */
 typedef struct fmd_backend fmd_backend;
