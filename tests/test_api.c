@@ -7,25 +7,6 @@
 #include "fmd.h"
 #include "testutil.h"
 
-/* counting allocator that can fail the N-th call */
-static long g_live = 0, g_calls = 0, g_fail_at = -1;
-static void *t_malloc(size_t n, void *u)
-{
-    (void)u;
-    if (g_fail_at >= 0 && g_calls++ == g_fail_at) return NULL;
-    void *p = malloc(n);
-    if (p) g_live++;
-    return p;
-}
-static void *t_realloc(void *p, size_t n, void *u)
-{
-    (void)u;
-    if (g_fail_at >= 0 && g_calls++ == g_fail_at) return NULL;
-    void *q = realloc(p, n);
-    if (q && !p) g_live++;
-    return q;
-}
-static void t_free(void *p, void *u) { (void)u; if (p) { g_live--; free(p); } }
 
 static int g_logs = 0;
 static void on_log(int level, const char *msg, void *user) { (void)level; (void)msg; (*(int *)user)++; }
@@ -141,26 +122,26 @@ int main(void)
     fmd_set_log_callback(NULL, NULL, 0);
 
     /* allocator hooks: partial set rejected; counting shows no leak */
-    CHECK_STATUS(fmd_set_allocator(t_malloc, NULL, t_free, NULL), FMD_ERR_INVALID_ARG);
-    CHECK_OK(fmd_set_allocator(t_malloc, t_realloc, t_free, NULL));
-    g_fail_at = -1;
+    CHECK_STATUS(fmd_set_allocator(tu_malloc, NULL, tu_free, NULL), FMD_ERR_INVALID_ARG);
+    CHECK_OK(fmd_set_allocator(tu_malloc, tu_realloc, tu_free, NULL));
+    tu_alloc.fail_at = -1;
     CHECK_OK(workload());
-    CHECK_MSG(g_live == 0, "%ld blocks leaked by the workload", g_live);
+    CHECK_MSG(tu_alloc.live == 0, "%ld blocks leaked by the workload", tu_alloc.live);
     /* OOM sweep: fail the N-th allocation for every N until the workload passes */
     int n_oom = 0, n;
     for (n = 0; n < 100000; n++) {
-        g_calls = 0;
-        g_fail_at = n;
-        g_live = 0;
+        tu_alloc.calls = 0;
+        tu_alloc.fail_at = n;
+        tu_alloc.live = 0;
         fmd_status st = workload();
         CHECK_MSG(st == FMD_OK || st == FMD_ERR_OOM, "alloc #%d failed gave %s", n, fmd_status_name(st));
-        CHECK_MSG(g_live == 0, "alloc #%d failed: %ld blocks leaked", n, g_live);
+        CHECK_MSG(tu_alloc.live == 0, "alloc #%d failed: %ld blocks leaked", n, tu_alloc.live);
         if (st == FMD_OK) break;
         n_oom++;
     }
     printf("OOM sweep: %d failure points, all returned FMD_ERR_OOM without leaks\n", n_oom);
     CHECK(n_oom > 10);
-    g_fail_at = -1;
+    tu_alloc.fail_at = -1;
     CHECK_OK(fmd_set_allocator(NULL, NULL, NULL, NULL));
     return tu_finish("test_api");
 }

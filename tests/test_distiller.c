@@ -25,12 +25,6 @@
 
 static fmd_backend *be;
 
-/* allocation counting through the library's allocator hooks */
-static int counting;
-static long n_allocs;
-static void *c_malloc(size_t n, void *u) { if (counting) n_allocs++; return malloc(n); }
-static void *c_realloc(void *p, size_t n, void *u) { if (counting) n_allocs++; return realloc(p, n); }
-static void c_free(void *p, void *u) { free(p); }
 
 /* ---- ff-level helpers ------------------------------------------------------ */
 
@@ -416,10 +410,9 @@ static void test_options_and_api(void)
         fmd_distiller *da;
         CHECK_OK(fmd_distiller_create(T, s, be, oa, &da));
         CHECK_OK(fmd_distiller_step(da));
-        n_allocs = 0;
-        counting = 1;
+        tu_alloc.calls = 0;
         for (int i = 0; i < 3; i++) CHECK_OK(fmd_distiller_step(da));
-        counting = 0;
+        long n_allocs = tu_alloc.calls;
         CHECK_MSG(n_allocs == 0, "%ld host allocations inside steps (target %s)", n_allocs, targets[k]);
         fmd_distiller_destroy(da);
         fmd_options_destroy(oa);
@@ -587,7 +580,7 @@ int main(void)
      * defined per thread count, and on a shared CI machine OpenMP's spinning
      * workers cost more than they give at these sizes */
     setenv("FMD_NUM_THREADS", "1", 0);
-    CHECK_OK(fmd_set_allocator(c_malloc, c_realloc, c_free, NULL));
+    CHECK_OK(fmd_set_allocator(tu_malloc, tu_realloc, tu_free, NULL)); /* counts allocations */
     CHECK_OK(fmd_backend_open("cpu", &be));
     if (!be) return tu_finish("test_distiller");
     test_targets();

@@ -320,10 +320,7 @@ static void init_deterministic(nn_config c, const char *what)
 }
 
 /* ---- allocation counting ------------------------------------------------------------ */
-static long host_allocs, dev_allocs;
-static void *cnt_malloc(size_t n, void *u) { host_allocs++; return malloc(n); }
-static void *cnt_realloc(void *p, size_t n, void *u) { host_allocs++; return realloc(p, n); }
-static void cnt_free(void *p, void *u) { free(p); }
+static long dev_allocs;
 static fmd_backend_ops counted_ops;
 static const fmd_backend_ops *orig_ops;
 static void *cnt_dev_alloc(fmd_backend *b, size_t n) { dev_allocs++; return orig_ops->alloc(b, n); }
@@ -342,8 +339,9 @@ static void no_alloc_after_reserve(nn_config c, int64_t B, const char *what)
     counted_ops = *be->ops;
     counted_ops.alloc = cnt_dev_alloc;
     be->ops = &counted_ops;
-    host_allocs = dev_allocs = 0;
-    CHECK_OK(fmd_set_allocator(cnt_malloc, cnt_realloc, cnt_free, NULL));
+    tu_alloc.fail_at = -1;
+    tu_alloc.calls = dev_allocs = 0;
+    CHECK_OK(fmd_set_allocator(tu_malloc, tu_realloc, tu_free, NULL));
     for (int rep = 0; rep < 2; rep++) {
         CHECK_OK(nn_model_zero_grad(m));
         CHECK_OK(nn_model_forward_jvp(m, bt.dout, bt.dtout, bt.dx, bt.dt, c.student ? bt.dd : NULL,
@@ -353,8 +351,8 @@ static void no_alloc_after_reserve(nn_config c, int64_t B, const char *what)
     }
     CHECK_OK(fmd_set_allocator(NULL, NULL, NULL, NULL));
     be->ops = orig_ops;
-    CHECK_MSG(host_allocs == 0 && dev_allocs == 0, "%s: %ld host and %ld device allocations after reserve",
-              what, host_allocs, dev_allocs);
+    CHECK_MSG(tu_alloc.calls == 0 && dev_allocs == 0, "%s: %ld host and %ld device allocations after reserve",
+              what, tu_alloc.calls, dev_allocs);
     be->ops->free(be, tan);
     batch_free(&bt);
     nn_model_destroy(m);
@@ -363,43 +361,23 @@ static void no_alloc_after_reserve(nn_config c, int64_t B, const char *what)
 /* Fail the N-th host allocation for every N: model creation, reserve and a
  * safetensors round trip return FMD_ERR_OOM (never crash) and free all they
  * took. */
-static long oom_fail_at, oom_count, oom_live;
-static void *oom_malloc(size_t n, void *u)
-{
-    if (oom_count++ == oom_fail_at) return NULL;
-    void *p = malloc(n);
-    if (p) oom_live++;
-    return p;
-}
-static void *oom_realloc(void *p, size_t n, void *u)
-{
-    if (oom_count++ == oom_fail_at) return NULL;
-    void *q = realloc(p, n);
-    if (q && !p) oom_live++;
-    return q;
-}
-static void oom_free(void *p, void *u)
-{
-    if (p) oom_live--;
-    free(p);
-}
 
 static void oom_sweep(nn_config c, const char *what)
 {
     int ok_seen = 0, n;
     for (n = 0; n < 2000 && !ok_seen; n++) {
-        oom_fail_at = n;
-        oom_count = oom_live = 0;
-        CHECK_OK(fmd_set_allocator(oom_malloc, oom_realloc, oom_free, NULL));
+        tu_alloc.fail_at = n;
+        tu_alloc.calls = tu_alloc.live = 0;
+        CHECK_OK(fmd_set_allocator(tu_malloc, tu_realloc, tu_free, NULL));
         nn_model *m = NULL;
         fmd_status st = nn_model_create(be, &c, 1, &m);
         if (st == FMD_OK) st = nn_model_reserve(m, 3);
         CHECK_MSG(st == FMD_OK || st == FMD_ERR_OOM, "%s: allocation %d failed gave %s", what, n,
                   fmd_status_name(st));
-        if (st == FMD_OK && oom_count <= n) ok_seen = 1;
+        if (st == FMD_OK && tu_alloc.calls <= n) ok_seen = 1;
         nn_model_destroy(m);
         CHECK_OK(fmd_set_allocator(NULL, NULL, NULL, NULL));
-        CHECK_MSG(oom_live == 0, "%s: %ld blocks leaked when allocation %d failed", what, oom_live, n);
+        CHECK_MSG(tu_alloc.live == 0, "%s: %ld blocks leaked when allocation %d failed", what, tu_alloc.live, n);
         be->status = FMD_OK;
     }
     CHECK_MSG(ok_seen, "%s: never succeeded in the sweep", what);

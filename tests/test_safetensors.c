@@ -115,26 +115,6 @@ static void malformed(void)
     }
 }
 
-static long oom_fail_at, oom_count, oom_live;
-static void *oom_malloc(size_t n, void *u)
-{
-    if (oom_count++ == oom_fail_at) return NULL;
-    void *p = malloc(n);
-    if (p) oom_live++;
-    return p;
-}
-static void *oom_realloc(void *p, size_t n, void *u)
-{
-    if (oom_count++ == oom_fail_at) return NULL;
-    void *q = realloc(p, n);
-    if (q && !p) oom_live++;
-    return q;
-}
-static void oom_free(void *p, void *u)
-{
-    if (p) oom_live--;
-    free(p);
-}
 
 /* Fail the N-th host allocation of open + load (skipping unused tensors) for
  * every N: FMD_ERR_OOM and nothing leaked. */
@@ -142,19 +122,19 @@ static void oom_sweep(const char *path, nn_model *m)
 {
     int ok = 0, n;
     for (n = 0; n < 5000 && !ok; n++) {
-        oom_fail_at = n;
-        oom_count = oom_live = 0;
-        CHECK_OK(fmd_set_allocator(oom_malloc, oom_realloc, oom_free, NULL));
+        tu_alloc.fail_at = n;
+        tu_alloc.calls = tu_alloc.live = 0;
+        CHECK_OK(fmd_set_allocator(tu_malloc, tu_realloc, tu_free, NULL));
         st_file *f = NULL;
         char *skipped = NULL;
         fmd_status st = st_open(path, &f);
         if (!st) st = st_load_model(f, m, ST_LOAD_SKIP_UNUSED, &skipped);
         CHECK_MSG(st == FMD_OK || st == FMD_ERR_OOM, "allocation %d: %s", n, fmd_status_name(st));
-        if (!st && oom_count <= n) ok = 1;
+        if (!st && tu_alloc.calls <= n) ok = 1;
         fmd_free(skipped);
         st_close(f);
         CHECK_OK(fmd_set_allocator(NULL, NULL, NULL, NULL));
-        CHECK_MSG(oom_live == 0, "%ld blocks leaked when allocation %d failed", oom_live, n);
+        CHECK_MSG(tu_alloc.live == 0, "%ld blocks leaked when allocation %d failed", tu_alloc.live, n);
     }
     CHECK(ok);
     printf("safetensors open+load: OOM sweep over %d allocation points\n", n);

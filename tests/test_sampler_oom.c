@@ -12,32 +12,6 @@
 #include "testutil.h"
 #include "fmd.h"
 
-static int64_t g_fail_at = -1, g_count = 0, g_live = 0;
-
-static void *t_malloc(size_t n, void *u)
-{
-    (void)u;
-    if (g_fail_at >= 0 && g_count++ >= g_fail_at) return NULL;
-    void *p = malloc(n);
-    if (p) g_live++;
-    return p;
-}
-static void *t_realloc(void *p, size_t n, void *u)
-{
-    (void)u;
-    if (g_fail_at >= 0 && g_count++ >= g_fail_at) return NULL;
-    void *q = realloc(p, n);
-    if (q && !p) g_live++;
-    return q;
-}
-static void t_free(void *p, void *u)
-{
-    (void)u;
-    if (p) {
-        g_live--;
-        free(p);
-    }
-}
 
 static char g_dir[128];
 static const char *tmp_path(const char *name)
@@ -116,19 +90,19 @@ static void sweep(const char *name, fmd_status (*fn)(void))
 {
     int fails = 0;
     for (int64_t n = 0; n < 100000; n++) {
-        g_count = 0;
-        g_live = 0;
-        g_fail_at = n;
+        tu_alloc.calls = 0;
+        tu_alloc.live = 0;
+        tu_alloc.fail_at = n;
         fmd_status st = fn();
         CHECK_MSG(st == FMD_OK || st == FMD_ERR_OOM, "%s: allocation #%lld failing gave %s (%s)",
                   name, (long long)n, fmd_status_name(st), fmd_last_error());
-        CHECK_MSG(g_live == 0, "%s: allocation #%lld failing leaked %lld blocks", name,
-                  (long long)n, (long long)g_live);
+        CHECK_MSG(tu_alloc.live == 0, "%s: allocation #%lld failing leaked %lld blocks", name,
+                  (long long)n, (long long)tu_alloc.live);
         if (st == FMD_OK) break;
         if (st != FMD_ERR_OOM) break;
         fails++;
     }
-    g_fail_at = -1;
+    tu_alloc.fail_at = -1;
     printf("%s: %d failure points, all FMD_ERR_OOM without leaks\n", name, fails);
     CHECK(fails > 3);
 }
@@ -143,7 +117,8 @@ int main(void)
     CHECK_OK(fmd_teacher_create_preset("ring8", &T));
     CHECK_OK(fmd_teacher_save(T, tmp_path("t.fmd")));
     fmd_teacher_destroy(T);
-    CHECK_OK(fmd_set_allocator(t_malloc, t_realloc, t_free, NULL));
+    tu_alloc.sticky = 1;
+    CHECK_OK(fmd_set_allocator(tu_malloc, tu_realloc, tu_free, NULL));
     sweep("sampler", sc_sampler);
     sweep("files", sc_files);
     CHECK_OK(fmd_set_allocator(NULL, NULL, NULL, NULL));

@@ -16,32 +16,6 @@
 #include "io/idx.h"
 #include "testutil.h"
 
-static int64_t g_fail_at = -1, g_count = 0, g_live = 0;
-
-static void *t_malloc(size_t n, void *u)
-{
-    (void)u;
-    if (g_fail_at >= 0 && g_count++ >= g_fail_at) return NULL;
-    void *p = malloc(n);
-    if (p) g_live++;
-    return p;
-}
-static void *t_realloc(void *p, size_t n, void *u)
-{
-    (void)u;
-    if (g_fail_at >= 0 && g_count++ >= g_fail_at) return NULL;
-    void *q = realloc(p, n);
-    if (q && !p) g_live++;
-    return q;
-}
-static void t_free(void *p, void *u)
-{
-    (void)u;
-    if (p) {
-        g_live--;
-        free(p);
-    }
-}
 
 static char g_dir[128];
 static const char *tmp_path(const char *name)
@@ -164,21 +138,21 @@ static void sweep(const char *name, fmd_status (*fn)(void))
     int wrong = 0, leaks = 0;
     fmd_status st = FMD_ERR_OOM;
     for (n = 0; n < 100000 && st != FMD_OK; n++) {
-        g_count = 0;
-        g_fail_at = n;
-        int64_t live0 = g_live;
+        tu_alloc.calls = 0;
+        tu_alloc.fail_at = n;
+        int64_t live0 = tu_alloc.live;
         st = fn();
-        g_fail_at = -1;
+        tu_alloc.fail_at = -1;
         if (st != FMD_OK && st != FMD_ERR_OOM) {
             if (wrong++ < 3)
                 fprintf(stderr, "%s: allocation %lld failed -> %s (%s)\n", name, (long long)n,
                         fmd_status_name(st), fmd_last_error());
         }
-        if (g_live != live0) {
+        if (tu_alloc.live != live0) {
             if (leaks++ < 3)
                 fprintf(stderr, "%s: allocation %lld failed -> %lld blocks leaked\n", name,
-                        (long long)n, (long long)(g_live - live0));
-            g_live = live0;
+                        (long long)n, (long long)(tu_alloc.live - live0));
+            tu_alloc.live = live0;
         }
         if (st != FMD_OK && st != FMD_ERR_OOM) st = FMD_ERR_OOM; /* keep sweeping */
     }
@@ -211,7 +185,8 @@ int main(void)
     for (int i = 0; i < 12; i++) img[16 + i] = (unsigned char)(20 * i);
     CHECK(write_gz(tmp_path("oom-img.gz"), img, sizeof img));
     CHECK(write_gz(tmp_path("oom-lab.gz"), lab, sizeof lab));
-    CHECK_OK(fmd_set_allocator(t_malloc, t_realloc, t_free, NULL));
+    tu_alloc.sticky = 1;
+    CHECK_OK(fmd_set_allocator(tu_malloc, tu_realloc, tu_free, NULL));
     sweep("mixture", sc_mixture);
     sweep("spec", sc_spec);
     sweep("save_load", sc_save_load);

@@ -74,3 +74,38 @@ double tu_rel_err(const float *a, const float *b, int64_t n)
     for (int64_t i = 0; i < n; i++) if (fabs(b[i]) > mb) mb = fabs(b[i]);
     return tu_max_abs_diff(a, b, n) / (mb + 1e-30);
 }
+
+tu_alloc_state tu_alloc = {-1, 0, 0, 0};
+
+static int tu_alloc_fails(void)
+{
+    long k = tu_alloc.calls++;
+    return tu_alloc.fail_at >= 0 && (tu_alloc.sticky ? k >= tu_alloc.fail_at : k == tu_alloc.fail_at);
+}
+
+void *tu_malloc(size_t n, void *user)
+{
+    (void)user;
+    if (tu_alloc_fails()) return NULL;
+    void *p = malloc(n);
+    if (p) tu_alloc.live++;
+    return p;
+}
+
+void *tu_realloc(void *p, size_t n, void *user)
+{
+    (void)user;
+    if (tu_alloc_fails()) return NULL;
+    void *q = realloc(p, n);
+    if (q && !p) tu_alloc.live++;
+    return q;
+}
+
+void tu_free(void *p, void *user)
+{
+    (void)user;
+    if (p) {
+        tu_alloc.live--;
+        free(p);
+    }
+}

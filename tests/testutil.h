@@ -61,6 +61,23 @@ double tu_normal(void);
 void tu_fill(float *x, int64_t n, float lo, float hi);
 void tu_fill_normal(float *x, int64_t n, float scale);
 
+/* A counting host allocator for fmd_set_allocator (OOM sweeps, leak and
+ * no-allocation checks): tu_alloc.calls counts malloc/realloc calls,
+ * tu_alloc.live the blocks alive.  With fail_at >= 0 the call numbered
+ * fail_at (0-based, counted from the last reset of calls) fails, and with
+ * sticky every later call fails too.  Install with
+ * fmd_set_allocator(tu_malloc, tu_realloc, tu_free, NULL). */
+typedef struct {
+    long fail_at;
+    int sticky;
+    long calls;
+    long live;
+} tu_alloc_state;
+extern tu_alloc_state tu_alloc;
+void *tu_malloc(size_t n, void *user);
+void *tu_realloc(void *p, size_t n, void *user);
+void tu_free(void *p, void *user);
+
 /* Normalised mean squared error sum (a-b)^2 / sum b^2 (b the reference). */
 double tu_nmse(const float *a, const float *b, int64_t n);
 double tu_max_abs_diff(const float *a, const float *b, int64_t n);
