@@ -469,10 +469,8 @@ static void pos_embed_layout(void)
 
 int main(void)
 {
-    if (fmd_backend_open(getenv("FMD_TEST_BACKEND") ? getenv("FMD_TEST_BACKEND") : "cpu", &be) != FMD_OK) {
-        fprintf(stderr, "cpu backend: %s\n", fmd_last_error());
-        return 1;
-    }
+    int rc = tu_open_backend("test_nn_layers", &be);
+    if (rc) return rc;
     tu_seed(77);
     float *scratch = dnew(1 << 16);
     {

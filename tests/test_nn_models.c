@@ -505,11 +505,8 @@ static void run_fd(nn_config c, int64_t B, int nsample, double tol, const char *
 
 int main(void)
 {
-    fmd_status st = fmd_backend_open(getenv("FMD_TEST_BACKEND") ? getenv("FMD_TEST_BACKEND") : "cpu", &be);
-    if (st != FMD_OK) {
-        fprintf(stderr, "cpu backend: %s\n", fmd_last_error());
-        return 1;
-    }
+    int rc = tu_open_backend("test_nn_models", &be);
+    if (rc) return rc;
     tu_seed(2024);
     api_errors();
     if (!strcmp(be->name, "cpu") || !strcmp(be->name, "ref")) {

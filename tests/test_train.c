@@ -328,9 +328,8 @@ int main(void)
     setvbuf(stdout, NULL, _IONBF, 0);
     fmd_backend *be = NULL;
     /* FMD_TEST_BACKEND=cuda runs the same checks on the GPU (default cpu) */
-    const char *bname = getenv("FMD_TEST_BACKEND") ? getenv("FMD_TEST_BACKEND") : "cpu";
-    CHECK_OK(fmd_backend_open(bname, &be));
-    if (!be) return tu_finish("test_train");
+    int rc = tu_open_backend("test_train", &be);
+    if (rc) return rc;
     test_idx(be);
     test_repro_cancel_errors(be);
     test_ring8(be);

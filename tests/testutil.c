@@ -1,5 +1,6 @@
 /* testutil.c - see testutil.h. */
 #include <math.h>
+#include <string.h>
 #include "testutil.h"
 
 int tu_failures = 0;
@@ -16,6 +17,18 @@ int tu_skip(const char *name, const char *why)
 {
     printf("%s: SKIPPED: %s\n", name, why);
     return 77;
+}
+
+int tu_open_backend(const char *test, fmd_backend **out)
+{
+    const char *name = getenv("FMD_TEST_BACKEND");
+    if (!name || !*name) name = "cpu";
+    fmd_status st = fmd_backend_open(name, out);
+    if (st == FMD_OK) return 0;
+    if (st == FMD_ERR_BACKEND_UNAVAILABLE && strcmp(name, "cpu") != 0)
+        return tu_skip(test, fmd_last_error());
+    fprintf(stderr, "%s: cannot open backend '%s': %s\n", test, name, fmd_last_error());
+    return 1;
 }
 
 void tu_seed(uint64_t s) { tu_state = s * 0x9E3779B97F4A7C15ull + 1; }
