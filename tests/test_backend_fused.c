@@ -72,13 +72,8 @@ int main(int argc, char **argv)
 {
     const char *name = argc > 1 ? argv[1] : "cpu";
     fmd_backend *be = NULL, *ref = NULL;
-    fmd_status st = fmd_backend_open(name, &be);
-    if (st == FMD_ERR_BACKEND_UNAVAILABLE && strcmp(name, "cpu") != 0) {
-        char why[600];
-        snprintf(why, sizeof why, "backend '%s' unavailable: %s", name, fmd_last_error());
-        return tu_skip("test_backend_fused", why);
-    }
-    CHECK_OK(st);
+    int rc = tu_open_backend("test_backend_fused", name, &be);
+    if (rc) return rc;
     CHECK_OK(fmdb_open_reference(&ref));
     if (!be || !ref) return tu_finish("test_backend_fused");
     if (!FMDB_HAS(be, bias_act_forward) || !FMDB_HAS(be, act_bias_backward) ||

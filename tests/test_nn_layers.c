@@ -469,7 +469,7 @@ static void pos_embed_layout(void)
 
 int main(void)
 {
-    int rc = tu_open_backend("test_nn_layers", &be);
+    int rc = tu_open_backend("test_nn_layers", NULL, &be);
     if (rc) return rc;
     tu_seed(77);
     float *scratch = dnew(1 << 16);

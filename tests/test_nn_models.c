@@ -505,7 +505,7 @@ static void run_fd(nn_config c, int64_t B, int nsample, double tol, const char *
 
 int main(void)
 {
-    int rc = tu_open_backend("test_nn_models", &be);
+    int rc = tu_open_backend("test_nn_models", NULL, &be);
     if (rc) return rc;
     tu_seed(2024);
     api_errors();

@@ -328,7 +328,7 @@ int main(void)
     setvbuf(stdout, NULL, _IONBF, 0);
     fmd_backend *be = NULL;
     /* FMD_TEST_BACKEND=cuda runs the same checks on the GPU (default cpu) */
-    int rc = tu_open_backend("test_train", &be);
+    int rc = tu_open_backend("test_train", NULL, &be);
     if (rc) return rc;
     test_idx(be);
     test_repro_cancel_errors(be);

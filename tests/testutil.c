@@ -19,9 +19,9 @@ int tu_skip(const char *name, const char *why)
     return 77;
 }
 
-int tu_open_backend(const char *test, fmd_backend **out)
+int tu_open_backend(const char *test, const char *name, fmd_backend **out)
 {
-    const char *name = getenv("FMD_TEST_BACKEND");
+    if (!name) name = getenv("FMD_TEST_BACKEND");
     if (!name || !*name) name = "cpu";
     fmd_status st = fmd_backend_open(name, out);
     if (st == FMD_OK) return 0;

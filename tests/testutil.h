@@ -54,10 +54,11 @@ int tu_finish(const char *name);
 /* Print "SKIPPED: why" and return 77 (ctest's skip code). */
 int tu_skip(const char *name, const char *why);
 
-/* Open the backend a test runs on: FMD_TEST_BACKEND (default "cpu").
- * Returns 0 on success, 77 (skipped) when a non-CPU backend is unavailable
- * (no GPU or no plugin), 1 on any other failure; the reason is printed. */
-int tu_open_backend(const char *test, fmd_backend **out);
+/* Open the backend a test runs on: name, or when NULL FMD_TEST_BACKEND
+ * (default "cpu").  Returns 0 on success, 77 (skipped) when a non-CPU
+ * backend is unavailable (no GPU or no plugin), 1 on any other failure; the
+ * reason is printed. */
+int tu_open_backend(const char *test, const char *name, fmd_backend **out);
 
 /* Deterministic test randomness (xorshift; independent of the library). */
 void tu_seed(uint64_t s);
