@@ -390,6 +390,7 @@ static void test_options_and_api(void)
     expect_bad(T, s, "ema=1.5", "ema");
     expect_bad(T, s, "lr_decay=step", "lr_decay");
     expect_bad(T, s, "aux=copy", "aux");
+    expect_bad(T, s, "alpha_end=-1", "alpha_end");
     fmd_options *bad;
     CHECK_OK(fmd_options_create(&bad));
     CHECK_OK(fmd_options_set_i64(bad, "widht", 3));
@@ -573,6 +574,40 @@ static void test_ring8_beats_euler2(void)
     fmd_teacher_destroy(T);
 }
 
+/* alpha_end: lambda / (mean|Delta_G| / (mean|v_N - v| + eps)) is alpha along
+ * the learning rate's cosine, from alpha at step 0 to alpha_end at
+ * decay_steps and after. */
+static void test_alpha_schedule(void)
+{
+    fmd_teacher *T;
+    CHECK_OK(fmd_teacher_create_preset("ring8", &T));
+    fmd_options *so = student_opts();
+    fmd_student *s;
+    CHECK_OK(fmd_student_create(T, be, so, &s));
+    fmd_options *o = small_opts();
+    static const char *const kv[] = {"alpha=0.8", "alpha_end=0.2", "decay_steps=4",
+                                     "lambda_eps=1e-3"};
+    for (int i = 0; i < 4; i++) CHECK_OK(fmd_options_parse(o, kv[i]));
+    fmd_distiller *d = NULL;
+    CHECK_OK(fmd_distiller_create(T, s, be, o, &d));
+    for (int k = 0; d && k < 6; k++) {
+        CHECK_OK(fmd_distiller_step(d));
+        fmd_distill_stats st;
+        memset(&st, 0, sizeof st);
+        st.struct_size = sizeof st;
+        CHECK_OK(fmd_distiller_stats(d, &st));
+        double p = k < 4 ? k / 4.0 : 1.0;
+        double want = 0.2 + 0.6 * 0.5 * (1.0 + cos(3.14159265358979323846 * p));
+        double got = st.lambda * (st.vdiff_norm + 1e-3) / st.delta_norm;
+        CHECK_MSG(fabs(got - want) < 1e-6 * want, "step %d: alpha %.9g, want %.9g", k, got, want);
+    }
+    fmd_distiller_destroy(d);
+    fmd_options_destroy(o);
+    fmd_options_destroy(so);
+    fmd_student_destroy(s);
+    fmd_teacher_destroy(T);
+}
+
 int main(void)
 {
     tu_seed(42);
@@ -588,6 +623,7 @@ int main(void)
     test_resume();
     test_nonfinite();
     test_options_and_api();
+    test_alpha_schedule();
     test_network_teacher();
     test_ring8_beats_euler2();
     fmd_backend_destroy(be);

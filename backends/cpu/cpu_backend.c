@@ -22,6 +22,27 @@
 #define FMD_PRAGMA(x) _Pragma(#x)
 #define PFOR(be, n) FMD_PRAGMA(omp parallel for schedule(static) num_threads(CPU(be)->threads) if((n) > PAR_MIN))
 
+/* The optimiser and reduction kernels stream whole parameter vectors every
+ * step; they are compiled for AVX-512, AVX2 and baseline x86-64 and picked
+ * at load time (as the fused activations in cpu_ops_nn.c are). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default"), noinline))
+#else
+#define CPU_CLONES
+#endif
+
+/* Run body(i0, i1) over [0, n) split into one contiguous range per thread. */
+#define PRANGE(be, n, body)                                                             \
+    do {                                                                                \
+        int nt_ = (n) > PAR_MIN ? CPU(be)->threads : 1;                                  \
+        FMD_PRAGMA(omp parallel num_threads(nt_) if(nt_ > 1))                            \
+        {                                                                               \
+            int id_ = omp_get_thread_num(), k_ = omp_get_num_threads();                  \
+            int64_t i0 = (n) * id_ / k_, i1 = (n) * (id_ + 1) / k_;                      \
+            body;                                                                       \
+        }                                                                               \
+    } while (0)
+
 static void cpu_destroy(fmd_backend *be)
 {
     fmd_free(be->ctx);
@@ -392,22 +413,45 @@ static void cpu_modulate_backward(fmd_backend *be, float *dx, float *dshift, flo
 
 /* ---- reductions ------------------------------------------------------------------------ */
 
-static void cpu_reduce(fmd_backend *be, int kind, const float *x, int64_t n, double *out)
+/* sum or sum of squares of x[i0, i1) in double, vectorised */
+CPU_CLONES static double k_sum(const float *x, int64_t i0, int64_t i1, int sq)
 {
     double acc = 0.0;
-    if (kind == FMDB_RED_SUM) {
-        _Pragma("omp parallel for reduction(+:acc) num_threads(CPU(be)->threads) if(n > PAR_MIN)")
-        for (int64_t i = 0; i < n; i++) acc += x[i];
-    } else if (kind == FMDB_RED_SUMSQ) {
-        _Pragma("omp parallel for reduction(+:acc) num_threads(CPU(be)->threads) if(n > PAR_MIN)")
-        for (int64_t i = 0; i < n; i++) acc += (double)x[i] * x[i];
+    if (sq) {
+#pragma omp simd reduction(+ : acc)
+        for (int64_t i = i0; i < i1; i++) acc += (double)x[i] * (double)x[i];
     } else {
-        _Pragma("omp parallel for reduction(max:acc) num_threads(CPU(be)->threads) if(n > PAR_MIN)")
-        for (int64_t i = 0; i < n; i++) {
-            double a = fabs((double)x[i]);
-            if (a != a) a = INFINITY; /* NaN is reported as infinite */
-            if (a > acc) acc = a;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t i = i0; i < i1; i++) acc += (double)x[i];
+    }
+    return acc;
+}
+
+static void cpu_reduce(fmd_backend *be, int kind, const float *x, int64_t n, double *out)
+{
+    if (kind == FMDB_RED_SUM || kind == FMDB_RED_SUMSQ) {
+        /* per-thread partials added in thread order: the same threads give the
+         * same bits */
+        enum { MAXT = 256 };
+        double part[MAXT] = {0};
+        int nt = n > PAR_MIN ? CPU(be)->threads : 1;
+        if (nt > MAXT) nt = MAXT;
+        FMD_PRAGMA(omp parallel num_threads(nt) if(nt > 1))
+        {
+            int id = omp_get_thread_num(), k = omp_get_num_threads();
+            part[id] = k_sum(x, n * id / k, n * (id + 1) / k, kind == FMDB_RED_SUMSQ);
         }
+        double acc = 0.0;
+        for (int i = 0; i < nt; i++) acc += part[i];
+        *out = acc;
+        return;
+    }
+    double acc = 0.0;
+    _Pragma("omp parallel for reduction(max:acc) num_threads(CPU(be)->threads) if(n > PAR_MIN)")
+    for (int64_t i = 0; i < n; i++) {
+        double a = fabs((double)x[i]);
+        if (a != a) a = INFINITY; /* NaN is reported as infinite */
+        if (a > acc) acc = a;
     }
     *out = acc;
 }
@@ -425,13 +469,12 @@ static void cpu_row_dot(fmd_backend *be, float *out, const float *x, const float
 
 /* ---- optimiser ---------------------------------------------------------------------------- */
 
-static void cpu_adamw(fmd_backend *be, float *p, const float *g, float *m, float *v, int64_t n, float lr,
-                      float b1, float b2, float eps, float wd, int64_t step, float gs)
+CPU_CLONES static void k_adamw(float *p, const float *g, float *m, float *v, int64_t i0, int64_t i1,
+                               float lr, float b1, float b2, float eps, float wd, float c1, float c2,
+                               float gs)
 {
-    float c1 = 1.0f / (1.0f - powf(b1, (float)step));
-    float c2 = 1.0f / (1.0f - powf(b2, (float)step));
-    PFOR(be, n)
-    for (int64_t i = 0; i < n; i++) {
+#pragma omp simd
+    for (int64_t i = i0; i < i1; i++) {
         float gi = g[i] * gs;
         float mi = b1 * m[i] + (1.0f - b1) * gi;
         float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
@@ -441,10 +484,23 @@ static void cpu_adamw(fmd_backend *be, float *p, const float *g, float *m, float
     }
 }
 
+static void cpu_adamw(fmd_backend *be, float *p, const float *g, float *m, float *v, int64_t n, float lr,
+                      float b1, float b2, float eps, float wd, int64_t step, float gs)
+{
+    float c1 = 1.0f / (1.0f - powf(b1, (float)step));
+    float c2 = 1.0f / (1.0f - powf(b2, (float)step));
+    PRANGE(be, n, k_adamw(p, g, m, v, i0, i1, lr, b1, b2, eps, wd, c1, c2, gs));
+}
+
+CPU_CLONES static void k_ema(float *e, const float *p, int64_t i0, int64_t i1, float decay)
+{
+#pragma omp simd
+    for (int64_t i = i0; i < i1; i++) e[i] = decay * e[i] + (1.0f - decay) * p[i];
+}
+
 static void cpu_ema(fmd_backend *be, float *e, const float *p, int64_t n, float decay)
 {
-    PFOR(be, n)
-    for (int64_t i = 0; i < n; i++) e[i] = decay * e[i] + (1.0f - decay) * p[i];
+    PRANGE(be, n, k_ema(e, p, i0, i1, decay));
 }
 
 /* ---- random numbers -------------------------------------------------------------------------- */
@@ -474,28 +530,6 @@ static void cpu_embed_backward(fmd_backend *be, float *dtable, const float *dout
         float *d = dtable + (int64_t)idx[i] * c;
         const float *g = dout + i * c;
         for (int64_t j = 0; j < c; j++) d[j] += g[j];
-    }
-}
-
-static void cpu_timestep_embed(fmd_backend *be, float *out, const float *t, int64_t n, int64_t dim,
-                               float max_period, float time_scale, int deriv)
-{
-    int64_t half = dim / 2;
-    PFOR(be, n * dim)
-    for (int64_t i = 0; i < n; i++) {
-        float *o = out + i * dim;
-        for (int64_t j = 0; j < half; j++) {
-            float f = expf(-logf(max_period) * (float)j / (float)half);
-            float a = t[i] * time_scale * f;
-            if (deriv) {
-                o[j] = -sinf(a) * time_scale * f;
-                o[half + j] = cosf(a) * time_scale * f;
-            } else {
-                o[j] = cosf(a);
-                o[half + j] = sinf(a);
-            }
-        }
-        if (dim & 1) o[dim - 1] = 0.0f;
     }
 }
 
@@ -589,7 +623,7 @@ static const fmd_backend_ops cpu_ops = {
     .fill_uniform = cpu_fill_uniform,
     .embed_forward = cpu_embed_forward,
     .embed_backward = cpu_embed_backward,
-    .timestep_embed = cpu_timestep_embed,
+    .timestep_embed = fmdb_cpu_timestep_embed,   /* cpu_ops_nn.c */
     .permute = cpu_permute,
     .copy2d = cpu_copy2d,
     .nonfinite = cpu_nonfinite,

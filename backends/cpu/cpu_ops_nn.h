@@ -38,4 +38,8 @@ void fmdb_ref_bias_act_forward(fmd_backend *be, int kind, float *out, float *pre
                                int64_t n, int64_t c);
 void fmdb_ref_act_bias_backward(fmd_backend *be, int kind, float *dpre, float *dbias,
                                 const float *dout, const float *pre, int64_t n, int64_t c);
+/* sinusoidal timestep embedding (slot timestep_embed): vectorised sin/cos,
+ * frequencies computed once per call */
+void fmdb_cpu_timestep_embed(fmd_backend *be, float *out, const float *t, int64_t n, int64_t dim,
+                             float max_period, float time_scale, int deriv);
 #endif

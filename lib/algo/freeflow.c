@@ -69,6 +69,7 @@ void ff_config_default(ff_config *c)
     c->weight_k = 0.0;
     c->weight_eps = 1e-3;
     c->alpha = 0.3;
+    c->alpha_end = -1.0;
     c->lambda_eps = 1e-3;
     c->warmup = 0;
     c->r_loc = 0.8;
@@ -286,6 +287,19 @@ static double lr_at(const ff_config *c, int64_t step)
         f *= c->lr_min + (1.0 - c->lr_min) * g;
     }
     return c->lr * f;
+}
+
+/* alpha at a step: constant, or moved to alpha_end along the learning rate's
+ * cosine (the auxiliary network's fit error does not shrink with the
+ * student's distribution error, so late in a run the correction can carry
+ * more of that error than signal). */
+static double alpha_at(const ff_config *c, int64_t step)
+{
+    if (c->alpha_end < 0.0 || c->decay_steps <= 0) return c->alpha;
+    double p = (double)step / (double)c->decay_steps;
+    if (p > 1.0) p = 1.0;
+    double g = 0.5 * (1.0 + cos(3.14159265358979323846 * p));
+    return c->alpha_end + (c->alpha - c->alpha_end) * g;
 }
 
 /* h of the teacher-step target at a step: step_h, moved to step_h_end along
@@ -626,7 +640,7 @@ fmd_status ff_step(ff_trainer *t, ff_step_stats *out)
     double lam = 0.0;
     if (Bc > 0) {
         double ref = Bp ? s.delta_norm : 1.0;
-        lam = c->alpha * ramp * ref / (s.vdiff_norm + c->lambda_eps);
+        lam = alpha_at(c, t->step) * ramp * ref / (s.vdiff_norm + c->lambda_eps);
         for (int64_t i = Bp; i < B; i++) t->h_scale[i] = (float)(lam / (double)Bc);
     }
     s.lambda = lam;

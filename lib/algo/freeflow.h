@@ -58,6 +58,7 @@ typedef struct ff_config {
     int use_pred, use_corr;
     double weight_k, weight_eps;     /* adaptive weight 1/(|D|^2/d + eps)^k      */
     double alpha, lambda_eps;        /* gradient balancing                       */
+    double alpha_end;        /* >= 0: alpha moves to this along the lr cosine   */
     int64_t warmup;          /* correction weight ramps 0 -> 1 over these steps  */
     double r_loc, r_scale;   /* logit-normal r of the correction                 */
     ff_guidance pred_g, corr_g;

@@ -63,6 +63,7 @@ static const opt_spec k_opts[] = {
     {"weight_k", O_F64, 0, 4},
     {"weight_eps", O_F64, 1e-12, 1e6},
     {"alpha", O_F64, 0, 1e4},
+    {"alpha_end", O_F64, 0, 1e4},
     {"lambda_eps", O_F64, 1e-12, 1e6},
     {"warmup", O_I64, 0, 1e15},
     {"r_loc", O_F64, -10, 10},
@@ -179,6 +180,7 @@ static fmd_status parse_options(const fmd_options *o, const fmd_guidance *tg, pa
         else if (IS("weight_k")) c->weight_k = f;
         else if (IS("weight_eps")) c->weight_eps = f;
         else if (IS("alpha")) c->alpha = f;
+        else if (IS("alpha_end")) c->alpha_end = f;
         else if (IS("lambda_eps")) c->lambda_eps = f;
         else if (IS("warmup")) c->warmup = iv;
         else if (IS("r_loc")) c->r_loc = f;
