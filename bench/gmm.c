@@ -1,7 +1,7 @@
 /* gmm.c - the distillation benchmark on exact Gaussian-mixture teachers
  * (issue 5, MATH.md sections 6, 9, 10).
  *
- * For each teacher (ring8, grid25, classes4-d32 with CFG w = 3) it prints
+ * For each teacher (ring8, grid25, classes4-d32 with CFG w = 3, --cfg W to change) it prints
  * one table: the teacher's Euler with 1/2/4/8/16 steps, the teacher's
  * Dormand-Prince solution (rtol 1e-5, scored against the 1e-6 reference),
  * and one-step students trained without data with prediction only,
@@ -17,7 +17,7 @@
  *             [--set key=value]... [--student key=value]... [--eval-n N]
  *             [--json FILE] [--pytorch-steps N] [--no-pytorch] [--quiet] [--parallel]
  *             [--tset teacher:key=value]... [--tstudent teacher:key=value]...
- *             [--threads teacher=N]...
+ *             [--threads teacher=N]... [--cfg W]
  * rows: euler, dp, pred, corr, both, data.  --set / --student apply to every
  * teacher, --tset / --tstudent to one.  --parallel trains every student row
  * in its own process at once (set FMD_NUM_THREADS=1; --threads gives one
@@ -64,6 +64,7 @@ static struct {
     const char *threads[8];       /* "teacher=N" for --parallel children */
     int nthreads;
     int pytorch, quiet, jobs;
+    double cfg;                   /* guidance of class-conditional teachers */
 } A;
 
 static void die(const char *what, fmd_status st)
@@ -216,7 +217,7 @@ static void child_row(const char *tname, int nproc_eval, const char *kind, row *
         }
     TRY("fmd_backend_open", fmd_backend_open("cpu", &be));
     TRY("preset", fmd_teacher_create_preset(tname, &T));
-    if (fmd_teacher_num_classes(T) > 0) TRY("guidance", fmd_teacher_set_guidance(T, 3.0, 0.0, 1.0));
+    if (fmd_teacher_num_classes(T) > 0) TRY("guidance", fmd_teacher_set_guidance(T, A.cfg, 0.0, 1.0));
     TRY("options", fmd_options_create(&eo));
     TRY("options", fmd_options_set_i64(eo, "n", nproc_eval));
     TRY("fmd_evaluator_create", fmd_evaluator_create(T, eo, &ev));
@@ -374,12 +375,14 @@ int main(int argc, char **argv)
     A.teachers = "ring8,grid25,classes4-d32";
     A.rows = "euler,dp,pred,corr,both,data";
     A.pytorch = 1;
+    A.cfg = 3.0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--steps") && v) A.steps = atoll(argv[++i]);
         else if (!strcmp(a, "--eval-every") && v) A.eval_every = atoll(argv[++i]);
         else if (!strcmp(a, "--eval-n") && v) A.eval_n = atoll(argv[++i]);
+        else if (!strcmp(a, "--cfg") && v) A.cfg = atof(argv[++i]);
         else if (!strcmp(a, "--teachers") && v) A.teachers = argv[++i];
         else if (!strcmp(a, "--rows") && v) A.rows = argv[++i];
         else if (!strcmp(a, "--set") && v && A.nset < MAXSET) A.set[A.nset++] = argv[++i];
@@ -396,7 +399,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "usage: bench_gmm [--steps N] [--eval-every K] [--teachers a,b] "
                             "[--rows euler,dp,pred,corr,both,data] [--set k=v]... [--student k=v]... "
                             "[--eval-n N] [--json FILE] [--pytorch-steps N] [--no-pytorch] [--quiet] [--parallel] "
-                            "[--tset t:k=v]... [--tstudent t:k=v]... [--threads t=N]...\n");
+                            "[--tset t:k=v]... [--tstudent t:k=v]... [--threads t=N]... [--cfg W]\n");
             return 2;
         }
     }
@@ -456,7 +459,7 @@ int main(int argc, char **argv)
         if (!has(A.teachers, names[ti])) continue;
         fmd_teacher *T;
         TRY("fmd_teacher_create_preset", fmd_teacher_create_preset(names[ti], &T));
-        if (fmd_teacher_num_classes(T) > 0) TRY("guidance", fmd_teacher_set_guidance(T, 3.0, 0.0, 1.0));
+        if (fmd_teacher_num_classes(T) > 0) TRY("guidance", fmd_teacher_set_guidance(T, A.cfg, 0.0, 1.0));
         fmd_options *eo;
         TRY("options", fmd_options_create(&eo));
         TRY("options", fmd_options_set_i64(eo, "n", A.eval_n));
