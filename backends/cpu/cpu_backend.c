@@ -22,15 +22,6 @@
 #define FMD_PRAGMA(x) _Pragma(#x)
 #define PFOR(be, n) FMD_PRAGMA(omp parallel for schedule(static) num_threads(CPU(be)->threads) if((n) > PAR_MIN))
 
-/* The optimiser and reduction kernels stream whole parameter vectors every
- * step; they are compiled for AVX-512, AVX2 and baseline x86-64 and picked
- * at load time (as the fused activations in cpu_ops_nn.c are). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default"), noinline))
-#else
-#define CPU_CLONES
-#endif
-
 /* Run body(i0, i1) over [0, n) split into one contiguous range per thread. */
 #define PRANGE(be, n, body)                                                             \
     do {                                                                                \

@@ -14,16 +14,10 @@
 #include "cpu/cpu_backend.h"
 #include "cpu/cpu_ops_nn.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define NN_CLONES __attribute__((target_clones("avx512f", "avx2", "default"), noinline))
-#else
-#define NN_CLONES
-#endif
-
 #define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 #define GELU_C 0.044715f
 
-NN_CLONES static void k_bias_act(int kind, float *out, float *pre, const float *bias, int64_t r0,
+CPU_CLONES static void k_bias_act(int kind, float *out, float *pre, const float *bias, int64_t r0,
                                  int64_t r1, int64_t c)
 {
     for (int64_t r = r0; r < r1; r++) {
@@ -48,7 +42,7 @@ NN_CLONES static void k_bias_act(int kind, float *out, float *pre, const float *
     }
 }
 
-NN_CLONES static void k_act_bwd(int kind, float *dpre, const float *dout, const float *pre,
+CPU_CLONES static void k_act_bwd(int kind, float *dpre, const float *dout, const float *pre,
                                 int64_t i0, int64_t i1)
 {
     if (kind == FMDB_ACT_SILU) {
@@ -185,7 +179,7 @@ void fmdb_ref_act_bias_backward(fmd_backend *be, int kind, float *dpre, float *d
 /* One row block of the embedding for frequencies f[0, m) at columns j0..:
  * out[i, j0 + j] = cos(t_i s f_j), out[i, half + j0 + j] = sin(...) (deriv:
  * -sin * s f_j and cos * s f_j, the derivative in t). */
-NN_CLONES static void k_timestep(float *out, const float *t, const float *f, int64_t r0, int64_t r1,
+CPU_CLONES static void k_timestep(float *out, const float *t, const float *f, int64_t r0, int64_t r1,
                                  int64_t dim, int64_t half, int64_t j0, int64_t m, float ts,
                                  int deriv)
 {

@@ -275,15 +275,25 @@ float *ff_aux_adam_v(ff_trainer *t) { return t->av; }
 
 /* ---- schedules ------------------------------------------------------------- */
 
+/* Schedule position in [0, 1] (decay_steps > 0), and the cosine that falls
+ * from 1 to 0 over it; the learning rate, h and alpha schedules share them. */
+static double progress(const ff_config *c, int64_t step)
+{
+    double p = (double)step / (double)c->decay_steps;
+    return p > 1.0 ? 1.0 : p;
+}
+
+static double cosine_at(const ff_config *c, int64_t step)
+{
+    return 0.5 * (1.0 + cos(3.14159265358979323846 * progress(c, step)));
+}
+
 static double lr_at(const ff_config *c, int64_t step)
 {
     double f = 1.0;
     if (c->lr_warmup > 0 && step < c->lr_warmup) f = (double)(step + 1) / (double)c->lr_warmup;
     if (c->lr_decay != FF_LR_CONST && c->decay_steps > 0) {
-        double p = (double)step / (double)c->decay_steps;
-        if (p > 1.0) p = 1.0;
-        double g = c->lr_decay == FF_LR_COSINE ? 0.5 * (1.0 + cos(3.14159265358979323846 * p))
-                                               : 1.0 - p;
+        double g = c->lr_decay == FF_LR_COSINE ? cosine_at(c, step) : 1.0 - progress(c, step);
         f *= c->lr_min + (1.0 - c->lr_min) * g;
     }
     return c->lr * f;
@@ -296,10 +306,7 @@ static double lr_at(const ff_config *c, int64_t step)
 static double alpha_at(const ff_config *c, int64_t step)
 {
     if (c->alpha_end < 0.0 || c->decay_steps <= 0) return c->alpha;
-    double p = (double)step / (double)c->decay_steps;
-    if (p > 1.0) p = 1.0;
-    double g = 0.5 * (1.0 + cos(3.14159265358979323846 * p));
-    return c->alpha_end + (c->alpha - c->alpha_end) * g;
+    return c->alpha_end + (c->alpha - c->alpha_end) * cosine_at(c, step);
 }
 
 /* h of the teacher-step target at a step: step_h, moved to step_h_end along
@@ -308,10 +315,7 @@ static double alpha_at(const ff_config *c, int64_t step)
 static double h_at(const ff_config *c, int64_t step)
 {
     if (c->step_h_end <= 0.0 || c->decay_steps <= 0) return c->step_h;
-    double p = (double)step / (double)c->decay_steps;
-    if (p > 1.0) p = 1.0;
-    double g = 0.5 * (1.0 + cos(3.14159265358979323846 * p));
-    return c->step_h_end + (c->step_h - c->step_h_end) * g;
+    return c->step_h_end + (c->step_h - c->step_h_end) * cosine_at(c, step);
 }
 
 /* ---- the step ----------------------------------------------------------------- */
