@@ -17,11 +17,13 @@
  *             [--set key=value]... [--student key=value]... [--eval-n N]
  *             [--json FILE] [--pytorch-steps N] [--no-pytorch] [--quiet] [--parallel]
  *             [--tset teacher:key=value]... [--tstudent teacher:key=value]...
- *             [--threads teacher=N]... [--cfg W]
+ *             [--threads teacher=N]... [--cfg W] [--backend cpu|cuda]
  * rows: euler, dp, pred, corr, both, data.  --set / --student apply to every
  * teacher, --tset / --tstudent to one.  --parallel trains every student row
  * in its own process at once (set FMD_NUM_THREADS=1; --threads gives one
- * teacher's children more).  Timing is wall-clock on a
+ * teacher's children more).  --backend trains on another backend (the CUDA
+ * plugin); PyTorch then runs on its GPU too, with the interpreter named by
+ * FMD_PYTHON (default /usr/bin/python3).  Timing is wall-clock on a
  * shared machine: run it alone for numbers worth quoting. */
 #include <math.h>
 #include <stdio.h>
@@ -65,6 +67,7 @@ static struct {
     int nthreads;
     int pytorch, quiet, jobs;
     double cfg;                   /* guidance of class-conditional teachers */
+    const char *backend;          /* "cpu" (default) or "cuda" */
 } A;
 
 static void die(const char *what, fmd_status st)
@@ -215,7 +218,7 @@ static void child_row(const char *tname, int nproc_eval, const char *kind, row *
             setenv("FMD_NUM_THREADS", A.threads[i] + l + 1, 1);
             setenv("OMP_NUM_THREADS", A.threads[i] + l + 1, 1);
         }
-    TRY("fmd_backend_open", fmd_backend_open("cpu", &be));
+    TRY("fmd_backend_open", fmd_backend_open(A.backend, &be));
     TRY("preset", fmd_teacher_create_preset(tname, &T));
     if (fmd_teacher_num_classes(T) > 0) TRY("guidance", fmd_teacher_set_guidance(T, A.cfg, 0.0, 1.0));
     TRY("options", fmd_options_create(&eo));
@@ -344,11 +347,12 @@ static double run_pytorch(fmd_teacher *T, int64_t batch, int width, int depth, i
         return 0;
     }
     const char *threads = getenv("FMD_NUM_THREADS");
+    const char *py = getenv("FMD_PYTHON");
     snprintf(cmd, sizeof cmd,
-             "/usr/bin/python3 %s --spec %s --steps %lld --batch %lld --width %d --depth %d "
-             "--temb %d --h %g --lr %g --threads %s 2>&1",
-             script, spec, (long long)A.pt_steps, (long long)batch, width, depth, temb, h, lr,
-             threads ? threads : "0");
+             "%s %s --spec %s --steps %lld --batch %lld --width %d --depth %d "
+             "--temb %d --h %g --lr %g --threads %s --device %s 2>&1",
+             py && *py ? py : "/usr/bin/python3", script, spec, (long long)A.pt_steps, (long long)batch, width, depth, temb, h, lr,
+             threads ? threads : "0", strcmp(A.backend, "cuda") ? "cpu" : "cuda");
     FILE *p = popen(cmd, "r");
     double sps = 0;
     char line[4096];
@@ -376,6 +380,7 @@ int main(int argc, char **argv)
     A.rows = "euler,dp,pred,corr,both,data";
     A.pytorch = 1;
     A.cfg = 3.0;
+    A.backend = "cpu";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -383,6 +388,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--eval-every") && v) A.eval_every = atoll(argv[++i]);
         else if (!strcmp(a, "--eval-n") && v) A.eval_n = atoll(argv[++i]);
         else if (!strcmp(a, "--cfg") && v) A.cfg = atof(argv[++i]);
+        else if (!strcmp(a, "--backend") && v) A.backend = argv[++i];
         else if (!strcmp(a, "--teachers") && v) A.teachers = argv[++i];
         else if (!strcmp(a, "--rows") && v) A.rows = argv[++i];
         else if (!strcmp(a, "--set") && v && A.nset < MAXSET) A.set[A.nset++] = argv[++i];
@@ -399,7 +405,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "usage: bench_gmm [--steps N] [--eval-every K] [--teachers a,b] "
                             "[--rows euler,dp,pred,corr,both,data] [--set k=v]... [--student k=v]... "
                             "[--eval-n N] [--json FILE] [--pytorch-steps N] [--no-pytorch] [--quiet] [--parallel] "
-                            "[--tset t:k=v]... [--tstudent t:k=v]... [--threads t=N]... [--cfg W]\n");
+                            "[--tset t:k=v]... [--tstudent t:k=v]... [--threads t=N]... [--cfg W] [--backend cpu|cuda]\n");
             return 2;
         }
     }
@@ -439,7 +445,7 @@ int main(int argc, char **argv)
             }
     }
     fmd_backend *be;
-    TRY("fmd_backend_open", fmd_backend_open("cpu", &be));
+    TRY("fmd_backend_open", fmd_backend_open(A.backend, &be));
     printf("# bench_gmm: libfmd %s, %s, %lld steps per student\n", fmd_version(),
            fmd_backend_device(be), (long long)A.steps);
     FILE *jf = NULL;

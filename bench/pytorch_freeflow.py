@@ -13,7 +13,8 @@ by --spec (JSON written by bench_gmm: dim, weights, means, stds).
 
 Prints one JSON line: {"steps_per_s": ..., "cpu_steps_per_s": ..., ...}
 (wall clock and process CPU time; on a shared machine the CPU-time figure is
-the one to compare).
+the one to compare).  --device cuda runs it on the GPU (each step ends with
+.item(), a synchronisation, as libfmd's step ends with one).
 Run with Debian's interpreter (/usr/bin/python3), which sees python3-torch.
 """
 import argparse
@@ -40,7 +41,7 @@ class TimestepEmbedder(nn.Module):
 
     def forward(self, t):
         half = self.freq // 2
-        f = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=t.dtype) / half)
+        f = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=t.dtype, device=t.device) / half)
         a = (t * self.scale)[:, None] * f[None, :]
         emb = torch.cat([torch.cos(a), torch.sin(a)], dim=1)
         return self.l2(Fn.silu(self.l0(emb)))
@@ -70,10 +71,10 @@ class MLP(nn.Module):
 class Mixture:
     """Exact velocity of a Gaussian mixture under x_t = (1-t) x0 + t eps."""
 
-    def __init__(self, spec):
-        self.w = torch.tensor(spec["weights"], dtype=torch.float32)
-        self.mu = torch.tensor(spec["means"], dtype=torch.float32)
-        self.s = torch.tensor(spec["stds"], dtype=torch.float32)
+    def __init__(self, spec, dev):
+        self.w = torch.tensor(spec["weights"], dtype=torch.float32, device=dev)
+        self.mu = torch.tensor(spec["means"], dtype=torch.float32, device=dev)
+        self.s = torch.tensor(spec["stds"], dtype=torch.float32, device=dev)
         self.d = spec["dim"]
 
     def velocity(self, x, t):
@@ -105,15 +106,17 @@ def main():
     ap.add_argument("--aux-lr", type=float, default=1e-3)
     ap.add_argument("--alpha", type=float, default=0.3)
     ap.add_argument("--ema", type=float, default=0.999)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     args = ap.parse_args()
+    dev = torch.device(args.device)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     spec = json.load(open(args.spec))
-    T = Mixture(spec)
+    T = Mixture(spec, dev)
     D = T.d
-    S = MLP(D, args.width, args.depth, args.temb, True)
-    A = MLP(D, args.width, args.depth, args.temb, False)
+    S = MLP(D, args.width, args.depth, args.temb, True).to(dev)
+    A = MLP(D, args.width, args.depth, args.temb, False).to(dev)
     nn.init.zeros_(A.out.weight)
     nn.init.zeros_(A.out.bias)
     ema = [p.detach().clone() for p in S.parameters()]
@@ -124,9 +127,9 @@ def main():
     Bp = B - Bc
 
     def step():
-        z = torch.randn(B, D)
-        dl = torch.rand(Bp)
-        dl = torch.where(torch.rand(Bp) < 0.25, torch.ones_like(dl), dl)
+        z = torch.randn(B, D, device=dev)
+        dl = torch.rand(Bp, device=dev)
+        dl = torch.where(torch.rand(Bp, device=dev) < 0.25, torch.ones_like(dl), dl)
         with torch.no_grad():
             dp = torch.clamp(dl - args.h, min=0.0)
             h = dl - dp
@@ -137,13 +140,13 @@ def main():
             xe = xa - h[:, None] * v1
             v2 = T.velocity(xe, 1 - dl)
             tgt = (dp[:, None] * Fp + h[:, None] * 0.5 * (v1 + v2)) / dl[:, None]
-        dall = torch.cat([dl, torch.ones(Bc)])
+        dall = torch.cat([dl, torch.ones(Bc, device=dev)])
         F = S(z, 1 - dall, dall)
         res = F[:Bp] - tgt
         lp = (res * res).sum(1).mean()
         xhat = (z[Bp:] - F[Bp:]).detach()
-        r = torch.sigmoid(0.8 + torch.randn(Bc))
-        n = torch.randn(Bc, D)
+        r = torch.sigmoid(0.8 + torch.randn(Bc, device=dev))
+        n = torch.randn(Bc, D, device=dev)
         xr = (1 - r)[:, None] * xhat + r[:, None] * n
         with torch.no_grad():
             vt = T.velocity(xr, r)
@@ -176,7 +179,8 @@ def main():
     dc = time.process_time() - c0
     print(json.dumps({"steps_per_s": args.steps / dt, "cpu_steps_per_s": args.steps / dc,
                       "steps": args.steps, "loss_pred": lp,
-                      "threads": torch.get_num_threads(), "torch": torch.__version__}))
+                      "threads": torch.get_num_threads(), "device": args.device,
+                      "torch": torch.__version__}))
 
 
 if __name__ == "__main__":

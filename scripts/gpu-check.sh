@@ -20,6 +20,12 @@
 # GPU benchmark and then the CPU benchmark with the time left; no PyTorch, no
 # rest of the suite.
 #
+# --exec 'CMD': configure and build the library, the plugin and the
+# benchmarks only, then run CMD in the repository root with the build's
+# environment (FMD_BACKEND_PATH, and the carried packages' library path when
+# they were used) and exit with its status: for one-off GPU measurements such
+# as bench/seeds.sh.  The log is then $OUT/gpu-exec.log.
+#
 # Options (environment): BUILD_DIR (default build-gpu), FMD_GPU_USE_DEPS=1
 # (use .gpudeps even when the system has the packages), GPU_CHECK_BUDGET
 # (seconds, default 280, 150 with --quick).
@@ -40,11 +46,18 @@ if [ "${1:-}" = "--fetch-deps" ]; then
 fi
 
 QUICK=0
+EXEC=
 [ "${1:-}" = "--quick" ] && QUICK=1
+if [ "${1:-}" = "--exec" ]; then
+    [ -n "${2:-}" ] || { echo "usage: scripts/gpu-check.sh --exec 'command'" >&2; exit 2; }
+    EXEC=$2
+fi
 BUILD=${BUILD_DIR:-build-gpu}
 if [ $QUICK = 1 ]; then BUDGET=${GPU_CHECK_BUDGET:-150}; else BUDGET=${GPU_CHECK_BUDGET:-280}; fi
 mkdir -p "$BUILD"
-if [ -n "${OUT:-}" ]; then mkdir -p "$OUT"; LOG=$OUT/gpu-check.log; else LOG=$BUILD/gpu-check.log; fi
+LOG_NAME=gpu-check.log
+[ -n "$EXEC" ] && LOG_NAME=gpu-exec.log
+if [ -n "${OUT:-}" ]; then mkdir -p "$OUT"; LOG=$OUT/$LOG_NAME; else LOG=$BUILD/$LOG_NAME; fi
 T0=$(date +%s)
 FAILED=()
 elapsed() { echo $(( $(date +%s) - T0 )); }
@@ -99,9 +112,11 @@ use_carried_deps() {
     if ! command -v pkg-config >/dev/null || [ "${FMD_GPU_USE_DEPS:-0}" = 1 ]; then
         EXTRA_CMAKE+=(-DPKG_CONFIG_EXECUTABLE="$D/usr/bin/pkgconf")
     fi
+    CARRIED=1
     echo "using the carried packages unpacked in $D"
 }
 
+CARRIED=0
 GEN=()
 command -v ninja >/dev/null && GEN=(-G Ninja)
 EXTRA_CMAKE=()
@@ -109,7 +124,8 @@ NVCC=/usr/local/cuda/bin/nvcc
 [ -x "$NVCC" ] || NVCC=$(command -v nvcc || echo nvcc)
 configure() {
     cmake -S . -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DFMD_CUDA=ON \
-        -DCMAKE_CUDA_COMPILER="$NVCC" "${EXTRA_CMAKE[@]}" >"$BUILD/configure.log" 2>&1
+        -DCMAKE_CUDA_COMPILER="$NVCC" -DFMD_TEST_PYTHON="$(command -v "$PY")" "${EXTRA_CMAKE[@]}" \
+        >"$BUILD/configure.log" 2>&1
 }
 
 step "configure ($BUILD)"
@@ -141,6 +157,7 @@ if ! timeout 120 cmake --build "$BUILD" --target fmd_cuda -j"$NPROC" >"$BUILD/bu
 fi
 TARGETS=()
 [ $QUICK = 1 ] && TARGETS=(--target test_backend_ops test_backend_fused test_cross_backend test_cuda_plugin bench_gpu)
+[ -n "$EXEC" ] && TARGETS=(--target fmd bench_gmm bench_gpu fmd_cli)
 if ! timeout $(( $(left) > 100 ? $(left) - 80 : 40 )) cmake --build "$BUILD" "${TARGETS[@]}" -j"$NPROC" -- \
         "${KEEP_GOING[@]}" >"$BUILD/build.log" 2>&1; then
     grep -E "error|Error" "$BUILD/build.log" | head -40
@@ -150,6 +167,15 @@ fi
 echo "build warnings: $(grep -ciE "warning" "$BUILD/build.log")"
 ls -la "$BUILD"/libfmd-cuda.so 2>/dev/null || fail "libfmd-cuda.so was not built"
 
+if [ -n "$EXEC" ]; then
+    export FMD_BACKEND_PATH=$ROOT/$BUILD FMD_BUILD_DIR=$ROOT/$BUILD FMD_PYTHON=$PY
+    step "run: $EXEC"
+    if [ ${#FAILED[@]} -gt 0 ]; then printf 'not run: the build failed: %s\n' "${FAILED[@]}"; exit 1; fi
+    bash -c "$EXEC"
+    rc=$?
+    step "summary ($(elapsed)s): the command exited with $rc"
+    exit $rc
+fi
 if [ $QUICK = 1 ]; then
     export FMD_BACKEND_PATH=$ROOT/$BUILD
     GPU=0
@@ -237,15 +263,42 @@ if [ -f bench/gpu_torch.py ] && [ "$(left)" -gt 100 ]; then
     step "PyTorch reference (bench/gpu_torch.py)"
     timeout 45 "$PY" bench/gpu_torch.py --seconds 2 2>&1 || echo "PyTorch reference did not finish (rc $?)"
 fi
+if [ -x "$BUILD/bench/bench_gmm" ] && [ "$(left)" -gt 110 ]; then
+    # the whole FreeFlow step (student, exact teacher, auxiliary network,
+    # AdamW, EMA) on the GPU, scored by the CPU evaluator, against PyTorch
+    # on the same GPU; then the same with a 16x larger batch
+    step "distillation on the GPU (bench_gmm --backend cuda, ring8 pred+corr)"
+    FMD_PYTHON=$PY timeout 60 "$BUILD/bench/bench_gmm" --backend cuda --teachers ring8 --rows both \
+        --steps 2000 --eval-every 1000 --eval-n 4000 --pytorch-steps 200 --quiet >"$BUILD/gmm-cuda.log" 2>&1
+    rc=$?
+    grep -v "^$" "$BUILD/gmm-cuda.log"
+    [ $rc -eq 0 ] || fail "bench_gmm --backend cuda (rc $rc)"
+    step "the same with batch 8192"
+    FMD_PYTHON=$PY timeout 40 "$BUILD/bench/bench_gmm" --backend cuda --teachers ring8 --rows both \
+        --steps 500 --eval-every 500 --eval-n 2000 --pytorch-steps 100 --set batch=8192 --quiet 2>&1 \
+        | grep -E "student|PyTorch|rror"
+fi
 if [ -x "$BUILD/bench/bench_gpu" ] && [ "$(left)" -gt 60 ]; then
     budget=$(( $(left) - 40 )); [ $budget -gt 100 ] && budget=100
     step "throughput benchmark on the CPU (bench_gpu --backends cpu, ${budget}s at most)"
     timeout "$budget" "$BUILD/bench/bench_gpu" --seconds 2 --backends cpu 2>&1 || echo "bench_gpu cpu: rc $?"
 fi
 
-step "remaining tests (ctest -E '$GPU_TESTS', $(left)s left)"
+# What this machine cannot run is named, not counted: the Python tests need
+# pytest, numpy and torch in $PY; test_install links a host program against
+# the system's oneDNN, absent where the carried packages were used.
+NOT_HERE=$GPU_TESTS
+if ! "$PY" -c "import pytest, numpy, torch" >/dev/null 2>&1; then
+    NOT_HERE="$NOT_HERE|pytest_|test_nn_parity"
+    echo "not run here (no pytest/numpy/torch in $PY): pytest_*, test_nn_parity"
+fi
+if [ $CARRIED = 1 ]; then
+    NOT_HERE="$NOT_HERE|test_install"
+    echo "not run here (the system has no oneDNN; the build used .gpudeps): test_install"
+fi
+step "remaining tests (ctest -E '$NOT_HERE', $(left)s left)"
 if [ -f "$BUILD/CTestTestfile.cmake" ] && [ "$(left)" -gt 20 ]; then
-    timeout $(( $(left) - 10 )) ctest --test-dir "$BUILD" -E "$GPU_TESTS" --output-on-failure \
+    timeout $(( $(left) - 10 )) ctest --test-dir "$BUILD" -E "$NOT_HERE" --output-on-failure \
         -j"$NPROC" --timeout 120 >"$BUILD/ctest-rest.log" 2>&1
     rc=$?
     grep -E "tests passed|tests failed|Test +#|\*\*\*|Total Test time" "$BUILD/ctest-rest.log"

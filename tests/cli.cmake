@@ -4,10 +4,9 @@
 if(TARGET fmd_cli)
   add_test(NAME cli_errors COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/errors.sh $<TARGET_FILE:fmd_cli>)
   set_tests_properties(cli_errors PROPERTIES TIMEOUT 300)
-  find_program(FMD_SYSTEM_PYTHON NAMES python3 PATHS /usr/bin NO_DEFAULT_PATH)
-  if(FMD_SYSTEM_PYTHON)
+  if(EXISTS ${FMD_TEST_PYTHON})
     add_test(NAME pytest_cli
-      COMMAND ${FMD_SYSTEM_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_SOURCE_DIR}/cli/test_cli.py)
+      COMMAND ${FMD_TEST_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_SOURCE_DIR}/cli/test_cli.py)
     set_tests_properties(pytest_cli PROPERTIES TIMEOUT 900
       ENVIRONMENT "FMD_CLI=$<TARGET_FILE:fmd_cli>")
   endif()

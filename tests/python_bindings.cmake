@@ -19,13 +19,13 @@ foreach(tgt example_embedded_sample embedded_sample)
 endforeach()
 foreach(t core teacher student distiller data memory)
   add_test(NAME pytest_bindings_${t}
-    COMMAND /usr/bin/python3 -m pytest -q -p no:cacheprovider
+    COMMAND ${FMD_TEST_PYTHON} -m pytest -q -p no:cacheprovider
             ${FMD_PY_TESTS}/test_bindings_${t}.py)
   set_tests_properties(pytest_bindings_${t} PROPERTIES ENVIRONMENT "${FMD_PY_ENV}" TIMEOUT 600)
 endforeach()
 add_test(NAME pytest_docs_api
-  COMMAND /usr/bin/python3 -m pytest -q -p no:cacheprovider ${FMD_PY_TESTS}/test_docs_api.py)
+  COMMAND ${FMD_TEST_PYTHON} -m pytest -q -p no:cacheprovider ${FMD_PY_TESTS}/test_docs_api.py)
 set_tests_properties(pytest_docs_api PROPERTIES ENVIRONMENT "${FMD_PY_ENV}" TIMEOUT 120)
 add_test(NAME pytest_examples
-  COMMAND /usr/bin/python3 -m pytest -q -p no:cacheprovider ${FMD_PY_TESTS}/test_examples.py)
+  COMMAND ${FMD_TEST_PYTHON} -m pytest -q -p no:cacheprovider ${FMD_PY_TESTS}/test_examples.py)
 set_tests_properties(pytest_examples PROPERTIES ENVIRONMENT "${FMD_PY_ENV}" TIMEOUT 600)

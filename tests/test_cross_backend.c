@@ -67,7 +67,13 @@ static void teacher_config(tkind k, nn_config *c)
     }
 }
 
+#define NBIG 2600               /* rows of the fresh student's forward: more
+                                * than the CPU's 1024-row chunk */
+
 typedef struct {
+    float *fwdbig;             /* fresh student's forward of NBIG rows       */
+    int64_t chunk, nbig_out;   /* rows per pass it chose; NBIG * dim         */
+    int device;                /* a backend without host threads (a GPU)     */
     float *fwd0, *fwd1;        /* student forward before / after the step  */
     float *p0, *p1;            /* student parameters before / after         */
     int64_t np, nout;
@@ -76,6 +82,7 @@ typedef struct {
 
 static void side_free(side_result *r)
 {
+    free(r->fwdbig);
     free(r->fwd0);
     free(r->fwd1);
     free(r->p0);
@@ -141,6 +148,30 @@ static fmd_status run_side(fmd_backend *be, tkind k, float **teacher_w, int64_t 
         be->ops->upload(be, nn_model_params(snet), *student_w, (size_t)*student_n * sizeof(float));
     } else if ((st = get_params(be, snet, student_w, student_n))) {
         goto done;
+    }
+    /* a fresh student (no distiller yet) sizes its own forward chunk */
+    {
+        int64_t d = fmd_student_dim(S), nc = fmd_student_num_classes(S);
+        float *zb = malloc((size_t)(NBIG * d) * sizeof(float)), *db = malloc(NBIG * sizeof(float));
+        int32_t *lb = malloc(NBIG * sizeof(int32_t));
+        r->fwdbig = malloc((size_t)(NBIG * d) * sizeof(float));
+        if (!zb || !db || !lb || !r->fwdbig) st = FMD_ERR_OOM;
+        if (!st) {
+            tu_seed(78);
+            tu_fill_normal(zb, NBIG * d, 1.0f);
+            for (int64_t i = 0; i < NBIG; i++) {
+                db[i] = (float)((i % 97) + 1) / 97.0f;
+                lb[i] = nc ? (int32_t)(i % (nc + 1)) : 0;
+            }
+            st = fmd_student_forward(S, zb, db, nc ? lb : NULL, NBIG, r->fwdbig);
+            r->chunk = student_forward_chunk(S);
+            r->nbig_out = NBIG * d;
+            r->device = be->threads == 0;
+        }
+        free(zb);
+        free(db);
+        free(lb);
+        if (st) goto done;
     }
     if ((st = fmd_options_create(&dopt))) goto done;
     fmd_options_set_i64(dopt, "batch", 64);
@@ -208,6 +239,7 @@ static double rel(double b, double a) { return fabs(b - a) / (fabs(a) + 1e-12); 
 
 static void compare(tkind k, const side_result *A, const side_result *B)
 {
+    double eb = rel_l2(B->fwdbig, A->fwdbig, A->nbig_out);
     double e0 = rel_l2(B->fwd0, A->fwd0, A->nout);
     double e1 = rel_l2(B->fwd1, A->fwd1, A->nout);
     double num = 0, den = 0;
@@ -226,6 +258,13 @@ static void compare(tkind k, const side_result *A, const side_result *B)
     printf("  %-14s forward %.2e  stats %.2e  update %.2e  forward-after %.2e  (loss_pred %.6g / %.6g, "
            "grad_norm %.6g / %.6g, |dp| %.3g)\n", k_tnames[k], e0, es, eu, e1, a->loss_pred, b->loss_pred,
            a->grad_norm, b->grad_norm, sqrt(den));
+    /* a fresh student's forward of NBIG rows: 1024-row chunks on the CPU,
+     * one pass on a GPU (lib/api/student.c, reserve_forward) */
+    printf("  %-14s forward of %d rows %.2e  (chunks of %lld / %lld rows)\n", k_tnames[k], NBIG, eb,
+           (long long)A->chunk, (long long)B->chunk);
+    CHECK_MSG(eb <= TOL_FWD0, "%s: forward of %d rows differs: %.3g", k_tnames[k], NBIG, eb);
+    CHECK_MSG(A->chunk == (A->device ? NBIG : 1024) && B->chunk == (B->device ? NBIG : 1024),
+              "%s: forward chunks %lld / %lld rows", k_tnames[k], (long long)A->chunk, (long long)B->chunk);
     CHECK_MSG(e0 <= TOL_FWD0, "%s: forward before the step differs: %.3g", k_tnames[k], e0);
     CHECK_MSG(es <= TOL_STATS, "%s: step statistics differ: %.3g", k_tnames[k], es);
     CHECK_MSG(den > 0, "%s: the step changed no weight", k_tnames[k]);

@@ -66,6 +66,7 @@ fmd_status student_wrap(fmd_backend *be, nn_model *net, fmd_student **out)
 }
 
 void student_note_reserved(fmd_student *s, int64_t b) { s->reserved = b; }
+int64_t student_forward_chunk(const fmd_student *s) { return s->reserved; }
 
 fmd_status student_reserve_train(fmd_student *s, int64_t b)
 {
@@ -209,6 +210,32 @@ static fmd_status grow_scratch(fmd_student *s, int64_t cap)
     return FMD_OK;
 }
 
+/* The rows one forward pass takes when no distiller has sized the arena.
+ * The CPU gains nothing past 1024 rows (the GEMMs are efficient there and
+ * the arena stays in cache).  A GPU is latency-bound at 1024 rows (one chain
+ * of kernels and one synchronisation per chunk: bench_gpu's MLP sampled 10x
+ * slower than PyTorch's single batch of 65,536), so on a device backend the
+ * chunk grows to 16,384 rows while the arena stays under 1 GiB; where that
+ * much cannot be had, 1024 rows it is. */
+#define FORWARD_CHUNK_CPU 1024
+#define FORWARD_CHUNK_DEVICE 16384
+#define FORWARD_ARENA_MAX ((int64_t)1 << 30)
+static fmd_status reserve_forward(fmd_student *s, int64_t n)
+{
+    int64_t first = n < FORWARD_CHUNK_CPU ? n : FORWARD_CHUNK_CPU;
+    fmd_status st = student_reserve_train(s, first);
+    if (st || s->be->threads > 0 || n <= first) return st;
+    int64_t per_row = nn_model_arena_bytes(s->net) / first + 1;
+    int64_t want = n < FORWARD_CHUNK_DEVICE ? n : FORWARD_CHUNK_DEVICE;
+    if (want > FORWARD_ARENA_MAX / per_row) want = FORWARD_ARENA_MAX / per_row;
+    if (want <= first) return FMD_OK;
+    if (student_reserve_train(s, want) == FMD_OK) return FMD_OK;
+    /* not enough device memory for the large chunk: keep the small one */
+    s->be->status = FMD_OK;
+    s->reserved = 0;
+    return student_reserve_train(s, first);
+}
+
 fmd_status fmd_student_forward(fmd_student *s, const float *z, const float *delta,
                                const int32_t *labels, int64_t n, float *out)
 {
@@ -230,10 +257,7 @@ fmd_status fmd_student_forward(fmd_student *s, const float *z, const float *delt
     }
     fmd_backend *be = s->be;
     fmd_status st;
-    if (s->reserved == 0) {
-        st = student_reserve_train(s, n < 1024 ? n : 1024);
-        if (st) return st;
-    }
+    if (s->reserved == 0 && (st = reserve_forward(s, n))) return st;
     int64_t chunk = s->reserved;
     st = grow_scratch(s, chunk);
     if (st) return st;

@@ -20,5 +20,7 @@ fmd_status student_reserve_train(fmd_student *s, int64_t b);
 /* Record that the network's arena was (re)sized for exactly b rows by
  * someone else (ff_create), so host forwards use chunks of b. */
 void student_note_reserved(fmd_student *s, int64_t b);
+/* Rows one pass of fmd_student_forward takes now (0 before the first). */
+int64_t student_forward_chunk(const fmd_student *s);
 
 #endif
