@@ -20,6 +20,7 @@ struct fmd_student {
     int64_t D;
     int K;
     int64_t reserved;     /* batch the arena is sized for (0: none yet)       */
+    int fwd_sized;        /* reserved was chosen by the forward (may grow)    */
     int64_t cap;          /* rows of the host-forward scratch                 */
     float *dz, *dout, *dt, *ddl;
     int32_t *dlab;
@@ -65,7 +66,11 @@ fmd_status student_wrap(fmd_backend *be, nn_model *net, fmd_student **out)
     return FMD_OK;
 }
 
-void student_note_reserved(fmd_student *s, int64_t b) { s->reserved = b; }
+void student_note_reserved(fmd_student *s, int64_t b)
+{
+    s->reserved = b;
+    s->fwd_sized = 0;
+}
 int64_t student_forward_chunk(const fmd_student *s) { return s->reserved; }
 
 fmd_status student_reserve_train(fmd_student *s, int64_t b)
@@ -216,24 +221,26 @@ static fmd_status grow_scratch(fmd_student *s, int64_t cap)
  * of kernels and one synchronisation per chunk: bench_gpu's MLP sampled 10x
  * slower than PyTorch's single batch of 65,536), so on a device backend the
  * chunk grows to 16,384 rows while the arena stays under 1 GiB; where that
- * much cannot be had, 1024 rows it is. */
+ * much cannot be had, 1024 rows it is.  A chunk sized by an earlier, smaller
+ * call grows with the next larger one. */
 #define FORWARD_CHUNK_CPU 1024
 #define FORWARD_CHUNK_DEVICE 16384
 #define FORWARD_ARENA_MAX ((int64_t)1 << 30)
 static fmd_status reserve_forward(fmd_student *s, int64_t n)
 {
-    int64_t first = n < FORWARD_CHUNK_CPU ? n : FORWARD_CHUNK_CPU;
-    fmd_status st = student_reserve_train(s, first);
-    if (st || s->be->threads > 0 || n <= first) return st;
-    int64_t per_row = nn_model_arena_bytes(s->net) / first + 1;
+    int64_t small = n < FORWARD_CHUNK_CPU ? n : FORWARD_CHUNK_CPU;
+    fmd_status st = student_reserve_train(s, small);
+    s->fwd_sized = 1;
+    if (st || s->be->threads > 0 || n <= s->reserved) return st;
+    int64_t per_row = nn_model_arena_bytes(s->net) / s->reserved + 1;
     int64_t want = n < FORWARD_CHUNK_DEVICE ? n : FORWARD_CHUNK_DEVICE;
     if (want > FORWARD_ARENA_MAX / per_row) want = FORWARD_ARENA_MAX / per_row;
-    if (want <= first) return FMD_OK;
+    if (want <= s->reserved) return FMD_OK;
     if (student_reserve_train(s, want) == FMD_OK) return FMD_OK;
     /* not enough device memory for the large chunk: keep the small one */
     s->be->status = FMD_OK;
     s->reserved = 0;
-    return student_reserve_train(s, first);
+    return student_reserve_train(s, small);
 }
 
 fmd_status fmd_student_forward(fmd_student *s, const float *z, const float *delta,
@@ -257,7 +264,8 @@ fmd_status fmd_student_forward(fmd_student *s, const float *z, const float *delt
     }
     fmd_backend *be = s->be;
     fmd_status st;
-    if (s->reserved == 0 && (st = reserve_forward(s, n))) return st;
+    if ((s->reserved == 0 || (s->fwd_sized && n > s->reserved)) && (st = reserve_forward(s, n)))
+        return st;
     int64_t chunk = s->reserved;
     st = grow_scratch(s, chunk);
     if (st) return st;
