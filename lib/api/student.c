@@ -216,8 +216,8 @@ static fmd_status grow_scratch(fmd_student *s, int64_t cap)
 }
 
 /* The rows one forward pass takes when no distiller has sized the arena.
- * The CPU gains nothing past 1024 rows (the GEMMs are efficient there and
- * the arena stays in cache).  A GPU is latency-bound at 1024 rows (one chain
+ * On the CPU, 1024-row passes keep the arena small (embedded hosts) and
+ * already fill the GEMMs.  A GPU is latency-bound at 1024 rows (one chain
  * of kernels and one synchronisation per chunk: bench_gpu's MLP sampled 10x
  * slower than PyTorch's single batch of 65,536), so on a device backend the
  * chunk grows to 16,384 rows while the arena stays under 1 GiB; where that
