@@ -351,8 +351,9 @@ static double run_pytorch(fmd_teacher *T, int64_t batch, int width, int depth, i
     snprintf(cmd, sizeof cmd,
              "%s %s --spec %s --steps %lld --batch %lld --width %d --depth %d "
              "--temb %d --h %g --lr %g --threads %s --device %s 2>&1",
-             py && *py ? py : "/usr/bin/python3", script, spec, (long long)A.pt_steps, (long long)batch, width, depth, temb, h, lr,
-             threads ? threads : "0", strcmp(A.backend, "cuda") ? "cpu" : "cuda");
+             py && *py ? py : "/usr/bin/python3", script, spec, (long long)A.pt_steps,
+             (long long)batch, width, depth, temb, h, lr, threads ? threads : "0",
+             strcmp(A.backend, "cuda") ? "cpu" : "cuda");
     FILE *p = popen(cmd, "r");
     double sps = 0;
     char line[4096];

@@ -23,8 +23,9 @@
 # --exec 'CMD': configure and build the library, the plugin and the
 # benchmarks only, then run CMD in the repository root with the build's
 # environment (FMD_BACKEND_PATH, and the carried packages' library path when
-# they were used) and exit with its status: for one-off GPU measurements such
-# as bench/seeds.sh.  The log is then $OUT/gpu-exec.log.
+# they were used) and exit with its status: for one-off GPU measurements
+# (one process at a time: processes sharing the GPU time-slice it, see
+# docs/benchmarks.md).  The log is then $OUT/gpu-exec.log.
 #
 # Options (environment): BUILD_DIR (default build-gpu), FMD_GPU_USE_DEPS=1
 # (use .gpudeps even when the system has the packages), GPU_CHECK_BUDGET
@@ -123,9 +124,10 @@ EXTRA_CMAKE=()
 NVCC=/usr/local/cuda/bin/nvcc
 [ -x "$NVCC" ] || NVCC=$(command -v nvcc || echo nvcc)
 configure() {
+    local test_py=()
+    command -v "$PY" >/dev/null && test_py=(-DFMD_TEST_PYTHON="$(command -v "$PY")")
     cmake -S . -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DFMD_CUDA=ON \
-        -DCMAKE_CUDA_COMPILER="$NVCC" -DFMD_TEST_PYTHON="$(command -v "$PY")" "${EXTRA_CMAKE[@]}" \
-        >"$BUILD/configure.log" 2>&1
+        -DCMAKE_CUDA_COMPILER="$NVCC" "${test_py[@]}" "${EXTRA_CMAKE[@]}" >"$BUILD/configure.log" 2>&1
 }
 
 step "configure ($BUILD)"
