@@ -59,7 +59,9 @@ def test_forward_rejects_bad_arrays_before_c(student, monkeypatch):
         calls.clear()
         with pytest.raises(exc):
             f()
-        assert [c for c in calls if c != "fmd_student_dim"] == []
+        # (*_destroy: finalizers of other tests' handles, run whenever the
+        # garbage collector happens to run - not calls made by forward)
+        assert [c for c in calls if c != "fmd_student_dim" and not c.endswith("_destroy")] == []
 
 
 def test_save_load(student, tmp_path, cpu):

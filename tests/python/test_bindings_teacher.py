@@ -108,7 +108,8 @@ def test_velocity_rejects_bad_arrays_before_c(ring8, monkeypatch):
         calls.clear()
         with pytest.raises(exc):
             f()
-        assert not [c for c in calls if c not in ("fmd_teacher_dim",)], calls
+        # *_destroy: finalizers of other handles run by the garbage collector
+        assert not [c for c in calls if c != "fmd_teacher_dim" and not c.endswith("_destroy")], calls
 
 
 def test_velocity_noncontiguous_and_images(rng):
