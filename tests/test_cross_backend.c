@@ -69,10 +69,14 @@ static void teacher_config(tkind k, nn_config *c)
 
 #define NBIG 2600               /* rows of the fresh student's forward: more
                                 * than the CPU's 1024-row chunk */
+#define NSMP 20000              /* rows of a sampler call: more than the
+                                * device's 16,384-row forward pass */
 
 typedef struct {
     float *fwdbig;             /* fresh student's forward of NBIG rows       */
     int64_t chunk, nbig_out;   /* rows per pass it chose; NBIG * dim         */
+    int64_t smp_chunk;         /* rows per pass after a sampler call of NSMP
+                                * rows (mixture teacher only; else 0)       */
     int device;                /* a backend without host threads (a GPU)     */
     float *fwd0, *fwd1;        /* student forward before / after the step  */
     float *p0, *p1;            /* student parameters before / after         */
@@ -173,6 +177,19 @@ static fmd_status run_side(fmd_backend *be, tkind k, float **teacher_w, int64_t 
         free(lb);
         if (st) goto done;
     }
+    /* the sampler hands a 2-D student's forward chunks large enough for the
+     * device's full pass (lib/api/sampler.c, chunk_rows) */
+    if (k == T_MIXTURE) {
+        fmd_sampler *smp = NULL;
+        float *xs = malloc((size_t)NSMP * 2 * sizeof(float));
+        if (!xs) st = FMD_ERR_OOM;
+        if (!st) st = fmd_sampler_create(S, NULL, NULL, &smp);
+        if (!st) st = fmd_sampler_sample(smp, NULL, NSMP, 5, 0, NULL, xs, (int64_t)NSMP * 2, NULL);
+        r->smp_chunk = student_forward_chunk(S);
+        fmd_sampler_destroy(smp);
+        free(xs);
+        if (st) goto done;
+    }
     if ((st = fmd_options_create(&dopt))) goto done;
     fmd_options_set_i64(dopt, "batch", 64);
     fmd_options_set_i64(dopt, "seed", 1234);
@@ -265,6 +282,10 @@ static void compare(tkind k, const side_result *A, const side_result *B)
     CHECK_MSG(eb <= TOL_FWD0, "%s: forward of %d rows differs: %.3g", k_tnames[k], NBIG, eb);
     CHECK_MSG(A->chunk == (A->device ? NBIG : 1024) && B->chunk == (B->device ? NBIG : 1024),
               "%s: forward chunks %lld / %lld rows", k_tnames[k], (long long)A->chunk, (long long)B->chunk);
+    if (k == T_MIXTURE)
+        CHECK_MSG(A->smp_chunk == (A->device ? 16384 : 1024) && B->smp_chunk == (B->device ? 16384 : 1024),
+                  "%s: after a sampler call of %d rows, forward chunks %lld / %lld rows", k_tnames[k], NSMP,
+                  (long long)A->smp_chunk, (long long)B->smp_chunk);
     CHECK_MSG(e0 <= TOL_FWD0, "%s: forward before the step differs: %.3g", k_tnames[k], e0);
     CHECK_MSG(es <= TOL_STATS, "%s: step statistics differ: %.3g", k_tnames[k], es);
     CHECK_MSG(den > 0, "%s: the step changed no weight", k_tnames[k]);

@@ -152,6 +152,26 @@ int main(void)
                                     (n - split) * D, NULL));
         CHECK_MSG(tu_max_abs_diff(a, b, n * D) <= 1e-5, "student samples depend on the split %d", split);
     }
+    /* more rows than one sampler chunk (65,536 rows for a 2-D student):
+     * the chunks' noise and output offsets line up with one forward */
+    {
+        const int64_t nl = 70001;
+        float *zl = malloc((size_t)(nl * D) * sizeof(float)), *dl1 = malloc((size_t)nl * sizeof(float));
+        float *sl = malloc((size_t)(nl * D) * sizeof(float)), *fl = malloc((size_t)(nl * D) * sizeof(float));
+        CHECK(zl && dl1 && sl && fl);
+        if (zl && dl1 && sl && fl) {
+            for (int64_t i = 0; i < nl; i++) dl1[i] = 1.0f;
+            CHECK_OK(fmd_sampler_sample(ss, NULL, nl, 9, 3, NULL, sl, nl * D, NULL));
+            CHECK_OK(fmd_prior_noise(zl, nl, D, 9, 3));
+            CHECK_OK(fmd_student_forward(S, zl, dl1, NULL, nl, fl));
+            CHECK_MSG(tu_max_abs_diff(sl, fl, nl * D) <= 1e-5,
+                      "a %lld-row sample != f(z, 1) on the prior noise", (long long)nl);
+        }
+        free(zl);
+        free(dl1);
+        free(sl);
+        free(fl);
+    }
     /* intermediate delta */
     fmd_options *dh = opts_kv("delta=0.5", NULL, NULL);
     CHECK_OK(fmd_sampler_sample(ss, NULL, n, 9, 3, dh, a, n * D, NULL));

@@ -18,7 +18,14 @@
 /* "search" in the high 48 bits; the candidate index in the low 16. */
 #define SMP_STREAM_SEARCH (0x736561726368ull << 16)
 #define SMP_MAX_CANDIDATES 65536
-#define SMP_CHUNK_ROWS 4096   /* rows generated per inner call (bounds scratch) */
+/* Rows generated per inner call.  The chunk bounds the host scratch (the
+ * noise of a chunk: rows * dim floats) to SMP_CHUNK_BYTES, but is never
+ * under SMP_CHUNK_MIN rows nor over SMP_CHUNK_MAX: a GPU student runs
+ * passes of up to 16,384 rows (student.c), which 4096-row chunks would cap
+ * for small-dimensional students. */
+#define SMP_CHUNK_MIN 4096
+#define SMP_CHUNK_MAX 65536
+#define SMP_CHUNK_BYTES ((int64_t)64 << 20)
 
 struct fmd_sampler {
     fmd_student *student;   /* borrowed, may be NULL */
@@ -293,6 +300,12 @@ static fmd_status generate(fmd_sampler *s, const smp_call *c, const float *z, co
     return FMD_OK;
 }
 
+static int64_t chunk_rows(int64_t dim)
+{
+    int64_t rows = SMP_CHUNK_BYTES / (dim * (int64_t)sizeof(float));
+    return rows < SMP_CHUNK_MIN ? SMP_CHUNK_MIN : rows > SMP_CHUNK_MAX ? SMP_CHUNK_MAX : rows;
+}
+
 static fmd_status check_common(const char *fn, const fmd_sampler *s, const int32_t *labels,
                                int64_t n, const float *out, int64_t out_len)
 {
@@ -319,7 +332,8 @@ fmd_status fmd_sampler_sample(fmd_sampler *s, const int32_t *labels, int64_t n, 
     smp_call c;
     if ((st = call_parse(fn, s, opts, 0, &c))) return st;
     const int64_t D = s->dim;
-    const int64_t chunk = n < SMP_CHUNK_ROWS ? (n ? n : 1) : SMP_CHUNK_ROWS;
+    const int64_t rows = chunk_rows(D);
+    const int64_t chunk = n < rows ? (n ? n : 1) : rows;
     float *z = fmd_malloc((size_t)(chunk * D) * sizeof(float));
     float *dl = fmd_malloc((size_t)chunk * sizeof(float));
     int32_t *lab = s->K ? fmd_malloc((size_t)chunk * sizeof(int32_t)) : NULL;
@@ -383,7 +397,7 @@ fmd_status fmd_sampler_best_of_n(fmd_sampler *s, const int32_t *labels, int64_t 
     smp_call c;
     if ((st = call_parse(fn, s, opts, 1, &c))) return st;
     const int64_t D = s->dim, N = candidates;
-    int64_t B = SMP_CHUNK_ROWS / N;   /* samples per chunk */
+    int64_t B = chunk_rows(D) / N;   /* samples per chunk */
     if (B < 1) B = 1;
     if (B > n) B = n ? n : 1;
     const int64_t M = B * N;          /* candidate rows per chunk */
