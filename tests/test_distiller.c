@@ -192,6 +192,81 @@ static void test_correction_sign(void)
     fmd_teacher_destroy(T);
 }
 
+/* corr_ref = samples (ff_set_reference): the pool is the teacher's ODE
+ * from prior noise (1-D Gaussian N(0.7, 0.4^2): the ODE is affine, so the
+ * pool must have that mean and spread), g - g_ref starts at exactly zero
+ * when both networks start alike, and the correction uses v_N - g_ref with
+ * the sign of MATH.md section 4 (g_ref = g + 0.5 must move samples left). */
+static void test_reference(void)
+{
+    double w = 1.0, mu = 0.7, sd = 0.4;
+    fmd_teacher *T;
+    CHECK_OK(fmd_teacher_create_mixture(1, 1, &w, &mu, &sd, NULL, 0, &T));
+    vctx vc = {T};
+    float z[128];
+    for (int i = 0; i < 128; i++) z[i] = (float)tu_normal();
+    for (int shift = 0; shift <= 1; shift++) {
+        nn_model *s = mlp(1, 1, 32, 7), *e = mlp(1, 1, 32, 7), *aux = mlp(1, 0, 32, 8),
+                 *ref = mlp(1, 0, 32, 8);
+        nn_model *g[2] = {aux, ref};
+        for (int k = 0; k < 2; k++) {
+            const nn_param *pw = nn_model_find(g[k], "out_proj.weight");
+            const nn_param *pb = nn_model_find(g[k], "out_proj.bias");
+            CHECK(pw && pb);
+            if (!pw || !pb) return;
+            float *P = nn_model_params(g[k]);
+            be->ops->memset0(be, P + pw->offset, pw->numel * sizeof(float));
+            be->ops->memset0(be, P + pb->offset, pb->numel * sizeof(float));
+            float bias = 0.5f;
+            if (k == 1 && shift) be->ops->upload(be, P + pb->offset, &bias, sizeof bias);
+        }
+        ff_config c;
+        ff_config_default(&c);
+        c.batch = 128;
+        c.use_pred = 0;
+        c.lr = 1e-3;
+        c.aux_lr = 1e-12;   /* keep g and g_ref fixed */
+        ff_trainer *t = NULL;
+        CHECK_OK(ff_create(be, &c, s, e, aux, 1, vel, &vc, &t));
+        CHECK_STATUS(ff_set_reference(t, ref, 0, 8), FMD_ERR_INVALID_ARG);
+        CHECK_OK(ff_set_reference(t, ref, 4096, 16));
+        float *pool = NULL;
+        int64_t n = t ? ff_ref_pool(t, &pool) : 0;
+        CHECK(n == 4096 && pool);
+        if (shift == 0 && n == 4096) {
+            static float h[4096];
+            be->ops->download(be, h, pool, sizeof h);
+            double m = 0, v = 0;
+            for (int i = 0; i < 4096; i++) m += h[i];
+            m /= 4096;
+            for (int i = 0; i < 4096; i++) v += (h[i] - m) * (h[i] - m);
+            double sdev = sqrt(v / 4095);
+            /* standard errors: 0.4/64 = 0.006 for the mean, about 1.1 % for the spread */
+            CHECK_MSG(fabs(m - mu) < 0.03, "pool mean %g, the teacher's distribution has %g", m, mu);
+            CHECK_MSG(fabs(sdev / sd - 1.0) < 0.06, "pool spread %g, the teacher's distribution has %g",
+                      sdev, sd);
+        }
+        double before = mean_one_step(s, z, 128);
+        ff_step_stats st;
+        CHECK_OK(ff_step(t, &st));
+        double after = mean_one_step(s, z, 128);
+        if (shift == 0) {
+            CHECK_MSG(st.vdiff_norm == 0.0, "g and g_ref start alike, yet |v_N - g_ref| = %g",
+                      st.vdiff_norm);
+        } else {
+            CHECK_MSG(fabs(st.vdiff_norm - 0.5) < 1e-4, "|v_N - g_ref| = %g", st.vdiff_norm);
+            CHECK_MSG(after < before - 1e-5, "v_N - g_ref < 0 must move samples left: %g -> %g",
+                      before, after);
+        }
+        ff_destroy(t);
+        nn_model_destroy(s);
+        nn_model_destroy(e);
+        nn_model_destroy(aux);
+        nn_model_destroy(ref);
+    }
+    fmd_teacher_destroy(T);
+}
+
 /* ---- public API ------------------------------------------------------------------ */
 
 static fmd_options *small_opts(void)
@@ -221,11 +296,18 @@ static void download_params(fmd_student *s, float *h)
     be->ops->download(be, h, nn_model_params(m), nn_model_num_params(m) * sizeof(float));
 }
 
-static void test_resume(void)
+/* ref: with corr_ref = samples (the reference network and its moments are
+ * saved too; the pool is regenerated) */
+static void test_resume(int ref)
 {
     fmd_teacher *T;
     CHECK_OK(fmd_teacher_create_preset("ring8", &T));
     fmd_options *o = small_opts(), *so = student_opts();
+    if (ref) {
+        CHECK_OK(fmd_options_parse(o, "corr_ref=samples"));
+        CHECK_OK(fmd_options_parse(o, "ref_pool=700"));
+        CHECK_OK(fmd_options_parse(o, "aux_updates=2"));
+    }
     const char *path = "test_distiller_resume.fmd";
     enum { K = 6 };
     /* uninterrupted: 2K steps */
@@ -273,6 +355,25 @@ static void test_resume(void)
     CHECK(strstr(fmd_last_error(), "distiller.seed") != NULL);
     fmd_distiller_destroy(d4);
     fmd_options_destroy(o2);
+    /* with and without the reference network do not mix */
+    o2 = small_opts();
+    if (!ref) CHECK_OK(fmd_options_parse(o2, "corr_ref=samples"));
+    else CHECK_OK(fmd_options_parse(o2, "aux_updates=2"));
+    CHECK_OK(fmd_distiller_create(T, s3, be, o2, &d4));
+    CHECK_STATUS(fmd_distiller_resume(d4, path), FMD_ERR_INVALID_ARG);
+    CHECK_MSG(strstr(fmd_last_error(), "corr_ref") != NULL, "%s", fmd_last_error());
+    fmd_distiller_destroy(d4);
+    fmd_options_destroy(o2);
+    if (ref) { /* another pool size is another run */
+        o2 = small_opts();
+        CHECK_OK(fmd_options_parse(o2, "corr_ref=samples"));
+        CHECK_OK(fmd_options_parse(o2, "aux_updates=2"));
+        CHECK_OK(fmd_distiller_create(T, s3, be, o2, &d4));
+        CHECK_STATUS(fmd_distiller_resume(d4, path), FMD_ERR_INVALID_ARG);
+        CHECK(strstr(fmd_last_error(), "distiller.ref_pool") != NULL);
+        fmd_distiller_destroy(d4);
+        fmd_options_destroy(o2);
+    }
     free(a);
     free(b);
     fmd_distiller_destroy(d1);
@@ -391,6 +492,19 @@ static void test_options_and_api(void)
     expect_bad(T, s, "lr_decay=step", "lr_decay");
     expect_bad(T, s, "aux=copy", "aux");
     expect_bad(T, s, "alpha_end=-1", "alpha_end");
+    expect_bad(T, s, "corr_ref=data", "corr_ref");
+    expect_bad(T, s, "ref_pool=100", "ref_pool");
+    expect_bad(T, s, "ref_steps=0", "ref_steps");
+    {
+        fmd_options *o;
+        CHECK_OK(fmd_options_create(&o));
+        CHECK_OK(fmd_options_parse(o, "corr_ref=samples"));
+        CHECK_OK(fmd_options_parse(o, "corr=0"));
+        fmd_distiller *d = NULL;
+        CHECK_STATUS(fmd_distiller_create(T, s, be, o, &d), FMD_ERR_INVALID_ARG);
+        CHECK(strstr(fmd_last_error(), "corr_ref") != NULL && d == NULL);
+        fmd_options_destroy(o);
+    }
     fmd_options *bad;
     CHECK_OK(fmd_options_create(&bad));
     CHECK_OK(fmd_options_set_i64(bad, "widht", 3));
@@ -403,11 +517,14 @@ static void test_options_and_api(void)
     fmd_student_destroy(NULL);
     fmd_evaluator_destroy(NULL);
 
-    /* no host allocation inside a step (both objectives, every target form) */
-    static const char *const targets[] = {"teacher-step", "jvp", "fd"};
-    for (int k = 0; k < 3; k++) {
+    /* no host allocation inside a step (both objectives, every target form,
+     * and with the reference network) */
+    static const char *const targets[] = {"teacher-step", "jvp", "fd", "teacher-step"};
+    for (int k = 0; k < 4; k++) {
         fmd_options *oa = small_opts();
         CHECK_OK(fmd_options_set_str(oa, "target", targets[k]));
+        if (k == 3) CHECK_OK(fmd_options_parse(oa, "corr_ref=samples"));
+        if (k == 3) CHECK_OK(fmd_options_parse(oa, "ref_pool=300"));
         fmd_distiller *da;
         CHECK_OK(fmd_distiller_create(T, s, be, oa, &da));
         CHECK_OK(fmd_distiller_step(da));
@@ -620,7 +737,9 @@ int main(void)
     if (!be) return tu_finish("test_distiller");
     test_targets();
     test_correction_sign();
-    test_resume();
+    test_reference();
+    test_resume(0);
+    test_resume(1);
     test_nonfinite();
     test_options_and_api();
     test_alpha_schedule();

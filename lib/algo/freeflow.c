@@ -17,7 +17,8 @@
 #include "util/philox.h"
 #include "util/util.h"
 
-enum { S_Z = 1, S_DELTA = 2, S_LABEL = 3, S_R = 4, S_N = 5, S_DATA = 6 };
+enum { S_Z = 1, S_DELTA = 2, S_LABEL = 3, S_R = 4, S_N = 5, S_DATA = 6, S_POOL_Z = 7,
+       S_POOL_LABEL = 8, S_REF_IDX = 9, S_REF_R = 10, S_REF_N = 11 };
 
 struct ff_trainer {
     fmd_backend *be;
@@ -32,6 +33,15 @@ struct ff_trainer {
     int64_t step;
     /* optimiser state (device) */
     float *m, *v, *am, *av;
+    /* reference network of the correction (corr_ref = samples): g_ref, its
+     * moments, its pool of teacher ODE samples (device rows, host labels) and
+     * its flow-matching batch (px: pool rows, pxr: noised, pn: noise, pv:
+     * teacher there, pg: g_ref output, pdiff: its residual; gref: g_ref at
+     * the student's x_r) */
+    nn_model *ref;
+    float *rm, *rv, *pool, *px, *pxr, *pn, *pv, *pg, *pdiff, *gref;
+    int32_t *h_pool_lab, *plab, *h_plab, *pidx, *h_pidx;
+    int64_t npool;
     /* data of the baseline (device rows, host labels) */
     float *data;
     int32_t *h_data_lab;
@@ -130,11 +140,13 @@ void ff_destroy(ff_trainer *t)
                    t->xe, t->v2, t->tgt, t->diff, t->dout, t->xhat, t->cn, t->xr, t->vc, t->ga,
                    t->adiff, t->tin, t->dl, t->tin2, t->dl2, t->tin3, t->dl3, t->tan_t, t->tan_d,
                    t->k1, t->k2, t->k3, t->scale, t->rowv, t->r, t->r1, t->ar, t->ar1, t->lab,
-                   t->idx};
+                   t->idx, t->rm, t->rv, t->pool, t->px, t->pxr, t->pn, t->pv, t->pg, t->pdiff,
+                   t->gref, t->plab, t->pidx};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) dfree(t, dev[i]);
     void *host[] = {t->h_t0, t->h_dl, t->h_dlp, t->h_tin, t->h_tin2, t->h_dl2, t->h_tin3,
                     t->h_dl3, t->h_k1, t->h_k2, t->h_k3, t->h_scale, t->h_rowv, t->h_tan_t,
-                    t->h_tan_d, t->h_r, t->h_r1, t->h_lab, t->h_idx, t->h_data_lab};
+                    t->h_tan_d, t->h_r, t->h_r1, t->h_lab, t->h_idx, t->h_data_lab,
+                    t->h_pool_lab, t->h_plab, t->h_pidx};
     for (size_t i = 0; i < sizeof host / sizeof host[0]; i++) fmd_free(host[i]);
     fmd_free(t);
 }
@@ -272,6 +284,94 @@ float *ff_adam_m(ff_trainer *t) { return t->m; }
 float *ff_adam_v(ff_trainer *t) { return t->v; }
 float *ff_aux_adam_m(ff_trainer *t) { return t->am; }
 float *ff_aux_adam_v(ff_trainer *t) { return t->av; }
+int64_t ff_ref_pool(ff_trainer *t, float **pool)
+{
+    *pool = t->pool;
+    return t->npool;
+}
+float *ff_ref_adam_m(ff_trainer *t) { return t->rm; }
+float *ff_ref_adam_v(ff_trainer *t) { return t->rv; }
+
+/* The pool: prior noise and uniform class labels, each row integrated by
+ * Heun from t = 1 to 0 in `steps` equal steps with the prediction guidance
+ * (the ODE whose distribution the student learns), in chunks of B rows
+ * through the step's own buffers (X0, v1, xe, v2, tin, lab). */
+static fmd_status make_pool(ff_trainer *t, int64_t steps)
+{
+    const ff_config *c = &t->c;
+    const int64_t D = t->D, B = t->B;
+    for (int64_t i = 0; i < t->npool; i++) {
+        int32_t k = 0;
+        if (t->K) {
+            k = (int32_t)(fmd_philox_uniform_at(c->seed, S_POOL_LABEL, (uint64_t)i) * (double)t->K);
+            if (k >= t->K) k = (int32_t)t->K - 1;
+        }
+        t->h_pool_lab[i] = k;
+    }
+    for (int64_t r0 = 0; r0 < t->npool; r0 += B) {
+        const int64_t b = t->npool - r0 < B ? t->npool - r0 : B;
+        const int32_t *lab = NULL;
+        if (t->K) {
+            up(t, t->lab, t->h_pool_lab + r0, b, sizeof(int32_t));
+            lab = t->lab;
+        }
+        t->op->fill_normal(t->be, t->X0, b * D, c->seed, S_POOL_Z, (uint64_t)(r0 * D));
+        for (int64_t s = 0; s < steps; s++) {
+            const float t1 = 1.0f - (float)s / (float)steps, t2 = 1.0f - (float)(s + 1) / (float)steps;
+            const float h = t2 - t1;
+            for (int64_t i = 0; i < b; i++) t->h_tin[i] = t1;
+            up(t, t->tin, t->h_tin, b, sizeof(float));
+            fmd_status st = t->vel(t->vctx, t->v1, t->X0, t->tin, lab, b, &c->pred_g);
+            if (st) return st;
+            t->op->axpby(t->be, t->xe, 1.0f, t->X0, h, t->v1, b * D);
+            for (int64_t i = 0; i < b; i++) t->h_tin[i] = t2;
+            up(t, t->tin, t->h_tin, b, sizeof(float));
+            st = t->vel(t->vctx, t->v2, t->xe, t->tin, lab, b, &c->pred_g);
+            if (st) return st;
+            t->op->axpby(t->be, t->v1, 0.5f * h, t->v1, 0.5f * h, t->v2, b * D);
+            t->op->axpby(t->be, t->X0, 1.0f, t->X0, 1.0f, t->v1, b * D);
+        }
+        if (t->op->nonfinite(t->be, t->X0, b * D))
+            return fmd_seterr(FMD_ERR_NONFINITE, "distiller: the teacher's ODE gave a non-finite "
+                              "sample for the reference pool (rows %lld..%lld)", (long long)r0,
+                              (long long)(r0 + b - 1));
+        t->op->copy(t->be, t->pool + r0 * D, t->X0, (size_t)(b * D) * sizeof(float));
+    }
+    return t->op->sync(t->be);
+}
+
+fmd_status ff_set_reference(ff_trainer *t, nn_model *ref, int64_t n, int64_t steps)
+{
+    FMD_CHECK_ARG(t && ref, "ff_set_reference: NULL argument");
+    FMD_CHECK_ARG(t->aux && t->Bc > 0, "ff_set_reference: the correction is off");
+    FMD_CHECK_ARG(!t->ref, "ff_set_reference: the trainer has a reference already");
+    FMD_CHECK_ARG(nn_model_num_params(ref) == t->np_aux,
+                  "ff_set_reference: the reference differs from the auxiliary network");
+    FMD_CHECK_ARG(n >= 1 && n <= INT32_MAX, "ff_set_reference: pool size must be in [1, 2^31) "
+                  "(got %lld)", (long long)n);
+    FMD_CHECK_ARG(steps >= 1, "ff_set_reference: steps must be >= 1 (got %lld)", (long long)steps);
+    const int64_t D = t->D, Bc = t->Bc;
+    t->ref = ref;
+    t->npool = n;
+    t->rm = dalloc(t, t->np_aux);
+    t->rv = dalloc(t, t->np_aux);
+    t->pool = dalloc(t, n * D);
+    float **m[] = {&t->px, &t->pxr, &t->pn, &t->pv, &t->pg, &t->pdiff, &t->gref};
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) *m[i] = dalloc(t, Bc * D);
+    t->plab = (int32_t *)dalloc(t, Bc);
+    t->pidx = (int32_t *)dalloc(t, Bc);
+    t->h_pool_lab = fmd_calloc((size_t)n, sizeof(int32_t));
+    t->h_plab = fmd_calloc((size_t)Bc, sizeof(int32_t));
+    t->h_pidx = fmd_calloc((size_t)Bc, sizeof(int32_t));
+    fmd_status st = FMD_OK;
+    if (!t->h_pool_lab || !t->h_plab || !t->h_pidx || !fmdb_ok(t->be))
+        st = fmd_seterr(FMD_ERR_OOM, "ff_set_reference: out of memory for a pool of %lld x %lld",
+                        (long long)n, (long long)D);
+    if (!st) st = nn_model_reserve(ref, Bc);
+    if (!st) st = make_pool(t, steps);
+    if (st) t->ref = NULL;   /* the caller still owns ref; the buffers go with the trainer */
+    return st;
+}
 
 /* ---- schedules ------------------------------------------------------------- */
 
@@ -518,6 +618,62 @@ static fmd_status noised(ff_trainer *t, int64_t j)
     return nn_model_forward(t->aux, t->ga, t->xr, t->r, NULL, lab, Bc);
 }
 
+/* The reference network's flow-matching batch for update j: pool rows, r, n
+ * from their own streams, x_r = (1 - r) x + r n, the teacher there when g is
+ * a residual, and g_ref's output. */
+static fmd_status ref_noised(ff_trainer *t, int64_t j)
+{
+    const ff_config *c = &t->c;
+    const int64_t Bc = t->Bc, D = t->D;
+    const uint64_t k = (uint64_t)t->step * (uint64_t)c->aux_updates + (uint64_t)j;
+    for (int64_t i = 0; i < Bc; i++) {
+        const uint64_t e = k * (uint64_t)Bc + (uint64_t)i;
+        int64_t q = (int64_t)(fmd_philox_uniform_at(c->seed, S_REF_IDX, e) * (double)t->npool);
+        if (q >= t->npool) q = t->npool - 1;
+        t->h_pidx[i] = (int32_t)q;
+        t->h_plab[i] = t->h_pool_lab[q];
+        double r = sigmoid(c->r_loc + c->r_scale * fmd_philox_normal_at(c->seed, S_REF_R, e));
+        t->h_r[i] = (float)r;
+        t->h_r1[i] = (float)(1.0 - r);
+    }
+    up(t, t->pidx, t->h_pidx, Bc, sizeof(int32_t));
+    up(t, t->ar, t->h_r, Bc, sizeof(float));
+    up(t, t->ar1, t->h_r1, Bc, sizeof(float));
+    const int32_t *lab = NULL;
+    if (t->K) {
+        up(t, t->plab, t->h_plab, Bc, sizeof(int32_t));
+        lab = t->plab;
+    }
+    t->op->embed_forward(t->be, t->px, t->pool, t->pidx, Bc, D);
+    t->op->fill_normal(t->be, t->pn, Bc * D, c->seed, S_REF_N, k * (uint64_t)(Bc * D));
+    rowscale(t, t->pxr, t->px, t->ar1, Bc, 0.0f);
+    rowscale(t, t->pxr, t->pn, t->ar, Bc, 1.0f);
+    if (t->aux_residual) {
+        fmd_status st = t->vel(t->vctx, t->pv, t->pxr, t->ar, lab, Bc, &c->corr_g);
+        if (st) return st;
+    }
+    return nn_model_forward(t->ref, t->pg, t->pxr, t->ar, NULL, lab, Bc);
+}
+
+/* g_ref's gradient on its batch (as aux_grad). */
+static fmd_status ref_grad(ff_trainer *t)
+{
+    const int64_t Bc = t->Bc, D = t->D;
+    fmd_backend *be = t->be;
+    t->op->axpby(be, t->pdiff, 1.0f, t->pg, -1.0f, t->pn, Bc * D);
+    t->op->axpby(be, t->pdiff, 1.0f, t->pdiff, 1.0f, t->px, Bc * D);
+    if (t->aux_residual) t->op->axpby(be, t->pdiff, 1.0f, t->pdiff, 1.0f, t->pv, Bc * D);
+    t->op->affine(be, t->pdiff, 2.0f / (float)Bc, 0.0f, Bc * D);
+    fmd_status st = nn_model_zero_grad(t->ref);
+    if (!st) st = nn_model_backward(t->ref, t->pdiff, NULL, Bc);
+    if (st) return st;
+    if (t->op->nonfinite(be, nn_model_grads(t->ref), t->np_aux))
+        return fmd_seterr(FMD_ERR_NONFINITE,
+                          "distiller step %lld: non-finite gradient of the reference network",
+                          (long long)t->step);
+    return FMD_OK;
+}
+
 /* Aux gradient on the current (x_r, n): d = g - (n - xhat), dA = 2/Bc d.
  * Returns the loss through *loss. */
 static fmd_status aux_grad(ff_trainer *t, double *loss)
@@ -545,17 +701,18 @@ static fmd_status aux_grad(ff_trainer *t, double *loss)
     return FMD_OK;
 }
 
-static void aux_apply(ff_trainer *t, int64_t aux_step)
+/* AdamW on g (or g_ref: the same settings) with its gradient clipped. */
+static void aux_apply(ff_trainer *t, nn_model *g, float *m, float *v, int64_t aux_step)
 {
     const ff_config *c = &t->c;
     double gs = 0.0;
     float scale = 1.0f;
     if (c->grad_clip > 0) {
-        t->op->reduce(t->be, FMDB_RED_SUMSQ, nn_model_grads(t->aux), t->np_aux, &gs);
+        t->op->reduce(t->be, FMDB_RED_SUMSQ, nn_model_grads(g), t->np_aux, &gs);
         double gn = sqrt(gs);
         if (gn > c->grad_clip) scale = (float)(c->grad_clip / gn);
     }
-    t->op->adamw(t->be, nn_model_params(t->aux), nn_model_grads(t->aux), t->am, t->av, t->np_aux,
+    t->op->adamw(t->be, nn_model_params(g), nn_model_grads(g), m, v, t->np_aux,
                  (float)c->aux_lr, (float)c->beta1, (float)c->beta2, (float)c->adam_eps, 0.0f,
                  aux_step, scale);
 }
@@ -597,10 +754,17 @@ fmd_status ff_step(ff_trainer *t, ff_step_stats *out)
         t->op->axpby(be, t->xhat, 1.0f, t->X0 + Bp * D, -1.0f, t->F + Bp * D, Bc * D);
         st = noised(t, 0);
         if (st) return st;
-        if (t->aux_residual)
+        if (t->ref) {
+            /* v_N - g_ref (for residual networks the teacher cancels) */
+            const int32_t *lab = t->K ? t->lab + Bp : NULL;
+            st = nn_model_forward(t->ref, t->gref, t->xr, t->r, NULL, lab, Bc);
+            if (st) return st;
+            t->op->axpby(be, t->diff + Bp * D, 1.0f, t->ga, -1.0f, t->gref, Bc * D);
+        } else if (t->aux_residual) {
             t->op->copy(be, t->diff + Bp * D, t->ga, (size_t)(Bc * D) * sizeof(float));
-        else
+        } else {
             t->op->axpby(be, t->diff + Bp * D, 1.0f, t->ga, -1.0f, t->vc, Bc * D);
+        }
     }
     t->op->row_dot(be, t->rowv, t->diff, t->diff, B, D, 0.0f);
     t->op->download(be, t->h_rowv, t->rowv, (size_t)B * sizeof(float));
@@ -630,7 +794,8 @@ fmd_status ff_step(ff_trainer *t, ff_step_stats *out)
     }
     if (!isfinite(sc) || !isfinite(sc2)) {
         const char *what = t->op->nonfinite(be, t->vc, Bc * D) ? "teacher velocity at x_r"
-                                                               : "auxiliary velocity v_N";
+                           : t->ref && t->op->nonfinite(be, t->gref, Bc * D) ? "reference velocity g_ref"
+                                                                              : "auxiliary velocity v_N";
         return fmd_seterr(FMD_ERR_NONFINITE,
                           "distiller step %lld: non-finite correction term (%s)",
                           (long long)t->step, what);
@@ -667,6 +832,8 @@ fmd_status ff_step(ff_trainer *t, ff_step_stats *out)
     /* first auxiliary gradient on the same x_r (checked before anything moves) */
     if (Bc > 0) {
         st = aux_grad(t, &s.loss_aux);
+        if (!st && t->ref) st = ref_noised(t, 0);
+        if (!st && t->ref) st = ref_grad(t);
         if (st) return st;
     }
 
@@ -681,16 +848,21 @@ fmd_status ff_step(ff_trainer *t, ff_step_stats *out)
     if (ed > c->ema) ed = c->ema;
     t->op->ema(be, nn_model_params(t->ema), nn_model_params(t->student), t->np, (float)ed);
     if (Bc > 0) {
-        aux_apply(t, t->step * c->aux_updates + 1);
-        /* further updates of g on fresh (r, n) around the same detached xhat */
+        aux_apply(t, t->aux, t->am, t->av, t->step * c->aux_updates + 1);
+        if (t->ref) aux_apply(t, t->ref, t->rm, t->rv, t->step * c->aux_updates + 1);
+        /* further updates of g (and g_ref) on fresh (r, n) around the same
+         * detached xhat (fresh pool rows) */
         for (int64_t j = 1; j < c->aux_updates; j++) {
             st = noised(t, j);
             if (!st) st = aux_grad(t, &s.loss_aux);
+            if (!st) aux_apply(t, t->aux, t->am, t->av, t->step * c->aux_updates + j + 1);
+            if (!st && t->ref) st = ref_noised(t, j);
+            if (!st && t->ref) st = ref_grad(t);
             if (st) {
                 t->step++;   /* the student step did happen */
                 return st;
             }
-            aux_apply(t, t->step * c->aux_updates + j + 1);
+            if (t->ref) aux_apply(t, t->ref, t->rm, t->rv, t->step * c->aux_updates + j + 1);
         }
     }
     st = t->op->sync(be);

@@ -103,6 +103,19 @@ void ff_destroy(ff_trainer *t);
  * be NULL for unconditional teachers; copied to the device). */
 fmd_status ff_set_data(ff_trainer *t, const float *x0, const int32_t *labels, int64_t n);
 
+/* Reference for the correction (corr_ref = samples): the correction term
+ * becomes v_N - g_ref instead of v_N - v, where g_ref (ref: a model of the
+ * same config and form as aux, residual when aux is; borrowed, the caller
+ * keeps ownership) is fitted by flow matching, with aux's settings, to a pool
+ * of n samples of the teacher's own ODE: prior noise (and uniform labels)
+ * from the trainer's seed, Heun in `steps` steps with the prediction
+ * guidance, generated here.  Unbiased where a guided field is not the
+ * noising velocity of its ODE's distribution; costs 2 * steps * n teacher
+ * calls once and one more network per auxiliary update.  Errors:
+ * FMD_ERR_INVALID_ARG (no correction, shapes, sizes), FMD_ERR_OOM,
+ * FMD_ERR_NONFINITE (a pool sample), teacher errors. */
+fmd_status ff_set_reference(ff_trainer *t, nn_model *ref, int64_t n, int64_t steps);
+
 /* One step.  On FMD_ERR_NONFINITE no parameter, moment or step counter has
  * changed and the message names the step and the term. */
 fmd_status ff_step(ff_trainer *t, ff_step_stats *st);
@@ -122,5 +135,10 @@ float *ff_adam_m(ff_trainer *t);
 float *ff_adam_v(ff_trainer *t);
 float *ff_aux_adam_m(ff_trainer *t);
 float *ff_aux_adam_v(ff_trainer *t);
+/* The reference's pool (device, n rows of D; tests read it): returns n, 0
+ * without a reference. */
+int64_t ff_ref_pool(ff_trainer *t, float **pool);
+float *ff_ref_adam_m(ff_trainer *t);   /* NULL without a reference */
+float *ff_ref_adam_v(ff_trainer *t);
 
 #endif

@@ -8,8 +8,11 @@
  * tensors: the EMA student under prefix "" (so fmd_student_load reads a
  * checkpoint as its EMA student), the raw student under "student.", its
  * AdamW moments under "adam_m." / "adam_v.", the auxiliary network under
- * "aux." with moments "aux_adam_m." / "aux_adam_v.".  Configs are stored
- * with each model prefix and compared on resume. */
+ * "aux." with moments "aux_adam_m." / "aux_adam_v.", and with
+ * corr_ref=samples the reference network under "ref." / "ref_adam_m." /
+ * "ref_adam_v." with "distiller.ref_pool" and "distiller.ref_steps" (its pool
+ * is regenerated from the seed).  Configs are stored with each model prefix
+ * and compared on resume. */
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
@@ -27,7 +30,9 @@ struct fmd_distiller {
     fmd_student *student;
     fmd_student *ema;        /* owned; its network's parameters are the EMA */
     nn_model *aux;           /* owned, NULL without correction              */
+    nn_model *ref;           /* owned, NULL unless corr_ref = samples       */
     int aux_kind;
+    int64_t ref_pool, ref_steps;   /* pool of g_ref (0 without one)         */
     ff_config cfg;
     ff_trainer *tr;
     char *ckpt_path;
@@ -79,6 +84,9 @@ static const opt_spec k_opts[] = {
     {"aux_depth", O_I64, 1, 64},
     {"aux_lr", O_F64, 1e-12, 10},
     {"aux_updates", O_I64, 1, 1000},
+    {"corr_ref", O_STR, 0, 0},
+    {"ref_pool", O_I64, 1, 2147483647.0},
+    {"ref_steps", O_I64, 1, 100000},
     {"lr", O_F64, 1e-12, 10},
     {"beta1", O_F64, 0, 0.999999},
     {"beta2", O_F64, 0, 0.999999999},
@@ -100,6 +108,8 @@ typedef struct {
     ff_config c;
     int aux_kind;
     int64_t aux_width, aux_depth;
+    int corr_ref;            /* 1: g_ref fitted to teacher ODE samples       */
+    int64_t ref_pool, ref_steps;
     const char *ckpt;
     int64_t ckpt_every, progress_every;
     int have_corr_g, have_corr_g_lo, have_corr_g_hi;
@@ -202,6 +212,15 @@ static fmd_status parse_options(const fmd_options *o, const fmd_guidance *tg, pa
         else if (IS("aux_depth")) p->aux_depth = iv;
         else if (IS("aux_lr")) c->aux_lr = f;
         else if (IS("aux_updates")) c->aux_updates = iv;
+        else if (IS("corr_ref")) {
+            static const char *const names[] = {"teacher", "samples"};
+            int t = str_pick(sv, names, 2);
+            if (t < 0)
+                return fmd_seterr(FMD_ERR_INVALID_ARG,
+                                  "%s: option 'corr_ref' = '%s' (expected teacher, samples)", fn, sv);
+            p->corr_ref = t;
+        } else if (IS("ref_pool")) p->ref_pool = iv;
+        else if (IS("ref_steps")) p->ref_steps = iv;
         else if (IS("lr")) c->lr = f;
         else if (IS("beta1")) c->beta1 = f;
         else if (IS("beta2")) c->beta2 = f;
@@ -241,6 +260,14 @@ static fmd_status parse_options(const fmd_options *o, const fmd_guidance *tg, pa
     if (c->data_based && !c->use_pred)
         return fmd_seterr(FMD_ERR_INVALID_ARG,
                           "%s: option 'data_based' needs the prediction objective (pred=1)", fn);
+    if (p->corr_ref && !c->use_corr)
+        return fmd_seterr(FMD_ERR_INVALID_ARG,
+                          "%s: option 'corr_ref' = 'samples' needs the correction (corr=1)", fn);
+    if ((p->ref_pool || p->ref_steps) && !p->corr_ref)
+        return fmd_seterr(FMD_ERR_INVALID_ARG,
+                          "%s: options 'ref_pool'/'ref_steps' apply to corr_ref=samples only", fn);
+    if (!p->ref_pool) p->ref_pool = 16384;
+    if (!p->ref_steps) p->ref_steps = 32;
     if (p->ckpt_every > 0 && !p->ckpt)
         return fmd_seterr(FMD_ERR_INVALID_ARG,
                           "%s: option 'checkpoint_every' needs 'checkpoint'", fn);
@@ -265,8 +292,52 @@ void fmd_distiller_destroy(fmd_distiller *d)
     ff_destroy(d->tr);
     fmd_student_destroy(d->ema);
     nn_model_destroy(d->aux);
+    nn_model_destroy(d->ref);
     fmd_free(d->ckpt_path);
     fmd_free(d);
+}
+
+/* An auxiliary network g (teacher form): a copy of a network teacher, or
+ * an MLP residual with a zero output layer (g = teacher + 0).  The
+ * reference network of corr_ref = samples is made the same way, with the
+ * same seed, so that g - g_ref starts at exactly zero. */
+static fmd_status make_aux(fmd_backend *backend, const fmd_teacher *teacher, const nn_config *scfg,
+                           const parsed_opts *p, int aux_kind, nn_model **aux)
+{
+    const char *fn = "fmd_distiller_create";
+    const nn_model *tnet = teacher_network(teacher);
+    nn_config ac;
+    fmd_status st;
+    if (aux_kind == AUX_COPY) {
+        ac = *nn_model_config(tnet);
+        ac.student = 0;
+        st = nn_model_create(backend, &ac, p->c.seed + 1, aux);
+        if (!st && nn_model_copy_matching(*aux, tnet) <= 0)
+            st = fmd_seterr(FMD_ERR_INTERNAL, "%s: could not copy the teacher into g", fn);
+        return st;
+    }
+    ac = *scfg;
+    ac.student = 0;
+    if (ac.arch != NN_ARCH_MLP) {
+        memset(&ac, 0, sizeof ac);
+        ac.arch = NN_ARCH_MLP;
+        ac.dim = (int)teacher_dim(teacher);
+        ac.num_classes = teacher_num_classes(teacher);
+        ac.width = 256;
+        ac.depth = 4;
+    }
+    if (p->aux_width) ac.width = (int)p->aux_width;
+    if (p->aux_depth) ac.depth = (int)p->aux_depth;
+    st = nn_model_create(backend, &ac, p->c.seed + 1, aux);
+    if (st) return st;
+    /* residual starts at zero: g = v_teacher + 0 */
+    const nn_param *w = nn_model_find(*aux, "out_proj.weight");
+    const nn_param *bb = nn_model_find(*aux, "out_proj.bias");
+    if (!w || !bb) return fmd_seterr(FMD_ERR_INTERNAL, "%s: residual g has no out_proj", fn);
+    float *pp = nn_model_params(*aux);
+    backend->ops->memset0(backend, pp + w->offset, (size_t)w->numel * sizeof(float));
+    backend->ops->memset0(backend, pp + bb->offset, (size_t)bb->numel * sizeof(float));
+    return FMD_OK;
 }
 
 fmd_status fmd_distiller_create(fmd_teacher *teacher, fmd_student *student, fmd_backend *backend,
@@ -316,46 +387,17 @@ fmd_status fmd_distiller_create(fmd_teacher *teacher, fmd_student *student, fmd_
     nn_model *enet = NULL;
     if (!st) st = nn_model_create(backend, scfg, 0, &enet);
     if (!st) st = student_wrap(backend, enet, &d->ema);
-    /* auxiliary network g (teacher form) */
-    if (!st && p.c.use_corr) {
-        nn_config ac;
-        if (aux_kind == AUX_COPY) {
-            ac = *nn_model_config(tnet);
-            ac.student = 0;
-            st = nn_model_create(backend, &ac, p.c.seed + 1, &d->aux);
-            if (!st && nn_model_copy_matching(d->aux, tnet) <= 0)
-                st = fmd_seterr(FMD_ERR_INTERNAL, "%s: could not copy the teacher into g", fn);
-        } else {
-            ac = *scfg;
-            ac.student = 0;
-            if (ac.arch != NN_ARCH_MLP) {
-                memset(&ac, 0, sizeof ac);
-                ac.arch = NN_ARCH_MLP;
-                ac.dim = (int)teacher_dim(teacher);
-                ac.num_classes = teacher_num_classes(teacher);
-                ac.width = 256;
-                ac.depth = 4;
-            }
-            if (p.aux_width) ac.width = (int)p.aux_width;
-            if (p.aux_depth) ac.depth = (int)p.aux_depth;
-            st = nn_model_create(backend, &ac, p.c.seed + 1, &d->aux);
-            /* residual starts at zero: g = v_teacher + 0 */
-            if (!st) {
-                const nn_param *w = nn_model_find(d->aux, "out_proj.weight");
-                const nn_param *bb = nn_model_find(d->aux, "out_proj.bias");
-                if (!w || !bb) {
-                    st = fmd_seterr(FMD_ERR_INTERNAL, "%s: residual g has no out_proj", fn);
-                } else {
-                    float *pp = nn_model_params(d->aux);
-                    backend->ops->memset0(backend, pp + w->offset, (size_t)w->numel * sizeof(float));
-                    backend->ops->memset0(backend, pp + bb->offset, (size_t)bb->numel * sizeof(float));
-                }
-            }
-        }
+    /* auxiliary network g (teacher form) and the reference g_ref */
+    if (!st && p.c.use_corr) st = make_aux(backend, teacher, scfg, &p, aux_kind, &d->aux);
+    if (!st && p.corr_ref) st = make_aux(backend, teacher, scfg, &p, aux_kind, &d->ref);
+    if (p.corr_ref) {
+        d->ref_pool = p.ref_pool;
+        d->ref_steps = p.ref_steps;
     }
     if (!st)
         st = ff_create(backend, &p.c, snet, student_net(d->ema), d->aux,
                        aux_kind == AUX_RESIDUAL, dist_velocity, d, &d->tr);
+    if (!st && d->ref) st = ff_set_reference(d->tr, d->ref, p.ref_pool, p.ref_steps);
     /* ff_create sized the student's arena for exactly one batch */
     student_note_reserved(student, st ? 0 : p.c.batch);
     if (st) {
@@ -487,6 +529,14 @@ fmd_status fmd_distiller_save(fmd_distiller *d, const char *path)
         if (!st) st = model_io_write_tensors(w, "aux_adam_m.", d->be, d->aux, ff_aux_adam_m(d->tr));
         if (!st) st = model_io_write_tensors(w, "aux_adam_v.", d->be, d->aux, ff_aux_adam_v(d->tr));
     }
+    if (!st && d->ref) {
+        st = fmdf_writer_add_meta_i64(w, "distiller.ref_pool", d->ref_pool);
+        if (!st) st = fmdf_writer_add_meta_i64(w, "distiller.ref_steps", d->ref_steps);
+        if (!st) st = model_io_write_config(w, "ref.", nn_model_config(d->ref));
+        if (!st) st = model_io_write_tensors(w, "ref.", d->be, d->ref, NULL);
+        if (!st) st = model_io_write_tensors(w, "ref_adam_m.", d->be, d->ref, ff_ref_adam_m(d->tr));
+        if (!st) st = model_io_write_tensors(w, "ref_adam_v.", d->be, d->ref, ff_ref_adam_v(d->tr));
+    }
     if (st) {
         fmdf_writer_abort(w);
         return st;
@@ -569,6 +619,18 @@ fmd_status fmd_distiller_resume(fmd_distiller *d, const char *path)
     for (int i = 0; i < 4 && !st; i++) st = check_tensors(r, sp[i], s);
     static const char *const ap[] = {"aux.", "aux_adam_m.", "aux_adam_v."};
     for (int i = 0; i < 3 && !st && d->aux; i++) st = check_tensors(r, ap[i], d->aux);
+    /* the reference network (corr_ref = samples): both sides must agree on
+     * having one, and on its pool (regenerated from the seed, not stored) */
+    int has_ref = fmdf_meta_get(r, "distiller.ref_pool") != NULL;
+    if (!st && has_ref != (d->ref != NULL))
+        st = fmd_seterr(FMD_ERR_INVALID_ARG, "fmd_distiller_resume: '%s' was saved %s corr_ref=samples, "
+                        "this distiller runs %s it", path, has_ref ? "with" : "without",
+                        d->ref ? "with" : "without");
+    if (!st && d->ref) st = check_meta(r, "distiller.ref_pool", d->ref_pool, path);
+    if (!st && d->ref) st = check_meta(r, "distiller.ref_steps", d->ref_steps, path);
+    if (!st && d->ref) st = same_config(r, "ref.", d->ref, path);
+    static const char *const rp[] = {"ref.", "ref_adam_m.", "ref_adam_v."};
+    for (int i = 0; i < 3 && !st && d->ref; i++) st = check_tensors(r, rp[i], d->ref);
     /* everything checked: read */
     if (!st) st = model_io_read_tensors(r, "", d->be, e, NULL);
     if (!st) st = model_io_read_tensors(r, "student.", d->be, s, NULL);
@@ -578,6 +640,11 @@ fmd_status fmd_distiller_resume(fmd_distiller *d, const char *path)
         st = model_io_read_tensors(r, "aux.", d->be, d->aux, NULL);
         if (!st) st = model_io_read_tensors(r, "aux_adam_m.", d->be, d->aux, ff_aux_adam_m(d->tr));
         if (!st) st = model_io_read_tensors(r, "aux_adam_v.", d->be, d->aux, ff_aux_adam_v(d->tr));
+    }
+    if (!st && d->ref) {
+        st = model_io_read_tensors(r, "ref.", d->be, d->ref, NULL);
+        if (!st) st = model_io_read_tensors(r, "ref_adam_m.", d->be, d->ref, ff_ref_adam_m(d->tr));
+        if (!st) st = model_io_read_tensors(r, "ref_adam_v.", d->be, d->ref, ff_ref_adam_v(d->tr));
     }
     fmdf_close(r);
     if (st) return st;
