@@ -150,6 +150,19 @@ static double mean_one_step(nn_model *s, const float *z, int n)
     return m / n;
 }
 
+/* A 1-D residual network g = v + R with R = bias everywhere (output layer's
+ * weights zero, its bias set). */
+static void set_constant_residual(nn_model *g, float bias)
+{
+    const nn_param *pw = nn_model_find(g, "out_proj.weight");
+    const nn_param *pb = nn_model_find(g, "out_proj.bias");
+    CHECK(pw && pb && pb->numel == 1);
+    if (!pw || !pb) return;
+    float *P = nn_model_params(g);
+    be->ops->memset0(be, P + pw->offset, pw->numel * sizeof(float));
+    be->ops->upload(be, P + pb->offset, &bias, sizeof bias);
+}
+
 static void test_correction_sign(void)
 {
     double w = 1.0, mu = 0.0, sd = 0.5;
@@ -161,14 +174,7 @@ static void test_correction_sign(void)
     for (int sign = -1; sign <= 1; sign += 2) {
         nn_model *s = mlp(1, 1, 32, 7), *e = mlp(1, 1, 32, 7), *aux = mlp(1, 0, 32, 8);
         /* residual g = v + R with R = sign * 0.5 everywhere: v_N - v = R */
-        const nn_param *pw = nn_model_find(aux, "out_proj.weight");
-        const nn_param *pb = nn_model_find(aux, "out_proj.bias");
-        CHECK(pw && pb);
-        if (!pw || !pb) return;
-        float *P = nn_model_params(aux);
-        be->ops->memset0(be, P + pw->offset, pw->numel * sizeof(float));
-        float bias = 0.5f * (float)sign;
-        be->ops->upload(be, P + pb->offset, &bias, sizeof bias);
+        set_constant_residual(aux, 0.5f * (float)sign);
         ff_config c;
         ff_config_default(&c);
         c.batch = 128;
@@ -208,18 +214,8 @@ static void test_reference(void)
     for (int shift = 0; shift <= 1; shift++) {
         nn_model *s = mlp(1, 1, 32, 7), *e = mlp(1, 1, 32, 7), *aux = mlp(1, 0, 32, 8),
                  *ref = mlp(1, 0, 32, 8);
-        nn_model *g[2] = {aux, ref};
-        for (int k = 0; k < 2; k++) {
-            const nn_param *pw = nn_model_find(g[k], "out_proj.weight");
-            const nn_param *pb = nn_model_find(g[k], "out_proj.bias");
-            CHECK(pw && pb);
-            if (!pw || !pb) return;
-            float *P = nn_model_params(g[k]);
-            be->ops->memset0(be, P + pw->offset, pw->numel * sizeof(float));
-            be->ops->memset0(be, P + pb->offset, pb->numel * sizeof(float));
-            float bias = 0.5f;
-            if (k == 1 && shift) be->ops->upload(be, P + pb->offset, &bias, sizeof bias);
-        }
+        set_constant_residual(aux, 0.0f);
+        set_constant_residual(ref, shift ? 0.5f : 0.0f);
         ff_config c;
         ff_config_default(&c);
         c.batch = 128;

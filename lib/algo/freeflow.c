@@ -655,50 +655,45 @@ static fmd_status ref_noised(ff_trainer *t, int64_t j)
     return nn_model_forward(t->ref, t->pg, t->pxr, t->ar, NULL, lab, Bc);
 }
 
-/* g_ref's gradient on its batch (as aux_grad). */
-static fmd_status ref_grad(ff_trainer *t)
+/* Flow-matching gradient of g (aux or ref) on its batch: d = out (+ v) - (n - x)
+ * (v: the teacher at x_r when g is a residual), loss = mean |d|^2 through
+ * *loss, upstream gradient 2/Bc d into g's backward (diff is scratch). */
+static fmd_status fm_grad(ff_trainer *t, nn_model *g, const float *out, const float *n,
+                          const float *x, const float *v, float *diff, const char *name,
+                          double *loss)
 {
     const int64_t Bc = t->Bc, D = t->D;
     fmd_backend *be = t->be;
-    t->op->axpby(be, t->pdiff, 1.0f, t->pg, -1.0f, t->pn, Bc * D);
-    t->op->axpby(be, t->pdiff, 1.0f, t->pdiff, 1.0f, t->px, Bc * D);
-    if (t->aux_residual) t->op->axpby(be, t->pdiff, 1.0f, t->pdiff, 1.0f, t->pv, Bc * D);
-    t->op->affine(be, t->pdiff, 2.0f / (float)Bc, 0.0f, Bc * D);
-    fmd_status st = nn_model_zero_grad(t->ref);
-    if (!st) st = nn_model_backward(t->ref, t->pdiff, NULL, Bc);
+    t->op->axpby(be, diff, 1.0f, out, -1.0f, n, Bc * D);
+    t->op->axpby(be, diff, 1.0f, diff, 1.0f, x, Bc * D);
+    if (t->aux_residual) t->op->axpby(be, diff, 1.0f, diff, 1.0f, v, Bc * D);
+    double ss = 0.0;
+    t->op->reduce(be, FMDB_RED_SUMSQ, diff, Bc * D, &ss);
+    *loss = ss / (double)Bc;
+    if (!isfinite(ss))
+        return fmd_seterr(FMD_ERR_NONFINITE, "distiller step %lld: non-finite loss of the %s",
+                          (long long)t->step, name);
+    t->op->affine(be, diff, 2.0f / (float)Bc, 0.0f, Bc * D);
+    fmd_status st = nn_model_zero_grad(g);
+    if (!st) st = nn_model_backward(g, diff, NULL, Bc);
     if (st) return st;
-    if (t->op->nonfinite(be, nn_model_grads(t->ref), t->np_aux))
-        return fmd_seterr(FMD_ERR_NONFINITE,
-                          "distiller step %lld: non-finite gradient of the reference network",
-                          (long long)t->step);
+    if (t->op->nonfinite(be, nn_model_grads(g), t->np_aux))
+        return fmd_seterr(FMD_ERR_NONFINITE, "distiller step %lld: non-finite gradient of the %s",
+                          (long long)t->step, name);
     return FMD_OK;
 }
 
-/* Aux gradient on the current (x_r, n): d = g - (n - xhat), dA = 2/Bc d.
- * Returns the loss through *loss. */
 static fmd_status aux_grad(ff_trainer *t, double *loss)
 {
-    const int64_t Bc = t->Bc, D = t->D;
-    fmd_backend *be = t->be;
-    /* adiff = ga (+ vc) - n + xhat */
-    t->op->axpby(be, t->adiff, 1.0f, t->ga, -1.0f, t->cn, Bc * D);
-    t->op->axpby(be, t->adiff, 1.0f, t->adiff, 1.0f, t->xhat, Bc * D);
-    if (t->aux_residual) t->op->axpby(be, t->adiff, 1.0f, t->adiff, 1.0f, t->vc, Bc * D);
-    double ss = 0.0;
-    t->op->reduce(be, FMDB_RED_SUMSQ, t->adiff, Bc * D, &ss);
-    *loss = ss / (double)Bc;
-    if (!isfinite(ss))
-        return fmd_seterr(FMD_ERR_NONFINITE,
-                          "distiller step %lld: non-finite auxiliary loss (flow matching of g)",
-                          (long long)t->step);
-    t->op->affine(be, t->adiff, 2.0f / (float)Bc, 0.0f, Bc * D);
-    fmd_status st = nn_model_zero_grad(t->aux);
-    if (!st) st = nn_model_backward(t->aux, t->adiff, NULL, Bc);
-    if (st) return st;
-    if (t->op->nonfinite(be, nn_model_grads(t->aux), t->np_aux))
-        return fmd_seterr(FMD_ERR_NONFINITE,
-                          "distiller step %lld: non-finite auxiliary gradient", (long long)t->step);
-    return FMD_OK;
+    return fm_grad(t, t->aux, t->ga, t->cn, t->xhat, t->vc, t->adiff,
+                   "auxiliary network (flow matching of g)", loss);
+}
+
+static fmd_status ref_grad(ff_trainer *t)
+{
+    double loss;
+    return fm_grad(t, t->ref, t->pg, t->pn, t->px, t->pv, t->pdiff, "reference network g_ref",
+                   &loss);
 }
 
 /* AdamW on g (or g_ref: the same settings) with its gradient clipped. */
