@@ -131,6 +131,14 @@ static void dfree(ff_trainer *t, void *p)
 
 static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 
+/* A uniform index in [0, n) drawn at (seed, stream, e): classes, data rows,
+ * pool rows. */
+static int64_t uniform_index(uint64_t seed, uint64_t stream, uint64_t e, int64_t n)
+{
+    int64_t k = (int64_t)(fmd_philox_uniform_at(seed, stream, e) * (double)n);
+    return k >= n ? n - 1 : k;
+}
+
 /* ---- lifetime ------------------------------------------------------------- */
 
 void ff_destroy(ff_trainer *t)
@@ -300,14 +308,8 @@ static fmd_status make_pool(ff_trainer *t, int64_t steps)
 {
     const ff_config *c = &t->c;
     const int64_t D = t->D, B = t->B;
-    for (int64_t i = 0; i < t->npool; i++) {
-        int32_t k = 0;
-        if (t->K) {
-            k = (int32_t)(fmd_philox_uniform_at(c->seed, S_POOL_LABEL, (uint64_t)i) * (double)t->K);
-            if (k >= t->K) k = (int32_t)t->K - 1;
-        }
-        t->h_pool_lab[i] = k;
-    }
+    for (int64_t i = 0; i < t->npool; i++)
+        t->h_pool_lab[i] = t->K ? (int32_t)uniform_index(c->seed, S_POOL_LABEL, (uint64_t)i, t->K) : 0;
     for (int64_t r0 = 0; r0 < t->npool; r0 += B) {
         const int64_t b = t->npool - r0 < B ? t->npool - r0 : B;
         const int32_t *lab = NULL;
@@ -437,9 +439,7 @@ static fmd_status draw_rows(ff_trainer *t)
                  * probability delta_one, else U(0, t0) */
                 t0 = fmd_philox_uniform_at(seed, S_DATA, e);
                 dl = coin < c->delta_one ? t0 : t0 * u;
-                int64_t k = (int64_t)(fmd_philox_uniform_at(seed, S_DATA, e + 1) * (double)t->ndata);
-                if (k >= t->ndata) k = t->ndata - 1;
-                t->h_idx[i] = (int32_t)k;
+                t->h_idx[i] = (int32_t)uniform_index(seed, S_DATA, e + 1, t->ndata);
             } else if (coin < c->delta_one || c->delta_dist == FF_DELTA_ONE) {
                 dl = 1.0;
             } else if (c->delta_dist == FF_DELTA_LOGITNORMAL) {
@@ -457,9 +457,7 @@ static fmd_status draw_rows(ff_trainer *t)
             if (c->data_based && i < Bp) {
                 t->h_lab[i] = t->h_data_lab ? t->h_data_lab[t->h_idx[i]] : 0;
             } else {
-                int32_t k = (int32_t)(fmd_philox_uniform_at(seed, S_LABEL, (uint64_t)s * B + i) *
-                                      (double)t->K);
-                t->h_lab[i] = k >= t->K ? (int32_t)t->K - 1 : k;
+                t->h_lab[i] = (int32_t)uniform_index(seed, S_LABEL, (uint64_t)s * B + i, t->K);
             }
         }
     }
@@ -628,8 +626,7 @@ static fmd_status ref_noised(ff_trainer *t, int64_t j)
     const uint64_t k = (uint64_t)t->step * (uint64_t)c->aux_updates + (uint64_t)j;
     for (int64_t i = 0; i < Bc; i++) {
         const uint64_t e = k * (uint64_t)Bc + (uint64_t)i;
-        int64_t q = (int64_t)(fmd_philox_uniform_at(c->seed, S_REF_IDX, e) * (double)t->npool);
-        if (q >= t->npool) q = t->npool - 1;
+        const int64_t q = uniform_index(c->seed, S_REF_IDX, e, t->npool);
         t->h_pidx[i] = (int32_t)q;
         t->h_plab[i] = t->h_pool_lab[q];
         double r = sigmoid(c->r_loc + c->r_scale * fmd_philox_normal_at(c->seed, S_REF_R, e));
