@@ -280,6 +280,35 @@ if [ -x "$BUILD/bench/bench_gmm" ] && [ "$(left)" -gt 110 ]; then
         --steps 500 --eval-every 500 --eval-n 2000 --pytorch-steps 100 --set batch=8192 --quiet 2>&1 \
         | grep -E "student|PyTorch|rror"
 fi
+if [ -x "$BUILD/bench/bench_gmm" ] && [ "$(left)" -gt 90 ]; then
+    # the reference network g_ref (corr_ref=samples): its pool of teacher
+    # ODE samples and its flow-matching fit run on the device too
+    step "distillation on the GPU with corr_ref=samples (ring8 pred+corr, 1000 steps)"
+    timeout 45 "$BUILD/bench/bench_gmm" --backend cuda --teachers ring8 --rows both --steps 1000 \
+        --eval-every 500 --eval-n 4000 --no-pytorch --set corr_ref=samples --quiet 2>&1 \
+        | grep -E "student|floor|Euler-2 |rror"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || fail "bench_gmm --backend cuda --set corr_ref=samples"
+fi
+FMD_CLI=$BUILD/tools/fmd/fmd
+if [ -x "$FMD_CLI" ] && [ "$(left)" -gt 80 ]; then
+    # one-step sampling through fmd_sampler (chunks of 64 MiB of noise, up to
+    # 65,536 rows) with the default 4 x 256 student of ring8, GPU then CPU;
+    # the first GPU call includes the plugin's start
+    step "one-step sampling through fmd sample (ring8 student 4 x 256, 2^20 rows)"
+    SDIR=$(mktemp -d)
+    if timeout 30 "$FMD_CLI" distill --teacher mixture:ring8 --steps 10 --out "$SDIR/s.fmd" --quiet \
+            --backend cpu >/dev/null 2>&1; then
+        for be in cuda cuda cpu; do
+            echo -n "$be: "
+            timeout 30 "$FMD_CLI" sample --student "$SDIR/s.fmd" --n 1048576 --out "$SDIR/x.npy" \
+                --backend $be --quiet --json 2>&1 | tail -1
+            [ "${PIPESTATUS[0]}" -eq 0 ] || fail "fmd sample --backend $be"
+        done
+    else
+        fail "fmd distill for the sampling check"
+    fi
+    rm -rf "$SDIR"
+fi
 if [ -x "$BUILD/bench/bench_gpu" ] && [ "$(left)" -gt 60 ]; then
     budget=$(( $(left) - 40 )); [ $budget -gt 100 ] && budget=100
     step "throughput benchmark on the CPU (bench_gpu --backends cpu, ${budget}s at most)"

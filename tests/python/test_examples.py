@@ -30,7 +30,10 @@ def test_distill_mixture_then_embedded_sample(tmp_path):
     if not exe:
         pytest.skip("FMD_EMBEDDED_SAMPLE (the built examples/embedded_sample) not given")
     env = dict(os.environ)
-    env["LD_LIBRARY_PATH"] = os.path.dirname(os.environ["FMD_LIBRARY"])
+    # prepend: the library's own dependencies may live on the inherited path
+    # (oneDNN unpacked from .gpudeps on the GPU machine, scripts/gpu-check.sh)
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(
+        d for d in (os.path.dirname(os.environ["FMD_LIBRARY"]), env.get("LD_LIBRARY_PATH")) if d)
     p = subprocess.run([exe, "s.fmd", "e.png", "500", "3"], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
