@@ -78,6 +78,10 @@ typedef struct {
     int64_t smp_chunk;         /* rows per pass after a sampler call of NSMP
                                 * rows (mixture teacher only; else 0)       */
     int device;                /* a backend without host threads (a GPU)     */
+    float *fwdbig2;            /* the same NBIG rows after the step, with the
+                                * distiller alive                            */
+    int64_t dchunk;            /* rows per pass of that forward              */
+    fmd_distill_stats stats2;  /* the step after that forward                */
     float *fwd0, *fwd1;        /* student forward before / after the step  */
     float *p0, *p1;            /* student parameters before / after         */
     int64_t np, nout;
@@ -87,6 +91,7 @@ typedef struct {
 static void side_free(side_result *r)
 {
     free(r->fwdbig);
+    free(r->fwdbig2);
     free(r->fwd0);
     free(r->fwd1);
     free(r->p0);
@@ -113,6 +118,8 @@ static fmd_status run_side(fmd_backend *be, tkind k, float **teacher_w, int64_t 
     fmd_student *S = NULL;
     fmd_distiller *D = NULL;
     fmd_options *so = NULL, *dopt = NULL;
+    float *zb = NULL, *db = NULL;
+    int32_t *lb = NULL;
     memset(r, 0, sizeof *r);
     if (k == T_MIXTURE) {
         if ((st = fmd_teacher_create_preset("ring8", &T))) goto done;
@@ -156,10 +163,12 @@ static fmd_status run_side(fmd_backend *be, tkind k, float **teacher_w, int64_t 
     /* a fresh student (no distiller yet) sizes its own forward chunk */
     {
         int64_t d = fmd_student_dim(S), nc = fmd_student_num_classes(S);
-        float *zb = malloc((size_t)(NBIG * d) * sizeof(float)), *db = malloc(NBIG * sizeof(float));
-        int32_t *lb = malloc(NBIG * sizeof(int32_t));
+        zb = malloc((size_t)(NBIG * d) * sizeof(float));
+        db = malloc(NBIG * sizeof(float));
+        lb = malloc(NBIG * sizeof(int32_t));
         r->fwdbig = malloc((size_t)(NBIG * d) * sizeof(float));
-        if (!zb || !db || !lb || !r->fwdbig) st = FMD_ERR_OOM;
+        r->fwdbig2 = malloc((size_t)(NBIG * d) * sizeof(float));
+        if (!zb || !db || !lb || !r->fwdbig || !r->fwdbig2) st = FMD_ERR_OOM;
         if (!st) {
             tu_seed(78);
             tu_fill_normal(zb, NBIG * d, 1.0f);
@@ -172,9 +181,6 @@ static fmd_status run_side(fmd_backend *be, tkind k, float **teacher_w, int64_t 
             r->nbig_out = NBIG * d;
             r->device = be->threads == 0;
         }
-        free(zb);
-        free(db);
-        free(lb);
         if (st) goto done;
     }
     /* the sampler hands a 2-D student's forward chunks large enough for the
@@ -226,6 +232,19 @@ static fmd_status run_side(fmd_backend *be, tkind k, float **teacher_w, int64_t 
     }
     if (!st) st = get_params(be, snet, &r->p1, &r->np);
     if (!st) st = fmd_student_forward(S, z, delta, labels, n, r->fwd1);
+    /* a forward of NBIG rows while the distiller holds the student: on a
+     * device it grows the distiller's 64-row arena for its passes, on the
+     * CPU it keeps it; the next step must not notice either way */
+    if (!st) {
+        int nc = fmd_student_num_classes(S);
+        st = fmd_student_forward(S, zb, db, nc ? lb : NULL, NBIG, r->fwdbig2);
+        r->dchunk = student_forward_chunk(S);
+    }
+    if (!st) st = fmd_distiller_step(D);
+    if (!st) {
+        r->stats2.struct_size = sizeof r->stats2;
+        st = fmd_distiller_stats(D, &r->stats2);
+    }
     free(z);
     free(delta);
     free(lab);
@@ -237,6 +256,9 @@ done:
     fmd_teacher_destroy(T);
     fmd_options_destroy(so);
     fmd_options_destroy(dopt);
+    free(zb);
+    free(db);
+    free(lb);
     return st;
 }
 
@@ -292,6 +314,21 @@ static void compare(tkind k, const side_result *A, const side_result *B)
     CHECK_MSG(eu <= TOL_UPDATE, "%s: parameter updates differ: %.3g", k_tnames[k], eu);
     CHECK_MSG(e1 <= TOL_FWD1, "%s: forward after the step differs: %.3g", k_tnames[k], e1);
     CHECK(A->stats.step == 1 && B->stats.step == 1);
+    /* with the distiller alive (lib/api/student.c, reserve_forward) */
+    double eb2 = rel_l2(B->fwdbig2, A->fwdbig2, A->nbig_out);
+    const fmd_distill_stats *a2 = &A->stats2, *b2 = &B->stats2;
+    double es2 = rel(b2->loss_pred, a2->loss_pred);
+    if (rel(b2->grad_norm, a2->grad_norm) > es2) es2 = rel(b2->grad_norm, a2->grad_norm);
+    if (rel(b2->loss_aux, a2->loss_aux) > es2) es2 = rel(b2->loss_aux, a2->loss_aux);
+    printf("  %-14s forward of %d rows while distilling %.2e  (chunks of %lld / %lld rows), "
+           "next step's stats %.2e\n", k_tnames[k], NBIG, eb2, (long long)A->dchunk, (long long)B->dchunk, es2);
+    CHECK_MSG(A->dchunk == (A->device ? NBIG : 64) && B->dchunk == (B->device ? NBIG : 64),
+              "%s: forward chunks while distilling %lld / %lld rows", k_tnames[k], (long long)A->dchunk,
+              (long long)B->dchunk);
+    CHECK_MSG(eb2 <= TOL_FWD1, "%s: forward while distilling differs: %.3g", k_tnames[k], eb2);
+    /* (one update apart from the first step: AdamW may flip a sign) */
+    CHECK_MSG(es2 <= 10 * TOL_STATS, "%s: the step after it differs: %.3g", k_tnames[k], es2);
+    CHECK(a2->step == 2 && b2->step == 2);
 }
 
 int main(int argc, char **argv)

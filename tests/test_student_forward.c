@@ -1,8 +1,9 @@
 /* test_student_forward.c - how fmd_student_forward sizes its passes on the
  * CPU (lib/api/student.c, reserve_forward): a fresh student sized by a small
  * call grows its chunk with a larger one (up to 1024 rows), the result does
- * not depend on how the rows were split into calls, and a distiller's arena
- * is left as the distiller sized it.  (On a device backend the chunk goes up
+ * not depend on how the rows were split into calls, a growth that cannot be
+ * allocated falls back to the passes there were, and a distiller's arena is
+ * left as the distiller sized it.  (On a device backend the chunk goes up
  * to 16,384 rows: test_cross_backend checks that against the CUDA plugin.) */
 #include <math.h>
 #include <stdlib.h>
@@ -59,6 +60,49 @@ int main(void)
     double e = max_rel(whole, parts, N * 2);
     CHECK_MSG(e <= 1e-5, "the split into calls changed the result by %.3g", e);
     CHECK(student_forward_chunk(S) == 1024);
+
+    /* Growing the arena frees the old one first (nn_model_reserve): when the
+     * new one cannot be had, the old size comes back and the call still
+     * succeeds in the smaller passes (lib/api/student.c, grow_arena).  The
+     * same restore keeps a distiller's batch on a device backend. */
+    CHECK_OK(fmd_set_allocator(tu_malloc, tu_realloc, tu_free, NULL));
+    for (long fail_at = 0; fail_at < 12; fail_at++) {
+        for (int sticky = 0; sticky < 2; sticky++) {
+            fmd_student *S2 = NULL;
+            tu_alloc.fail_at = -1;
+            long live0 = tu_alloc.live;
+            CHECK_OK(fmd_student_create(T, be, so, &S2));
+            if (!S2) break;
+            CHECK_OK(fmd_student_forward(S2, z, dl, NULL, 700, again));
+            tu_alloc.calls = 0;
+            tu_alloc.fail_at = fail_at;
+            tu_alloc.sticky = sticky;
+            fmd_status st = fmd_student_forward(S2, z, dl, NULL, N, again);
+            tu_alloc.fail_at = -1;
+            int64_t chunk = student_forward_chunk(S2);
+            CHECK_MSG(st == FMD_OK || st == FMD_ERR_OOM, "allocation %ld failing%s: %s", fail_at,
+                      sticky ? " on" : "", fmd_status_name(st));
+            if (st == FMD_OK) {
+                CHECK_MSG(chunk == 700 || chunk == 1024, "allocation %ld failing: chunk %lld", fail_at,
+                          (long long)chunk);
+                e = max_rel(whole, again, N * 2);
+                CHECK_MSG(e <= 1e-5, "allocation %ld failing: the result changed by %.3g", fail_at, e);
+            }
+            if (fail_at == 0 && !sticky)
+                CHECK_MSG(st == FMD_OK && chunk == 700,
+                          "a failed growth did not fall back to 700-row passes (%s, chunk %lld)",
+                          fmd_status_name(st), (long long)chunk);
+            /* the student still works once memory is back */
+            memset(again, 0, sizeof again);
+            CHECK_OK(fmd_student_forward(S2, z, dl, NULL, N, again));
+            e = max_rel(whole, again, N * 2);
+            CHECK_MSG(e <= 1e-5, "after allocation %ld failed, the result changed by %.3g", fail_at, e);
+            fmd_student_destroy(S2);
+            CHECK_MSG(tu_alloc.live == live0, "allocation %ld failing: %ld blocks leaked", fail_at,
+                      tu_alloc.live - live0);
+        }
+    }
+    tu_alloc.sticky = 0;
 
     /* a distiller sizes the arena for its batch; forwards then use that */
     CHECK_OK(fmd_options_create(&dopt));

@@ -20,7 +20,8 @@ struct fmd_student {
     int64_t D;
     int K;
     int64_t reserved;     /* batch the arena is sized for (0: none yet)       */
-    int fwd_sized;        /* reserved was chosen by the forward (may grow)    */
+    int fwd_sized;        /* reserved was chosen by the forward, not by a     */
+                          /* distiller (reserve_forward says what may grow)  */
     int64_t cap;          /* rows of the host-forward scratch                 */
     float *dz, *dout, *dt, *ddl;
     int32_t *dlab;
@@ -73,13 +74,6 @@ void student_note_reserved(fmd_student *s, int64_t b)
 }
 int64_t student_forward_chunk(const fmd_student *s) { return s->reserved; }
 
-fmd_status student_reserve_train(fmd_student *s, int64_t b)
-{
-    if (s->reserved >= b) return FMD_OK;
-    fmd_status st = nn_model_reserve(s->net, b);
-    if (st == FMD_OK) s->reserved = b;
-    return st;
-}
 
 /* Student creation options (docs/distiller.md). */
 static fmd_status read_create_opts(const fmd_options *o, int network, nn_config *cfg,
@@ -215,32 +209,53 @@ static fmd_status grow_scratch(fmd_student *s, int64_t cap)
     return FMD_OK;
 }
 
-/* The rows one forward pass takes when no distiller has sized the arena.
- * On the CPU, 1024-row passes keep the arena small (embedded hosts) and
- * already fill the GEMMs.  A GPU is latency-bound at 1024 rows (one chain
- * of kernels and one synchronisation per chunk: bench_gpu's MLP sampled 10x
- * slower than PyTorch's single batch of 65,536), so on a device backend the
- * chunk grows to 16,384 rows while the arena stays under 1 GiB; where that
- * much cannot be had, 1024 rows it is.  A chunk sized by an earlier, smaller
- * call grows with the next larger one. */
+/* The rows one forward pass takes.  On the CPU, 1024-row passes keep the
+ * arena small (embedded hosts) and already fill the GEMMs.  A GPU is
+ * latency-bound at 1024 rows (one chain of kernels and one synchronisation
+ * per chunk: bench_gpu's MLP sampled 10x slower than PyTorch's single batch
+ * of 65,536), so on a device backend the chunk grows to 16,384 rows while the
+ * arena stays under 1 GiB; where that much cannot be had, the chunk stays as
+ * it was.  A chunk sized by an earlier, smaller call grows with the next
+ * larger one.  A distiller sizes the arena for its batch: on the CPU the
+ * forward keeps that size; on a device it grows it too (sampling a student
+ * that is being distilled ran in the distiller's 512-row passes), never
+ * below the distiller's batch. */
 #define FORWARD_CHUNK_CPU 1024
 #define FORWARD_CHUNK_DEVICE 16384
 #define FORWARD_ARENA_MAX ((int64_t)1 << 30)
+
+/* Re-size the arena for rows > reserved.  nn_model_reserve frees the old
+ * arena before it allocates the new one, so when that fails the previous
+ * size (a distiller's batch, or the chunk so far) is restored; the failure
+ * is returned either way (reserved says whether an arena is left). */
+static fmd_status grow_arena(fmd_student *s, int64_t rows)
+{
+    const int64_t prev = s->reserved;
+    if (rows <= prev) return FMD_OK;
+    fmd_status st = nn_model_reserve(s->net, rows);
+    if (st == FMD_OK) {
+        s->reserved = rows;
+        return FMD_OK;
+    }
+    s->be->status = FMD_OK;
+    s->reserved = 0;
+    if (prev > 0 && nn_model_reserve(s->net, prev) == FMD_OK) s->reserved = prev;
+    s->be->status = FMD_OK;
+    return st;
+}
+
 static fmd_status reserve_forward(fmd_student *s, int64_t n)
 {
     int64_t small = n < FORWARD_CHUNK_CPU ? n : FORWARD_CHUNK_CPU;
-    fmd_status st = student_reserve_train(s, small);
-    s->fwd_sized = 1;
-    if (st || s->be->threads > 0 || n <= s->reserved) return st;
+    if (s->reserved == 0) s->fwd_sized = 1;
+    fmd_status st = grow_arena(s, small);
+    if (st) return s->reserved > 0 ? FMD_OK : st; /* smaller passes, or no arena at all */
+    if (s->be->threads > 0 || n <= s->reserved) return FMD_OK;
     int64_t per_row = nn_model_arena_bytes(s->net) / s->reserved + 1;
     int64_t want = n < FORWARD_CHUNK_DEVICE ? n : FORWARD_CHUNK_DEVICE;
     if (want > FORWARD_ARENA_MAX / per_row) want = FORWARD_ARENA_MAX / per_row;
-    if (want <= s->reserved) return FMD_OK;
-    if (student_reserve_train(s, want) == FMD_OK) return FMD_OK;
-    /* not enough device memory for the large chunk: keep the small one */
-    s->be->status = FMD_OK;
-    s->reserved = 0;
-    return student_reserve_train(s, small);
+    st = grow_arena(s, want);
+    return s->reserved > 0 ? FMD_OK : st;
 }
 
 fmd_status fmd_student_forward(fmd_student *s, const float *z, const float *delta,
@@ -264,8 +279,8 @@ fmd_status fmd_student_forward(fmd_student *s, const float *z, const float *delt
     }
     fmd_backend *be = s->be;
     fmd_status st;
-    if ((s->reserved == 0 || (s->fwd_sized && n > s->reserved)) && (st = reserve_forward(s, n)))
-        return st;
+    int may_grow = s->reserved == 0 || s->fwd_sized || be->threads == 0;
+    if (n > s->reserved && may_grow && (st = reserve_forward(s, n))) return st;
     int64_t chunk = s->reserved;
     st = grow_scratch(s, chunk);
     if (st) return st;

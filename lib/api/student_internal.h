@@ -13,12 +13,9 @@ fmd_backend *student_backend(const fmd_student *s);
 /* Wrap an existing student-form network into a new handle that takes
  * ownership of net (destroyed with the handle, also on failure). */
 fmd_status student_wrap(fmd_backend *be, nn_model *net, fmd_student **out);
-/* Reserve the network's training arena for batches up to b (the distiller
- * calls this once; later host forwards then reuse the arena in chunks of b
- * instead of resizing it). */
-fmd_status student_reserve_train(fmd_student *s, int64_t b);
 /* Record that the network's arena was (re)sized for exactly b rows by
- * someone else (ff_create), so host forwards use chunks of b. */
+ * someone else (ff_create): host forwards use chunks of b on the CPU and
+ * may grow the arena (never below b) on a device backend. */
 void student_note_reserved(fmd_student *s, int64_t b);
 /* Rows one pass of fmd_student_forward takes now (0 before the first). */
 int64_t student_forward_chunk(const fmd_student *s);
