@@ -2,9 +2,11 @@
  * vectors, and the split/thread invariance of the backend fills. */
 #include <math.h>
 #include <string.h>
+#include "algo/ode.h"
 #include "backend.h"
 #include "util/philox.h"
 #include "testutil.h"
+#include "fmd.h"
 
 static void kat(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0, uint32_t k1,
                 uint32_t e0, uint32_t e1, uint32_t e2, uint32_t e3)
@@ -36,6 +38,35 @@ int main(void)
         be->ops->fill_normal(be, b + off, len, 99, 3, 1000 + (uint64_t)off);
     }
     CHECK(memcmp(a, b, N * sizeof(float)) == 0);
+    /* ...and they are the element-wise definition, bit for bit (the fills
+     * take a block's four normals at once: fmd_philox_normal_fill) */
+    int64_t bad = 0;
+    for (int64_t i = 0; i < N; i++) {
+        float want = fmd_philox_normal_at(99, 3, 1000 + (uint64_t)i);
+        if (memcmp(&a[i], &want, sizeof want) != 0) bad++;
+    }
+    CHECK_MSG(bad == 0, "%lld of %d backend normals differ from fmd_philox_normal_at", (long long)bad, N);
+    for (uint64_t e0 = 0; e0 < 8; e0++) {
+        for (int64_t len = 0; len <= 11; len++) {
+            float got[11], want[11];
+            fmd_philox_normal_fill(got, len, 7, 2, e0);
+            for (int64_t i = 0; i < len; i++) want[i] = fmd_philox_normal_at(7, 2, e0 + (uint64_t)i);
+            CHECK_MSG(len == 0 || memcmp(got, want, (size_t)len * sizeof(float)) == 0,
+                      "fmd_philox_normal_fill(e0 %llu, n %lld) differs", (unsigned long long)e0, (long long)len);
+        }
+    }
+    /* the prior noise of row i, dim j is element (first + i) * dim + j */
+    {
+        float z[7 * 3];
+        CHECK_OK(fmd_prior_noise(z, 7, 3, 11, 5));
+        bad = 0;
+        for (int64_t i = 0; i < 7; i++)
+            for (int64_t j = 0; j < 3; j++) {
+                float want = fmd_philox_normal_at(11, FMD_STREAM_PRIOR, (5 + (uint64_t)i) * 3 + (uint64_t)j);
+                if (memcmp(&z[i * 3 + j], &want, sizeof want) != 0) bad++;
+            }
+        CHECK_MSG(bad == 0, "%lld prior-noise values differ from the definition", (long long)bad);
+    }
     /* moments of the normals and the uniforms */
     double s = 0, s2 = 0;
     for (int i = 0; i < N; i++) { s += a[i]; s2 += (double)a[i] * a[i]; }

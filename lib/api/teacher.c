@@ -826,11 +826,8 @@ fmd_status fmd_prior_noise(float *z, int64_t n, int64_t dim, uint64_t seed, uint
     FMD_CHECK_ARG(z || n == 0, "fmd_prior_noise: z is NULL");
     FMD_CHECK_ARG(n >= 0 && dim >= 1, "fmd_prior_noise: bad shape (%lld, %lld)", (long long)n,
                   (long long)dim);
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < dim; j++)
-            z[i * dim + j] = fmd_philox_normal_at(seed, FMD_STREAM_PRIOR,
-                                                  (first_index + (uint64_t)i) * (uint64_t)dim +
-                                                      (uint64_t)j);
+    /* z[i * dim + j] is element (first_index + i) * dim + j: one run */
+    fmd_philox_normal_fill(z, n * dim, seed, FMD_STREAM_PRIOR, first_index * (uint64_t)dim);
     return FMD_OK;
 }
 

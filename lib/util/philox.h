@@ -70,12 +70,41 @@ FMD_HD float fmd_philox_uniform_at(uint64_t seed, uint64_t stream, uint64_t e)
 FMD_HD float fmd_philox_normal_at(uint64_t seed, uint64_t stream, uint64_t e)
 {
     fmd_philox_ctr r = fmd_philox_block(seed, stream, e >> 2);
-    int pair = (int)(e & 2);
-    float u1 = fmd_philox_u01(r.v[pair]);
-    float u2 = fmd_philox_u01(r.v[pair + 1]);
+    /* the lanes are picked by selects, not by r.v[e & 2]: GCC 12.2 at -O2
+     * miscompiled that index in a loop over e (test_philox) */
+    uint32_t x1 = (e & 2) ? r.v[2] : r.v[0];
+    uint32_t x2 = (e & 2) ? r.v[3] : r.v[1];
+    float u1 = fmd_philox_u01(x1);
+    float u2 = fmd_philox_u01(x2);
     float rad = sqrtf(-2.0f * logf(u1));
     float th = 6.28318530717958647692f * u2;
     return (e & 1) ? rad * sinf(th) : rad * cosf(th);
 }
+
+#ifndef __CUDACC__
+/* out[i] = fmd_philox_normal_at(seed, stream, e0 + i) for i in [0, n), the
+ * same floats, with one Philox block per four elements and one logarithm per
+ * Box-Muller pair instead of four blocks and four logarithms (host noise of
+ * the sampler and the CPU backend: 3-4x faster). */
+static inline void fmd_philox_normal_fill(float *out, int64_t n, uint64_t seed, uint64_t stream,
+                                          uint64_t e0)
+{
+    int64_t i = 0;
+    for (; i < n && ((e0 + (uint64_t)i) & 3) != 0; i++)
+        out[i] = fmd_philox_normal_at(seed, stream, e0 + (uint64_t)i);
+    for (; i + 4 <= n; i += 4) {
+        fmd_philox_ctr r = fmd_philox_block(seed, stream, (e0 + (uint64_t)i) >> 2);
+        for (int pair = 0; pair < 4; pair += 2) {
+            float u1 = fmd_philox_u01(r.v[pair]);
+            float u2 = fmd_philox_u01(r.v[pair + 1]);
+            float rad = sqrtf(-2.0f * logf(u1));
+            float th = 6.28318530717958647692f * u2;
+            out[i + pair] = rad * cosf(th);
+            out[i + pair + 1] = rad * sinf(th);
+        }
+    }
+    for (; i < n; i++) out[i] = fmd_philox_normal_at(seed, stream, e0 + (uint64_t)i);
+}
+#endif
 
 #endif
