@@ -74,7 +74,6 @@ void student_note_reserved(fmd_student *s, int64_t b)
 }
 int64_t student_forward_chunk(const fmd_student *s) { return s->reserved; }
 
-
 /* Student creation options (docs/distiller.md). */
 static fmd_status read_create_opts(const fmd_options *o, int network, nn_config *cfg,
                                    uint64_t *seed)

@@ -169,8 +169,11 @@ static void init_host(const nn_model *m, float *host, uint64_t seed)
         float *dst = host + p->offset;
         uint64_t stream = name_hash(p->name);
         switch (in->kind) {
-        case NN_INIT_XAVIER: {
-            double bound = sqrt(6.0 / (double)(in->fan_in + in->fan_out));
+        case NN_INIT_XAVIER:
+        case NN_INIT_UNIFORM: {
+            /* U(-bound, bound); Xavier's bound from the fans */
+            double bound = in->kind == NN_INIT_XAVIER
+                               ? sqrt(6.0 / (double)(in->fan_in + in->fan_out)) : (double)in->std;
             for (int64_t i = 0; i < p->numel; i++)
                 dst[i] = (float)((2.0 * fmd_philox_uniform_at(seed, stream, (uint64_t)i) - 1.0) * bound);
             break;

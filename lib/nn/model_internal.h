@@ -8,7 +8,7 @@
 
 /* Initialisers of a parameter view (DiT's init, drawn with Philox from the
  * model seed and a stream hashed from the view name). */
-enum { NN_INIT_ZERO = 0, NN_INIT_XAVIER = 1, NN_INIT_NORMAL = 2, NN_INIT_ONE = 3 };
+enum { NN_INIT_ZERO = 0, NN_INIT_XAVIER = 1, NN_INIT_NORMAL = 2, NN_INIT_ONE = 3, NN_INIT_UNIFORM = 4 };
 
 typedef struct nn_arch_ops {
     /* forward; with tangents when tout != NULL (tan_t / tan_delta may be NULL) */
@@ -66,6 +66,8 @@ int64_t nn_add_paramf(nn_model *m, int ndim, const int64_t *shape, nn_view_init 
 static inline nn_view_init nn_init_zero(void) { nn_view_init i = {NN_INIT_ZERO, 0, 0, 0}; return i; }
 static inline nn_view_init nn_init_one(void) { nn_view_init i = {NN_INIT_ONE, 0, 0, 0}; return i; }
 static inline nn_view_init nn_init_normal(float std) { nn_view_init i = {NN_INIT_NORMAL, std, 0, 0}; return i; }
+/* U(-bound, bound) (the bound travels in std) */
+static inline nn_view_init nn_init_uniform(float bound) { nn_view_init i = {NN_INIT_UNIFORM, bound, 0, 0}; return i; }
 static inline nn_view_init nn_init_xavier(int64_t fan_in, int64_t fan_out)
 {
     nn_view_init i = {NN_INIT_XAVIER, 0, fan_in, fan_out};
