@@ -479,10 +479,12 @@ FMD_API fmd_status fmd_student_save(fmd_student *student, const char *path);
  * buffers: z (n, D) row-major, delta (n) in [0, 1] (1 = one-step sample),
  * labels (n) int32 in [0, num_classes] (num_classes = the null class; NULL
  * when the student has no classes).  The caller owns every buffer; out must
- * not alias z.  Reuses the activation arena of a distiller using this
- * student (passes of its batch size); otherwise sizes one itself, growing
- * it with larger calls: passes of up to 1024 rows on the CPU, up to 16,384
- * on a GPU (arena under 1 GiB).  Errors:
+ * not alias z.  Sizes the activation arena itself, growing it with larger
+ * calls: passes of up to 1024 rows on the CPU, up to 16,384 on a GPU (arena
+ * under 1 GiB; where a larger arena cannot be had, the passes stay smaller).
+ * A distiller using this student sized the arena for its batch: on the CPU
+ * the passes keep that size, on a GPU they grow, never below the batch.
+ * Errors:
  * FMD_ERR_INVALID_ARG (NULL buffer, delta or label out of range - the
  * message names the index), FMD_ERR_OOM, backend errors. */
 FMD_API fmd_status fmd_student_forward(fmd_student *student, const float *z, const float *delta,
