@@ -457,42 +457,6 @@ static void inference_matches(nn_config c, int64_t B, const char *what)
     nn_model_destroy(m);
 }
 
-/* The MLP's input layer is initialised as torch.nn.Linear does, weight and
- * bias U(+-1/sqrt(D)), not Xavier with zero biases (every unit's kink through
- * the origin made 2-D maps fit 4x worse: docs/distiller.md, grid25). */
-static void mlp_input_init(void)
-{
-    nn_config c = {0};
-    c.arch = NN_ARCH_MLP;
-    c.student = 1;
-    c.dim = 2;
-    c.width = 256;
-    c.depth = 3;
-    c.temb_dim = 16;
-    nn_model *m = NULL;
-    CHECK_OK(nn_model_create(be, &c, 9, &m));
-    if (!m) return;
-    const double bound = 1.0 / sqrt(2.0);
-    const char *names[] = {"in_proj.weight", "in_proj.bias"};
-    for (int k = 0; k < 2; k++) {
-        const nn_param *v = nn_model_find(m, names[k]);
-        CHECK(v != NULL);
-        if (!v) continue;
-        float *h = malloc(sizeof(float) * (size_t)v->numel);
-        down(h, nn_model_params(m) + v->offset, v->numel);
-        double mx = 0, s2 = 0;
-        for (int64_t i = 0; i < v->numel; i++) {
-            if (fabs(h[i]) > mx) mx = fabs(h[i]);
-            s2 += (double)h[i] * h[i];
-        }
-        double sd = sqrt(s2 / (double)v->numel), want = bound / sqrt(3.0);
-        CHECK_MSG(mx <= bound && mx > 0.9 * bound, "%s: max |w| %.4f, bound %.4f", names[k], mx, bound);
-        CHECK_MSG(fabs(sd - want) < 0.15 * want, "%s: sd %.4f, uniform's %.4f", names[k], sd, want);
-        free(h);
-    }
-    nn_model_destroy(m);
-}
-
 static nn_config mlp_cfg(int student, int classes)
 {
     nn_config c = {0};
@@ -536,6 +500,38 @@ static void run_fd(nn_config c, int64_t B, int nsample, double tol, const char *
     CHECK_OK(nn_model_randomize(m, 17, 0.3f));
     CHECK_OK(nn_model_reserve(m, B));
     fd_model(m, B, nsample, tol, what);
+    nn_model_destroy(m);
+}
+
+/* The MLP's input layer is initialised as torch.nn.Linear does, weight and
+ * bias U(+-1/sqrt(D)), not Xavier with zero biases (every unit's kink through
+ * the origin made 2-D maps fit 4x worse: docs/distiller.md, grid25). */
+static void mlp_input_init(void)
+{
+    nn_config c = mlp_cfg(1, 0);
+    c.dim = 2;
+    c.width = 256;   /* enough values for the spread */
+    nn_model *m = NULL;
+    CHECK_OK(nn_model_create(be, &c, 9, &m));
+    if (!m) return;
+    const double bound = 1.0 / sqrt(2.0);
+    const char *names[] = {"in_proj.weight", "in_proj.bias"};
+    for (int k = 0; k < 2; k++) {
+        const nn_param *v = nn_model_find(m, names[k]);
+        CHECK(v != NULL);
+        if (!v) continue;
+        float *h = malloc(sizeof(float) * (size_t)v->numel);
+        down(h, nn_model_params(m) + v->offset, v->numel);
+        double mx = 0, s2 = 0;
+        for (int64_t i = 0; i < v->numel; i++) {
+            if (fabs(h[i]) > mx) mx = fabs(h[i]);
+            s2 += (double)h[i] * h[i];
+        }
+        double sd = sqrt(s2 / (double)v->numel), want = bound / sqrt(3.0);
+        CHECK_MSG(mx <= bound && mx > 0.9 * bound, "%s: max |w| %.4f, bound %.4f", names[k], mx, bound);
+        CHECK_MSG(fabs(sd - want) < 0.15 * want, "%s: sd %.4f, uniform's %.4f", names[k], sd, want);
+        free(h);
+    }
     nn_model_destroy(m);
 }
 
