@@ -498,17 +498,9 @@ static void cpu_ema(fmd_backend *be, float *e, const float *p, int64_t n, float 
 
 static void cpu_fill_normal(fmd_backend *be, float *out, int64_t n, uint64_t seed, uint64_t stream, uint64_t off)
 {
-    /* whole Philox blocks (four normals each) in parallel, the ends apart */
-    int64_t head = (int64_t)((4 - (off & 3)) & 3);
-    if (head > n) head = n;
-    fmd_philox_normal_fill(out, head, seed, stream, off);
-    const int64_t nb = (n - head) / 4;
-    float *o = out + head;
-    const uint64_t e = off + (uint64_t)head;
-    PFOR(be, nb * 64)
-    for (int64_t b = 0; b < nb; b++) fmd_philox_normal_fill(o + 4 * b, 4, seed, stream, e + 4 * (uint64_t)b);
-    const int64_t done = head + 4 * nb;
-    fmd_philox_normal_fill(out + done, n - done, seed, stream, off + (uint64_t)done);
+    /* one contiguous range per thread; the fill handles ranges that start or
+     * end inside a Philox block */
+    PRANGE(be, n, fmd_philox_normal_fill(out + i0, i1 - i0, seed, stream, off + (uint64_t)i0));
 }
 
 static void cpu_fill_uniform(fmd_backend *be, float *out, int64_t n, uint64_t seed, uint64_t stream, uint64_t off)
