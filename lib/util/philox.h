@@ -66,18 +66,22 @@ FMD_HD float fmd_philox_uniform_at(uint64_t seed, uint64_t stream, uint64_t e)
     return fmd_philox_u01(r.v[e & 3]);
 }
 
+/* Box-Muller on one lane pair: radius and angle; the pair's normals are
+ * rad * cos(th) (even lane) and rad * sin(th) (odd lane). */
+FMD_HD void fmd_philox_polar(uint32_t x1, uint32_t x2, float *rad, float *th)
+{
+    *rad = sqrtf(-2.0f * logf(fmd_philox_u01(x1)));
+    *th = 6.28318530717958647692f * fmd_philox_u01(x2);
+}
+
 /* Standard normal at element index e (Box-Muller on the lane pair). */
 FMD_HD float fmd_philox_normal_at(uint64_t seed, uint64_t stream, uint64_t e)
 {
     fmd_philox_ctr r = fmd_philox_block(seed, stream, e >> 2);
     /* the lanes are picked by selects, not by r.v[e & 2]: GCC 12.2 at -O2
      * miscompiled that index in a loop over e (test_philox) */
-    uint32_t x1 = (e & 2) ? r.v[2] : r.v[0];
-    uint32_t x2 = (e & 2) ? r.v[3] : r.v[1];
-    float u1 = fmd_philox_u01(x1);
-    float u2 = fmd_philox_u01(x2);
-    float rad = sqrtf(-2.0f * logf(u1));
-    float th = 6.28318530717958647692f * u2;
+    float rad, th;
+    fmd_philox_polar((e & 2) ? r.v[2] : r.v[0], (e & 2) ? r.v[3] : r.v[1], &rad, &th);
     return (e & 1) ? rad * sinf(th) : rad * cosf(th);
 }
 
@@ -94,14 +98,13 @@ static inline void fmd_philox_normal_fill(float *out, int64_t n, uint64_t seed, 
         out[i] = fmd_philox_normal_at(seed, stream, e0 + (uint64_t)i);
     for (; i + 4 <= n; i += 4) {
         fmd_philox_ctr r = fmd_philox_block(seed, stream, (e0 + (uint64_t)i) >> 2);
-        for (int pair = 0; pair < 4; pair += 2) {
-            float u1 = fmd_philox_u01(r.v[pair]);
-            float u2 = fmd_philox_u01(r.v[pair + 1]);
-            float rad = sqrtf(-2.0f * logf(u1));
-            float th = 6.28318530717958647692f * u2;
-            out[i + pair] = rad * cosf(th);
-            out[i + pair + 1] = rad * sinf(th);
-        }
+        float rad, th;
+        fmd_philox_polar(r.v[0], r.v[1], &rad, &th);
+        out[i] = rad * cosf(th);
+        out[i + 1] = rad * sinf(th);
+        fmd_philox_polar(r.v[2], r.v[3], &rad, &th);
+        out[i + 2] = rad * cosf(th);
+        out[i + 3] = rad * sinf(th);
     }
     for (; i < n; i++) out[i] = fmd_philox_normal_at(seed, stream, e0 + (uint64_t)i);
 }
