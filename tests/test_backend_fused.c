@@ -1,8 +1,13 @@
 /* test_backend_fused.c - the optional fused slots of the backend named on the
  * command line (default cpu): bias_act_forward and act_bias_backward against
  * the plain-C reference backend, out of place and in place (out == pre,
- * dpre == dout), with and without bias, both activations, odd shapes.  A
- * backend without the slots, or "cuda" without a GPU, reports SKIPPED. */
+ * dpre == dout), with and without bias, both activations, odd shapes.  Then
+ * the subnormal contract of all four activation ops (fused and plain, and the
+ * reference backend's): a result below FLT_MIN in magnitude is stored as 0.
+ * A backend without the fused slots, or "cuda" without a GPU, reports
+ * SKIPPED. */
+#include <float.h>
+#include <math.h>
 #include <string.h>
 #include "backend.h"
 #include "testutil.h"
@@ -68,6 +73,87 @@ static fmd_status run(fmd_backend *be, int kind, int with_bias, int in_place, in
     return st;
 }
 
+/* Inputs whose activation or derivative product is subnormal in exact
+ * arithmetic (x ~ 2e-38 gives f(x) ~ x/2; dout = 2e-38 times |f'| < 1; the
+ * realistic case: a dead SiLU unit, pre = -80, f' = -1.4e-33, times dout =
+ * 1e-6), and ordinary ones that must stay untouched. */
+#define NSUB 8
+static const float sub_pre[NSUB] = {2.2e-38f, -2.2e-38f, -1.0f, -0.5f, 0.7f, -80.0f, 1.5f, -2.0f};
+static const float sub_dout[NSUB] = {2e-38f, 2e-38f, 2e-38f, 2e-38f, -2e-38f, 1e-6f, 0.5f, -0.25f};
+
+/* Every value is 0 or normal; the ordinary lanes (6, 7) are nonzero. */
+static int all_flushed(const float *x, const char *what, int kind)
+{
+    int ok = 1;
+    for (int i = 0; i < NSUB; i++)
+        if (fpclassify(x[i]) == FP_SUBNORMAL) {
+            CHECK_MSG(0, "%s (kind %d) lane %d: subnormal %g not flushed to 0", what, kind, i, (double)x[i]);
+            ok = 0;
+        }
+    CHECK_MSG(x[6] != 0.0f && x[7] != 0.0f, "%s (kind %d): ordinary lanes zeroed", what, kind);
+    return ok;
+}
+
+/* act_forward, act_backward (beta 0 and beta 0.25 onto dx = 2e-38, whose
+ * scaled old value alone is subnormal), bias_act_forward and
+ * act_bias_backward (when present) on one backend. */
+static void check_subnormal_flush(fmd_backend *be, const char *name)
+{
+    size_t nb = NSUB * sizeof(float);
+    float *pre = be->ops->alloc(be, nb), *dout = be->ops->alloc(be, nb), *out = be->ops->alloc(be, nb);
+    float h[NSUB], old[NSUB];
+    if (!pre || !dout || !out) {
+        CHECK_MSG(0, "%s: alloc failed", name);
+        goto done;
+    }
+    for (int i = 0; i < NSUB; i++) old[i] = 2e-38f;
+    be->ops->upload(be, pre, sub_pre, nb);
+    be->ops->upload(be, dout, sub_dout, nb);
+    for (int kind = 0; kind < 2; kind++) {
+        char what[64];
+        be->ops->act_forward(be, kind, out, pre, NSUB);
+        be->ops->download(be, h, out, nb);
+        snprintf(what, sizeof what, "%s act_forward", name);
+        all_flushed(h, what, kind);
+        be->ops->act_backward(be, kind, out, dout, pre, NSUB, 0.0f);
+        be->ops->download(be, h, out, nb);
+        snprintf(what, sizeof what, "%s act_backward", name);
+        all_flushed(h, what, kind);
+        /* beta path: dout 0 in lanes 0-5 leaves 0.25 * 2e-38 = 5e-39 */
+        float d2[NSUB];
+        for (int i = 0; i < NSUB; i++) d2[i] = i < 6 ? 0.0f : sub_dout[i];
+        be->ops->upload(be, dout, d2, nb);
+        be->ops->upload(be, out, old, nb);
+        be->ops->act_backward(be, kind, out, dout, pre, NSUB, 0.25f);
+        be->ops->download(be, h, out, nb);
+        snprintf(what, sizeof what, "%s act_backward beta", name);
+        all_flushed(h, what, kind);
+        be->ops->upload(be, dout, sub_dout, nb);
+        if (FMDB_HAS(be, bias_act_forward)) {
+            float *p2 = be->ops->alloc(be, nb);
+            if (!p2) {
+                CHECK_MSG(0, "%s: alloc failed", name);
+                continue;
+            }
+            be->ops->copy(be, p2, pre, nb);
+            be->ops->bias_act_forward(be, kind, out, p2, NULL, 1, NSUB);
+            be->ops->download(be, h, out, nb);
+            snprintf(what, sizeof what, "%s bias_act_forward", name);
+            all_flushed(h, what, kind);
+            be->ops->act_bias_backward(be, kind, out, NULL, dout, pre, 1, NSUB);
+            be->ops->download(be, h, out, nb);
+            snprintf(what, sizeof what, "%s act_bias_backward", name);
+            all_flushed(h, what, kind);
+            be->ops->free(be, p2);
+        }
+    }
+    CHECK_OK(be->ops->sync(be));
+done:
+    be->ops->free(be, pre);
+    be->ops->free(be, dout);
+    be->ops->free(be, out);
+}
+
 int main(int argc, char **argv)
 {
     const char *name = argc > 1 ? argv[1] : "cpu";
@@ -119,6 +205,8 @@ int main(int argc, char **argv)
             free(h);
             free(r);
         }
+    check_subnormal_flush(be, name);
+    check_subnormal_flush(ref, "ref");
     fmd_backend_destroy(be);
     fmd_backend_destroy(ref);
     return tu_finish("test_backend_fused");

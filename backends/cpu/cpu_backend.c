@@ -225,12 +225,16 @@ static void cpu_act_forward(fmd_backend *be, int kind, float *out, const float *
 {
     if (kind == FMDB_ACT_SILU) {
         PFOR(be, n)
-        for (int64_t i = 0; i < n; i++) out[i] = x[i] / (1.0f + expf(-x[i]));
+        for (int64_t i = 0; i < n; i++) {
+            float y = x[i] / (1.0f + expf(-x[i]));
+            out[i] = FMDB_FLUSH_SUBNORMAL(y);
+        }
     } else {
         PFOR(be, n)
         for (int64_t i = 0; i < n; i++) {
             float v = x[i];
-            out[i] = 0.5f * v * (1.0f + tanhf(GELU_K * (v + GELU_C * v * v * v)));
+            float y = 0.5f * v * (1.0f + tanhf(GELU_K * (v + GELU_C * v * v * v)));
+            out[i] = FMDB_FLUSH_SUBNORMAL(y);
         }
     }
 }
@@ -243,7 +247,8 @@ static void cpu_act_backward(fmd_backend *be, int kind, float *dx, const float *
         for (int64_t i = 0; i < n; i++) {
             float s = 1.0f / (1.0f + expf(-x[i]));
             float d = dout[i] * s * (1.0f + x[i] * (1.0f - s));
-            dx[i] = beta == 0.0f ? d : beta * dx[i] + d;
+            float r = beta == 0.0f ? d : beta * dx[i] + d;
+            dx[i] = FMDB_FLUSH_SUBNORMAL(r);
         }
     } else {
         PFOR(be, n)
@@ -252,7 +257,8 @@ static void cpu_act_backward(fmd_backend *be, int kind, float *dx, const float *
             float th = tanhf(GELU_K * (v + GELU_C * v * v * v));
             float g = 0.5f * (1.0f + th) + 0.5f * v * (1.0f - th * th) * GELU_K * (1.0f + 3.0f * GELU_C * v * v);
             float d = dout[i] * g;
-            dx[i] = beta == 0.0f ? d : beta * dx[i] + d;
+            float r = beta == 0.0f ? d : beta * dx[i] + d;
+            dx[i] = FMDB_FLUSH_SUBNORMAL(r);
         }
     }
 }

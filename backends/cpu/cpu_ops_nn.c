@@ -27,7 +27,8 @@ CPU_CLONES static void k_bias_act(int kind, float *out, float *pre, const float 
             for (int64_t j = 0; j < c; j++) {
                 float v = p[j] + (bias ? bias[j] : 0.0f);
                 p[j] = v;
-                o[j] = v / (1.0f + fmdb_vexpf(-v));
+                float y = v / (1.0f + fmdb_vexpf(-v));
+                o[j] = FMDB_FLUSH_SUBNORMAL(y);
             }
         } else {
 #pragma omp simd
@@ -36,7 +37,8 @@ CPU_CLONES static void k_bias_act(int kind, float *out, float *pre, const float 
                 p[j] = v;
                 float u = GELU_K * (v + GELU_C * v * v * v);
                 float th = 1.0f - 2.0f / (1.0f + fmdb_vexpf(2.0f * u));
-                o[j] = 0.5f * v * (1.0f + th);
+                float y = 0.5f * v * (1.0f + th);
+                o[j] = FMDB_FLUSH_SUBNORMAL(y);
             }
         }
     }
@@ -50,7 +52,8 @@ CPU_CLONES static void k_act_bwd(int kind, float *dpre, const float *dout, const
         for (int64_t i = i0; i < i1; i++) {
             float v = pre[i];
             float s = 1.0f / (1.0f + fmdb_vexpf(-v));
-            dpre[i] = dout[i] * s * (1.0f + v * (1.0f - s));
+            float d = dout[i] * s * (1.0f + v * (1.0f - s));
+            dpre[i] = FMDB_FLUSH_SUBNORMAL(d);
         }
     } else {
 #pragma omp simd
@@ -59,7 +62,8 @@ CPU_CLONES static void k_act_bwd(int kind, float *dpre, const float *dout, const
             float u = GELU_K * (v + GELU_C * v * v * v);
             float th = 1.0f - 2.0f / (1.0f + fmdb_vexpf(2.0f * u));
             float g = 0.5f * (1.0f + th) + 0.5f * v * (1.0f - th * th) * GELU_K * (1.0f + 3.0f * GELU_C * v * v);
-            dpre[i] = dout[i] * g;
+            float d = dout[i] * g;
+            dpre[i] = FMDB_FLUSH_SUBNORMAL(d);
         }
     }
 }
@@ -118,7 +122,8 @@ void fmdb_ref_bias_act_forward(fmd_backend *be, int kind, float *out, float *pre
         for (int64_t j = 0; j < c; j++) {
             float v = pre[r * c + j] + (bias ? bias[j] : 0.0f);
             pre[r * c + j] = v;
-            out[r * c + j] = (float)ref_f(kind, v, &d);
+            float y = (float)ref_f(kind, v, &d);
+            out[r * c + j] = FMDB_FLUSH_SUBNORMAL(y);
         }
 }
 
@@ -128,7 +133,8 @@ void fmdb_ref_act_bias_backward(fmd_backend *be, int kind, float *dpre, float *d
     double d;
     for (int64_t i = 0; i < n * c; i++) {
         ref_f(kind, pre[i], &d);
-        dpre[i] = (float)((double)dout[i] * d);
+        float g = (float)((double)dout[i] * d);
+        dpre[i] = FMDB_FLUSH_SUBNORMAL(g);
     }
     if (dbias)
         for (int64_t j = 0; j < c; j++) {

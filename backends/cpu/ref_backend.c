@@ -117,13 +117,19 @@ static double ref_act_deriv(int kind, double x)
 
 static void ref_act_forward(fmd_backend *be, int kind, float *out, const float *x, int64_t n)
 {
-    for (int64_t i = 0; i < n; i++) out[i] = (float)ref_act(kind, x[i]);
+    for (int64_t i = 0; i < n; i++) {
+        float y = (float)ref_act(kind, x[i]);
+        out[i] = FMDB_FLUSH_SUBNORMAL(y);
+    }
 }
 
 static void ref_act_backward(fmd_backend *be, int kind, float *dx, const float *dout, const float *x, int64_t n,
                              float beta)
 {
-    for (int64_t i = 0; i < n; i++) dx[i] = upd(dx[i], dout[i] * ref_act_deriv(kind, x[i]), beta);
+    for (int64_t i = 0; i < n; i++) {
+        float r = upd(dx[i], dout[i] * ref_act_deriv(kind, x[i]), beta);
+        dx[i] = FMDB_FLUSH_SUBNORMAL(r);
+    }
 }
 
 static void ref_layernorm_forward(fmd_backend *be, float *out, float *mean, float *rstd, const float *x,

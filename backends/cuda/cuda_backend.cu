@@ -222,11 +222,15 @@ __global__ void k_affine(float *x, float alpha, float beta, int64_t n)
 __global__ void k_act_forward(int kind, float *out, const float *x, int64_t n)
 {
     if (kind == FMDB_ACT_SILU) {
-        GRID_STRIDE(i, n) out[i] = x[i] / (1.0f + expf(-x[i]));
+        GRID_STRIDE(i, n) {
+            float y = x[i] / (1.0f + expf(-x[i]));
+            out[i] = FMDB_FLUSH_SUBNORMAL(y);
+        }
     } else {
         GRID_STRIDE(i, n) {
             float v = x[i];
-            out[i] = 0.5f * v * (1.0f + tanhf(GELU_K * (v + GELU_C * v * v * v)));
+            float y = 0.5f * v * (1.0f + tanhf(GELU_K * (v + GELU_C * v * v * v)));
+            out[i] = FMDB_FLUSH_SUBNORMAL(y);
         }
     }
 }
@@ -244,7 +248,8 @@ __global__ void k_act_backward(int kind, float *dx, const float *dout, const flo
             g = 0.5f * (1.0f + th) + 0.5f * v * (1.0f - th * th) * GELU_K * (1.0f + 3.0f * GELU_C * v * v);
         }
         float d = dout[i] * g;
-        dx[i] = beta == 0.0f ? d : beta * dx[i] + d;
+        float r = beta == 0.0f ? d : beta * dx[i] + d;
+        dx[i] = FMDB_FLUSH_SUBNORMAL(r);
     }
 }
 
@@ -260,7 +265,7 @@ __global__ void k_bias_act_forward(int kind, float *out, float *pre, const float
         float y;
         if (kind == FMDB_ACT_SILU) y = v / (1.0f + expf(-v));
         else y = 0.5f * v * (1.0f + tanhf(GELU_K * (v + GELU_C * v * v * v)));
-        out[i] = y;
+        out[i] = FMDB_FLUSH_SUBNORMAL(y);
     }
 }
 
