@@ -434,7 +434,14 @@ typedef int (*fmd_train_progress_fn)(const fmd_train_stats *stats, void *user);
  * bad value - names the key; dit arch on non-image data), FMD_ERR_NONFINITE
  * (loss or gradient NaN/Inf: names the step), FMD_ERR_CANCELLED, FMD_ERR_IO
  * (checkpoint), FMD_ERR_OOM, backend errors.  On error *out is not set and
- * the last checkpoint written stays valid. */
+ * the last checkpoint written stays valid.
+ * Floating point: on x86 the call runs with flush-to-zero and
+ * denormals-are-zero set on the calling thread and the OpenMP workers
+ * (subnormal floats made training up to 3x slower); each thread's mode is
+ * restored before it returns, progress callbacks (and a callback teacher's
+ * function) run in the caller's mode on the calling thread while the workers
+ * keep flushing until the call returns.  FMD_FLUSH_DENORMALS=0 in the
+ * environment turns this off. */
 FMD_API fmd_status fmd_teacher_train(fmd_backend *backend, const fmd_dataset *data,
                                      const fmd_options *opts, fmd_train_progress_fn progress,
                                      void *user, fmd_teacher **out);
@@ -543,13 +550,16 @@ FMD_API fmd_status fmd_distiller_set_data(fmd_distiller *d, const float *x0, con
  * FMD_ERR_NONFINITE when a loss, teacher velocity or gradient is NaN/Inf -
  * the message names the step and the term, and no weight, moment or step
  * counter has changed; FMD_ERR_INVALID_ARG (data_based without data);
- * backend and teacher errors. */
+ * backend and teacher errors.  Floating point as fmd_teacher_train:
+ * subnormals flushed during the call, the caller's mode restored. */
 FMD_API fmd_status fmd_distiller_step(fmd_distiller *d);
 /* Run `steps` steps, calling progress (may be NULL) every progress_every
  * steps and after the last one.  With option checkpoint=PATH the state is
  * saved (atomically) every checkpoint_every steps and at the end; a failed
  * or cancelled run leaves the last checkpoint as it was.  Errors: those of
- * fmd_distiller_step and fmd_distiller_save, FMD_ERR_CANCELLED. */
+ * fmd_distiller_step and fmd_distiller_save, FMD_ERR_CANCELLED.  Floating
+ * point as fmd_teacher_train (the progress callback runs in the caller's
+ * mode). */
 FMD_API fmd_status fmd_distiller_run(fmd_distiller *d, int64_t steps,
                                      fmd_distill_progress_fn progress, void *user);
 /* Statistics of the last step into *out (see fmd_distill_stats).  Errors:

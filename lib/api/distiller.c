@@ -20,6 +20,7 @@
 #include "api/student_internal.h"
 #include "api/teacher_internal.h"
 #include "io/model_io.h"
+#include "util/fpmode.h"
 #include "util/util.h"
 
 enum { AUX_AUTO = 0, AUX_RESIDUAL = 1, AUX_COPY = 2 };
@@ -433,9 +434,8 @@ static void fill_stats(fmd_distiller *d, const ff_step_stats *s)
     d->stats.grad_norm = s->grad_norm;
 }
 
-fmd_status fmd_distiller_step(fmd_distiller *d)
+static fmd_status step_once(fmd_distiller *d)
 {
-    FMD_CHECK_ARG(d, "fmd_distiller_step: distiller is NULL");
     ff_step_stats s;
     fmd_status st = ff_step(d->tr, &s);
     if (st) return st;
@@ -443,15 +443,23 @@ fmd_status fmd_distiller_step(fmd_distiller *d)
     return FMD_OK;
 }
 
-fmd_status fmd_distiller_run(fmd_distiller *d, int64_t steps, fmd_distill_progress_fn progress,
-                             void *user)
+/* Training runs with subnormals flushed (util/fpmode.h); the caller's mode is
+ * back when these return, and the progress callback runs in it. */
+fmd_status fmd_distiller_step(fmd_distiller *d)
 {
-    FMD_CHECK_ARG(d, "fmd_distiller_run: distiller is NULL");
-    FMD_CHECK_ARG(steps >= 0, "fmd_distiller_run: steps must be >= 0 (got %lld)", (long long)steps);
+    FMD_CHECK_ARG(d, "fmd_distiller_step: distiller is NULL");
+    fmd_fpmode_enter(d->be->threads);
+    fmd_status st = step_once(d);
+    fmd_fpmode_leave(d->be->threads);
+    return st;
+}
+
+static fmd_status run_steps(fmd_distiller *d, int64_t steps, fmd_distill_progress_fn progress, void *user)
+{
     double t0 = fmd_now();
     int64_t since = 0;
     for (int64_t i = 0; i < steps; i++) {
-        fmd_status st = fmd_distiller_step(d);
+        fmd_status st = step_once(d);
         if (st) return st;
         since++;
         int64_t done = ff_steps_done(d->tr);
@@ -465,14 +473,31 @@ fmd_status fmd_distiller_run(fmd_distiller *d, int64_t steps, fmd_distill_progre
             d->stats.steps_per_s = now > t0 ? (double)since / (now - t0) : 0.0;
             t0 = now;
             since = 0;
-            if (progress && progress(&d->stats, user))
-                return fmd_seterr(FMD_ERR_CANCELLED,
-                                  "fmd_distiller_run: cancelled by the progress callback at step %lld",
-                                  (long long)done);
+            if (progress) {
+                fmd_fpmode_pause_state ps;
+                fmd_fpmode_pause(&ps);
+                int stop = progress(&d->stats, user);
+                fmd_fpmode_resume(&ps);
+                if (stop)
+                    return fmd_seterr(FMD_ERR_CANCELLED,
+                                      "fmd_distiller_run: cancelled by the progress callback at step %lld",
+                                      (long long)done);
+            }
         }
     }
     if (d->ckpt_path && steps > 0) return fmd_distiller_save(d, d->ckpt_path);
     return FMD_OK;
+}
+
+fmd_status fmd_distiller_run(fmd_distiller *d, int64_t steps, fmd_distill_progress_fn progress,
+                             void *user)
+{
+    FMD_CHECK_ARG(d, "fmd_distiller_run: distiller is NULL");
+    FMD_CHECK_ARG(steps >= 0, "fmd_distiller_run: steps must be >= 0 (got %lld)", (long long)steps);
+    fmd_fpmode_enter(d->be->threads);
+    fmd_status st = run_steps(d, steps, progress, user);
+    fmd_fpmode_leave(d->be->threads);
+    return st;
 }
 
 fmd_status fmd_distiller_stats(const fmd_distiller *d, fmd_distill_stats *out)

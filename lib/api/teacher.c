@@ -22,6 +22,7 @@
 #include "io/model_io.h"
 #include "io/safetensors.h"
 #include "util/philox.h"
+#include "util/fpmode.h"
 #include "util/util.h"
 
 enum { TK_MIXTURE = 0, TK_NETWORK = 1, TK_CALLBACK = 2 };
@@ -243,6 +244,19 @@ static fmd_status network_velocity_dev(fmd_teacher *T, float *v, const float *x,
     return FMD_OK;
 }
 
+/* A callback teacher's function runs in the caller's floating-point mode
+ * even inside a training call (util/fpmode.h). */
+static int call_user(fmd_teacher *T, float *v, const float *x, const float *t, const int32_t *lab,
+                     int64_t b, int64_t D)
+{
+    fmd_fpmode_pause_state ps;
+    fmd_fpmode_pause(&ps);
+    int rc = T->fn(T->user, v, x, t, lab, b, D);
+    fmd_fpmode_resume(&ps);
+    return rc;
+}
+
+
 /* ---------------------------------------------------------------- host paths */
 
 /* float host buffers -> float host v.  Internally uses only hvu, hnull, hf,
@@ -263,14 +277,14 @@ static fmd_status host_velocity_f32(fmd_teacher *T, float *v, const float *x, co
         return FMD_OK;
     case TK_CALLBACK: {
         const int32_t *lab = T->num_classes > 0 ? (labels ? labels : T->hnull) : NULL;
-        int rc = T->fn(T->user, v, x, t, lab, b, D);
+        int rc = call_user(T, v, x, t, lab, b, D);
         if (rc) return fmd_seterr(FMD_ERR_CANCELLED, "teacher callback returned %d", rc);
         if (guided(T, g)) {
             int any = 0;
             for (int64_t i = 0; i < b && !any; i++)
                 any = in_interval(g, t[i]) && lab[i] != T->num_classes;
             if (!any) return FMD_OK;
-            rc = T->fn(T->user, T->hvu, x, t, T->hnull, b, D);
+            rc = call_user(T, T->hvu, x, t, T->hnull, b, D);
             if (rc) return fmd_seterr(FMD_ERR_CANCELLED, "teacher callback returned %d", rc);
             for (int64_t i = 0; i < b; i++) {
                 if (!in_interval(g, t[i])) continue;

@@ -9,6 +9,7 @@
 #include "io/fmdfile.h"
 #include "io/idx.h"
 #include "io/model_io.h"
+#include "util/fpmode.h"
 #include "util/util.h"
 
 /* Prefix the current last error (copied first: fmd_seterr must not read the
@@ -356,6 +357,7 @@ fmd_status fmd_teacher_train(fmd_backend *be, const fmd_dataset *data, const fmd
     s.steps = fc.steps;
     double t0 = fmd_now(), tlast = t0, lsum = 0;
     int64_t lcount = 0, slast = 0;
+    fmd_fpmode_enter(be->threads); /* subnormals flushed while training (util/fpmode.h) */
     while (fm_steps_done(tr) < fc.steps) {
         double loss, gn, lr;
         if ((st = fm_step(tr, &loss, &gn, &lr))) break;
@@ -378,13 +380,18 @@ fmd_status fmd_teacher_train(fmd_backend *be, const fmd_dataset *data, const fmd
             slast = k;
             lsum = 0;
             lcount = 0;
-            if (progress(&s, user)) {
+            fmd_fpmode_pause_state ps;
+            fmd_fpmode_pause(&ps);
+            int stop = progress(&s, user);
+            fmd_fpmode_resume(&ps);
+            if (stop) {
                 st = fmd_seterr(FMD_ERR_CANCELLED, "%s: cancelled by the progress callback at step "
                                 "%lld", fn, (long long)k);
                 break;
             }
         }
     }
+    fmd_fpmode_leave(be->threads);
     if (!st) {
         be->ops->copy(be, nn_model_params(net), fm_ema(tr), (size_t)nn_model_num_params(net) * sizeof(float));
         st = be->ops->sync(be);
