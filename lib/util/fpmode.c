@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) || defined(__SSE2__)
+#if defined(__x86_64__) /* every x86-64 CPU has DAZ; some 32-bit SSE2 ones did not */
 #include <xmmintrin.h>
 #define FP_HAVE 1
 #define FP_BITS 0x8040u /* MXCSR: FTZ (bit 15) | DAZ (bit 6) */
