@@ -18,7 +18,10 @@
  *             [--json FILE] [--pytorch-steps N] [--no-pytorch] [--quiet] [--parallel]
  *             [--tset teacher:key=value]... [--tstudent teacher:key=value]...
  *             [--threads teacher=N]... [--cfg W] [--backend cpu|cuda]
- * rows: euler, dp, pred, corr, both, data.  --set / --student apply to every
+ * rows: euler, dp, pred, corr, both, data, pool (the data-based baseline fed
+ * the teacher's own ODE samples instead of the mixture's data: on a guided
+ * teacher it separates the baseline's wrong distribution from its anchoring;
+ * not in the default rows).  --set / --student apply to every
  * teacher, --tset / --tstudent to one.  --parallel trains every student row
  * in its own process at once (set FMD_NUM_THREADS=1; --threads gives one
  * teacher's children more).  --backend trains on another backend (the CUDA
@@ -146,7 +149,8 @@ static void train_row(fmd_teacher *T, const char *tname, fmd_backend *be, fmd_ev
     apply_teacher_opts(so, tname, A.tsset, A.ntsset);
     if (strcmp(kind, "pred") == 0) TRY("opt", fmd_options_set_i64(o, "corr", 0));
     if (strcmp(kind, "corr") == 0) TRY("opt", fmd_options_set_i64(o, "pred", 0));
-    if (strcmp(kind, "data") == 0) {
+    int pool = strcmp(kind, "pool") == 0;
+    if (strcmp(kind, "data") == 0 || pool) {
         TRY("opt", fmd_options_set_i64(o, "corr", 0));
         TRY("opt", fmd_options_set_i64(o, "data_based", 1));
     }
@@ -158,15 +162,18 @@ static void train_row(fmd_teacher *T, const char *tname, fmd_backend *be, fmd_ev
     fmd_distiller *d;
     TRY("fmd_student_create", fmd_student_create(T, be, so, &s));
     TRY("fmd_distiller_create", fmd_distiller_create(T, s, be, o, &d));
-    if (strcmp(kind, "data") == 0) {
-        /* the mixture's unguided data samples (uniform classes) */
+    if (strcmp(kind, "data") == 0 || pool) {
+        /* data: the mixture's unguided data samples (uniform classes); pool:
+         * the teacher's own (guided) ODE samples, Dormand-Prince from noises
+         * of seed 778 (the evaluator's are seed 0) */
         int64_t n = 65536, D = fmd_teacher_dim(T);
         int K = fmd_teacher_num_classes(T);
         float *x = malloc((size_t)(n * D) * sizeof(float));
         int32_t *lab = K ? malloc((size_t)n * sizeof(int32_t)) : NULL;
         if (!x || (K && !lab)) die("malloc", FMD_ERR_OOM);
         for (int64_t i = 0; lab && i < n; i++) lab[i] = (int32_t)(i % K);
-        TRY("fmd_teacher_sample_data", fmd_teacher_sample_data(T, n, 777, 0, lab, x, NULL));
+        if (pool) TRY("fmd_teacher_sample", fmd_teacher_sample(T, x, lab, n, 778, 0, NULL, NULL));
+        else TRY("fmd_teacher_sample_data", fmd_teacher_sample_data(T, n, 777, 0, lab, x, NULL));
         TRY("fmd_distiller_set_data", fmd_distiller_set_data(d, x, lab, n));
         free(x);
         free(lab);
@@ -411,17 +418,19 @@ int main(int argc, char **argv)
         }
     }
     static const char *const names[] = {"ring8", "grid25", "classes4-d32"};
-    static const char *const kinds[] = {"pred", "corr", "both", "data"};
-    static const char *const labels[] = {"student pred-only", "student corr-only",
-                                         "student pred+corr", "data-based baseline"};
-    static job jobs[3][4];
+    enum { NKINDS = 5 };
+    static const char *const kinds[NKINDS] = {"pred", "corr", "both", "data", "pool"};
+    static const char *const labels[NKINDS] = {"student pred-only", "student corr-only",
+                                               "student pred+corr", "data-based baseline",
+                                               "teacher-pool baseline"};
+    static job jobs[3][NKINDS];
     if (A.jobs) {
         /* every student row in its own process, all at once, before this
          * process touches OpenMP */
         fflush(stdout);
         fflush(stderr);
         for (int ti = 0; ti < 3; ti++)
-            for (int k = 0; k < 4; k++) {
+            for (int k = 0; k < NKINDS; k++) {
                 if (!has(A.teachers, names[ti]) || !has(A.rows, kinds[k])) continue;
                 int p[2];
                 if (pipe(p)) {
@@ -499,7 +508,7 @@ int main(int argc, char **argv)
             TRY("evaluate", fmd_evaluator_teacher(ev, NULL, &r->r));
             r->nfe = r->r.nfe;
         }
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < NKINDS; k++) {
             if (!has(A.rows, kinds[k])) continue;
             row *r = &rows[n++];
             snprintf(r->name, sizeof r->name, "%s", labels[k]);
