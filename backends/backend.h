@@ -113,7 +113,8 @@ struct fmd_backend_ops {
     /* All four activation ops (these two and the fused slots below) flush
      * subnormal results to zero (FMDB_FLUSH_SUBNORMAL): f'(x) of a strongly
      * negative pre-activation times a small gradient is subnormal, and
-     * subnormal GEMM operands run up to 6x slower on x86 (docs/distiller.md).
+     * subnormal GEMM operands made x86 training up to 3x slower
+     * (docs/benchmarks.md, "Subnormal numbers").
      * out = f(x) */
     void (*act_forward)(fmd_backend *be, int kind, float *out, const float *x, int64_t n);
     /* dx = beta*dx + dout * f'(x).  Also the forward-mode tangent: t_out = f'(x)*t_x. */

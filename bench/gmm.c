@@ -149,8 +149,8 @@ static void train_row(fmd_teacher *T, const char *tname, fmd_backend *be, fmd_ev
     apply_teacher_opts(so, tname, A.tsset, A.ntsset);
     if (strcmp(kind, "pred") == 0) TRY("opt", fmd_options_set_i64(o, "corr", 0));
     if (strcmp(kind, "corr") == 0) TRY("opt", fmd_options_set_i64(o, "pred", 0));
-    int pool = strcmp(kind, "pool") == 0;
-    if (strcmp(kind, "data") == 0 || pool) {
+    int pool = strcmp(kind, "pool") == 0, data_based = pool || strcmp(kind, "data") == 0;
+    if (data_based) {
         TRY("opt", fmd_options_set_i64(o, "corr", 0));
         TRY("opt", fmd_options_set_i64(o, "data_based", 1));
     }
@@ -162,7 +162,7 @@ static void train_row(fmd_teacher *T, const char *tname, fmd_backend *be, fmd_ev
     fmd_distiller *d;
     TRY("fmd_student_create", fmd_student_create(T, be, so, &s));
     TRY("fmd_distiller_create", fmd_distiller_create(T, s, be, o, &d));
-    if (strcmp(kind, "data") == 0 || pool) {
+    if (data_based) {
         /* data: the mixture's unguided data samples (uniform classes); pool:
          * the teacher's own (guided) ODE samples, Dormand-Prince from noises
          * of seed 778 (the evaluator's are seed 0) */
