@@ -256,7 +256,6 @@ static int call_user(fmd_teacher *T, float *v, const float *x, const float *t, c
     return rc;
 }
 
-
 /* ---------------------------------------------------------------- host paths */
 
 /* float host buffers -> float host v.  Internally uses only hvu, hnull, hf,
