@@ -125,6 +125,74 @@ static void test_targets(void)
     fmd_teacher_destroy(T);
 }
 
+/* data_frac: with data_based=1 the first round(data_frac * rows) prediction
+ * rows start from data-noised states (t0 < 1), the others from noise (t0 =
+ * 1) as in data-free training; data_frac without data_based is refused. */
+static void test_data_frac(void)
+{
+    fmd_teacher *T;
+    CHECK_OK(fmd_teacher_create_preset("ring8", &T));
+    vctx vc = {T};
+    nn_model *s = mlp(2, 1, 32, 3), *e = mlp(2, 1, 32, 3);
+    enum { B = 64, N = 500 };
+    static float tg[B * 2], F[B * 2], dl[B], x0[N * 2];
+    for (int i = 0; i < N * 2; i++) x0[i] = (float)tu_normal();
+    static const double fracs[] = {1.0, 0.25, 0.5, 0.0};
+    for (int k = 0; k < 4; k++) {
+        ff_config c;
+        ff_config_default(&c);
+        c.batch = B;
+        c.use_corr = 0;
+        c.seed = 9;
+        c.data_based = 1;
+        c.data_frac = fracs[k];
+        ff_trainer *t = NULL;
+        int64_t rows = 0;
+        CHECK_OK(ff_create(be, &c, s, e, NULL, 0, vel, &vc, &t));
+        if (!t) continue;
+        CHECK_OK(ff_set_data(t, x0, NULL, N));
+        CHECK_OK(ff_prediction_target(t, tg, F, dl, &rows));
+        const float *t0 = ff_rows_start_time(t);
+        int64_t want = (int64_t)(B * fracs[k] + 0.5), data_rows = 0, misplaced = 0;
+        for (int64_t i = 0; i < rows; i++) {
+            int on_data = t0[i] < 1.0f;
+            data_rows += on_data;
+            misplaced += on_data != (i < want);
+            CHECK_MSG(dl[i] > 0.0f && dl[i] <= t0[i], "row %lld: delta %g outside (0, t0 = %g]", (long long)i,
+                      (double)dl[i], (double)t0[i]);
+        }
+        CHECK_MSG(rows == B && data_rows == want && misplaced == 0,
+                  "data_frac %g: %lld of %lld rows on data (want the first %lld), %lld misplaced", fracs[k],
+                  (long long)data_rows, (long long)rows, (long long)want, (long long)misplaced);
+        ff_destroy(t);
+    }
+    nn_model_destroy(s);
+    nn_model_destroy(e);
+
+    fmd_student *st;
+    fmd_options *so, *o;
+    CHECK_OK(fmd_options_create(&so));
+    CHECK_OK(fmd_options_parse(so, "width=16"));
+    CHECK_OK(fmd_student_create(T, be, so, &st));
+    CHECK_OK(fmd_options_create(&o));
+    CHECK_OK(fmd_options_parse(o, "data_frac=0.5"));
+    fmd_distiller *d = NULL;
+    CHECK_STATUS(fmd_distiller_create(T, st, be, o, &d), FMD_ERR_INVALID_ARG);
+    CHECK(strstr(fmd_last_error(), "data_frac") != NULL);
+    CHECK_OK(fmd_options_parse(o, "data_based=1"));
+    CHECK_OK(fmd_options_parse(o, "batch=32"));
+    CHECK_OK(fmd_distiller_create(T, st, be, o, &d));
+    if (d) {
+        CHECK_OK(fmd_distiller_set_data(d, x0, NULL, N));
+        CHECK_OK(fmd_distiller_step(d));
+    }
+    fmd_distiller_destroy(d);
+    fmd_options_destroy(o);
+    fmd_options_destroy(so);
+    fmd_student_destroy(st);
+    fmd_teacher_destroy(T);
+}
+
 /* Correction sign (MATH.md section 4) on a 1-D teacher: when v_N - v points
  * left (student samples to the right of the teacher's), one correction step
  * must move the one-step samples left, and right for the opposite sign. */
@@ -732,6 +800,7 @@ int main(void)
     CHECK_OK(fmd_backend_open("cpu", &be));
     if (!be) return tu_finish("test_distiller");
     test_targets();
+    test_data_frac();
     test_correction_sign();
     test_reference();
     test_resume(0);

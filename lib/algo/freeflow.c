@@ -100,6 +100,7 @@ void ff_config_default(ff_config *c)
     c->lr_warmup = 0;
     c->lr_min = 0.1;
     c->data_based = 0;
+    c->data_frac = 1.0;
 }
 
 /* ---- small device helpers ------------------------------------------------- */
@@ -288,6 +289,7 @@ fmd_status ff_set_data(ff_trainer *t, const float *x0, const int32_t *labels, in
 int64_t ff_steps_done(const ff_trainer *t) { return t->step; }
 void ff_set_steps_done(ff_trainer *t, int64_t step) { t->step = step; }
 const ff_config *ff_get_config(const ff_trainer *t) { return &t->c; }
+const float *ff_rows_start_time(const ff_trainer *t) { return t->h_t0; }
 float *ff_adam_m(ff_trainer *t) { return t->m; }
 float *ff_adam_v(ff_trainer *t) { return t->v; }
 float *ff_aux_adam_m(ff_trainer *t) { return t->am; }
@@ -428,13 +430,15 @@ static fmd_status draw_rows(ff_trainer *t)
     const ff_config *c = &t->c;
     const int64_t B = t->B, Bp = t->Bp, D = t->D, s = t->step;
     const uint64_t seed = c->seed;
+    /* prediction rows [0, Bd) start from data-noised states, [Bd, Bp) from noise */
+    const int64_t Bd = c->data_based ? (int64_t)((double)Bp * c->data_frac + 0.5) : 0;
     for (int64_t i = 0; i < B; i++) {
         uint64_t e = ((uint64_t)s * (uint64_t)B + (uint64_t)i) * 4u;
         double t0 = 1.0, dl = 1.0;
         if (i < Bp) {
             double coin = fmd_philox_uniform_at(seed, S_DELTA, e);
             double u = fmd_philox_uniform_at(seed, S_DELTA, e + 1);
-            if (c->data_based) {
+            if (i < Bd) {
                 /* start time t0 ~ U(0,1); span delta = t0 (end at s = 0) with
                  * probability delta_one, else U(0, t0) */
                 t0 = fmd_philox_uniform_at(seed, S_DATA, e);
@@ -448,13 +452,13 @@ static fmd_status draw_rows(ff_trainer *t)
             } else {
                 dl = u;
             }
-            if (!c->data_based) dl = c->delta_min + (1.0 - c->delta_min) * dl;
+            if (i >= Bd) dl = c->delta_min + (1.0 - c->delta_min) * dl;
         }
         t->h_t0[i] = (float)t0;
         t->h_dl[i] = (float)dl;
         t->h_tin[i] = (float)(t0 - dl);
         if (t->K) {
-            if (c->data_based && i < Bp) {
+            if (i < Bd) {
                 t->h_lab[i] = t->h_data_lab ? t->h_data_lab[t->h_idx[i]] : 0;
             } else {
                 t->h_lab[i] = (int32_t)uniform_index(seed, S_LABEL, (uint64_t)s * B + i, t->K);
@@ -466,19 +470,19 @@ static fmd_status draw_rows(ff_trainer *t)
     if (t->K) up(t, t->lab, t->h_lab, B, sizeof(int32_t));
     /* start states: z ~ N(0, I) on every row */
     t->op->fill_normal(t->be, t->X0, B * D, seed, S_Z, (uint64_t)s * (uint64_t)(B * D));
-    if (c->data_based && Bp > 0) {
-        /* X0 = (1 - t0) x0[idx] + t0 * eps on the prediction rows */
-        up(t, t->idx, t->h_idx, Bp, sizeof(int32_t));
-        t->op->embed_forward(t->be, t->xa, t->data, t->idx, Bp, D);
-        for (int64_t i = 0; i < Bp; i++) {
+    if (Bd > 0) {
+        /* X0 = (1 - t0) x0[idx] + t0 * eps on the data rows */
+        up(t, t->idx, t->h_idx, Bd, sizeof(int32_t));
+        t->op->embed_forward(t->be, t->xa, t->data, t->idx, Bd, D);
+        for (int64_t i = 0; i < Bd; i++) {
             t->h_k1[i] = 1.0f - t->h_t0[i];
             t->h_k2[i] = t->h_t0[i];
         }
-        up(t, t->k1, t->h_k1, Bp, sizeof(float));
-        up(t, t->k2, t->h_k2, Bp, sizeof(float));
-        rowscale(t, t->xe, t->xa, t->k1, Bp, 0.0f);
-        rowscale(t, t->xe, t->X0, t->k2, Bp, 1.0f);
-        t->op->copy(t->be, t->X0, t->xe, (size_t)(Bp * D) * sizeof(float));
+        up(t, t->k1, t->h_k1, Bd, sizeof(float));
+        up(t, t->k2, t->h_k2, Bd, sizeof(float));
+        rowscale(t, t->xe, t->xa, t->k1, Bd, 0.0f);
+        rowscale(t, t->xe, t->X0, t->k2, Bd, 1.0f);
+        t->op->copy(t->be, t->X0, t->xe, (size_t)(Bd * D) * sizeof(float));
     }
     return FMD_OK;
 }

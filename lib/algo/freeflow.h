@@ -69,6 +69,9 @@ typedef struct ff_config {
     int64_t decay_steps, lr_warmup;
     double lr_min;           /* final lr as a fraction of lr                     */
     int data_based;          /* 1: section 10 baseline (needs ff_set_data)       */
+    double data_frac;        /* with data_based: share of the prediction rows on
+                                data-noised states; the rest start from noise
+                                as in data-free training                        */
 } ff_config;
 
 void ff_config_default(ff_config *c);
@@ -130,6 +133,9 @@ fmd_status ff_prediction_target(ff_trainer *t, float *target, float *F, float *d
 int64_t ff_steps_done(const ff_trainer *t);
 void ff_set_steps_done(ff_trainer *t, int64_t step);
 const ff_config *ff_get_config(const ff_trainer *t);
+/* Tests: the start time t0 of each row of the last drawn step (host, batch
+ * rows): 1 on rows that start from noise, < 1 on data-noised rows. */
+const float *ff_rows_start_time(const ff_trainer *t);
 /* Device moment buffers (parameter layout of the student / aux). */
 float *ff_adam_m(ff_trainer *t);
 float *ff_adam_v(ff_trainer *t);

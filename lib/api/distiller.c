@@ -100,6 +100,7 @@ static const opt_spec k_opts[] = {
     {"lr_warmup", O_I64, 0, 1e15},
     {"lr_min", O_F64, 0, 1},
     {"data_based", O_I64, 0, 1},
+    {"data_frac", O_F64, 0, 1},
     {"checkpoint", O_STR, 0, 0},
     {"checkpoint_every", O_I64, 0, 1e15},
     {"progress_every", O_I64, 1, 1e15},
@@ -240,6 +241,7 @@ static fmd_status parse_options(const fmd_options *o, const fmd_guidance *tg, pa
         else if (IS("lr_warmup")) c->lr_warmup = iv;
         else if (IS("lr_min")) c->lr_min = f;
         else if (IS("data_based")) c->data_based = (int)iv;
+        else if (IS("data_frac")) c->data_frac = f;
         else if (IS("checkpoint")) {
             if (!sv[0])
                 return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option 'checkpoint' is empty", fn);
@@ -261,6 +263,8 @@ static fmd_status parse_options(const fmd_options *o, const fmd_guidance *tg, pa
     if (c->data_based && !c->use_pred)
         return fmd_seterr(FMD_ERR_INVALID_ARG,
                           "%s: option 'data_based' needs the prediction objective (pred=1)", fn);
+    if (c->data_frac != 1.0 && !c->data_based)
+        return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option 'data_frac' applies to data_based=1 only", fn);
     if (p->corr_ref && !c->use_corr)
         return fmd_seterr(FMD_ERR_INVALID_ARG,
                           "%s: option 'corr_ref' = 'samples' needs the correction (corr=1)", fn);
