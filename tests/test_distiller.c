@@ -56,6 +56,17 @@ static nn_model *mlp(int dim, int student, int width, uint64_t seed)
     return m;
 }
 
+/* Defaults with prediction rows only (no correction), batch and seed given. */
+static ff_config pred_only_cfg(int64_t batch, uint64_t seed)
+{
+    ff_config c;
+    ff_config_default(&c);
+    c.batch = batch;
+    c.use_corr = 0;
+    c.seed = seed;
+    return c;
+}
+
 /* JVP vs FD vs teacher-step targets on the same rows. */
 static void test_targets(void)
 {
@@ -69,12 +80,8 @@ static void test_targets(void)
     enum { B = 64 };
     static float tj[B * 2], fj[B * 2], tf[B * 2], ff[B * 2], ts[B * 2], fs[B * 2], dl[B], dl2[B];
     int64_t rows = 0, rows2 = 0;
-    ff_config c;
-    ff_config_default(&c);
-    c.batch = B;
-    c.use_corr = 0;
+    ff_config c = pred_only_cfg(B, 5);
     c.delta_one = 0.0;
-    c.seed = 5;
     ff_trainer *t = NULL;
     c.target = FF_TARGET_JVP;
     CHECK_OK(ff_create(be, &c, s, e, NULL, 0, vel, &vc, &t));
@@ -139,11 +146,7 @@ static void test_data_frac(void)
     for (int i = 0; i < N * 2; i++) x0[i] = (float)tu_normal();
     static const double fracs[] = {1.0, 0.25, 0.5, 0.0};
     for (int k = 0; k < 4; k++) {
-        ff_config c;
-        ff_config_default(&c);
-        c.batch = B;
-        c.use_corr = 0;
-        c.seed = 9;
+        ff_config c = pred_only_cfg(B, 9);
         c.data_based = 1;
         c.data_frac = fracs[k];
         ff_trainer *t = NULL;
