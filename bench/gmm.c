@@ -21,7 +21,8 @@
  * rows: euler, dp, pred, corr, both, data, pool (the data-based baseline fed
  * the teacher's own ODE samples instead of the mixture's data: on a guided
  * teacher it separates the baseline's wrong distribution from its anchoring;
- * not in the default rows).  --set / --student apply to every
+ * not in the default rows; with --set data_pool=N the distiller draws
+ * that pool itself, Heun instead of Dormand-Prince).  --set / --student apply to every
  * teacher, --tset / --tstudent to one.  --parallel trains every student row
  * in its own process at once (set FMD_NUM_THREADS=1; --threads gives one
  * teacher's children more).  --backend trains on another backend (the CUDA
@@ -162,7 +163,9 @@ static void train_row(fmd_teacher *T, const char *tname, fmd_backend *be, fmd_ev
     fmd_distiller *d;
     TRY("fmd_student_create", fmd_student_create(T, be, so, &s));
     TRY("fmd_distiller_create", fmd_distiller_create(T, s, be, o, &d));
-    if (data_based) {
+    int64_t own_pool = 0;   /* --set data_pool=N: the distiller drew its pool itself */
+    if (data_based && fmd_options_get_i64(o, "data_pool", &own_pool) != FMD_OK) own_pool = 0;
+    if (data_based && !own_pool) {
         /* data: the mixture's unguided data samples (uniform classes); pool:
          * the teacher's own (guided) ODE samples, Dormand-Prince from noises
          * of seed 778 (the evaluator's are seed 0) */

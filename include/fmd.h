@@ -533,17 +533,21 @@ typedef int (*fmd_distill_progress_fn)(const fmd_distill_stats *stats, void *use
  * the student (fmd_distiller_ema_student), the auxiliary network g (a copy
  * of a network teacher; "teacher + zero-initialised residual MLP" for
  * mixture and callback teachers, so v_N = v at the start), and the AdamW
- * state.  Everything a step needs is allocated here.  opts may be NULL
- * (defaults, see docs/distiller.md).  Errors: FMD_ERR_INVALID_ARG (NULL
- * argument, student/teacher mismatch, unknown option or bad value - the
- * message names the key), FMD_ERR_OOM, backend and teacher errors. */
+ * state.  Everything a step needs is allocated here, and the teacher pools
+ * of options corr_ref=samples and data_pool are drawn here (2 teacher calls
+ * per Heun step and sample).  opts may be NULL (defaults, see
+ * docs/distiller.md).  Errors: FMD_ERR_INVALID_ARG (NULL argument,
+ * student/teacher mismatch, unknown option or bad value - the message names
+ * the key), FMD_ERR_NONFINITE (a pool sample), FMD_ERR_OOM, backend and
+ * teacher errors. */
 FMD_API fmd_status fmd_distiller_create(fmd_teacher *teacher, fmd_student *student,
                                         fmd_backend *backend, const fmd_options *opts,
                                         fmd_distiller **out);
 /* Data of the data-based baseline (option data_based=1, MATH.md section
  * 10): x0 (n, D) host samples and labels (n) in [0, num_classes) (NULL for an
- * unconditional teacher); copied.  Errors: FMD_ERR_INVALID_ARG,
- * FMD_ERR_NONFINITE (a NaN/Inf sample), FMD_ERR_OOM. */
+ * unconditional teacher); copied, replacing any data before (also the
+ * teacher pool that option data_pool draws at create).  Errors:
+ * FMD_ERR_INVALID_ARG, FMD_ERR_NONFINITE (a NaN/Inf sample), FMD_ERR_OOM. */
 FMD_API fmd_status fmd_distiller_set_data(fmd_distiller *d, const float *x0, const int32_t *labels,
                                           int64_t n);
 /* One distillation step (MATH.md section 5).  Allocates nothing.  Errors:

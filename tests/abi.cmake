@@ -11,3 +11,7 @@ add_test(NAME test_symbols COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/check_symbols.sh 
 add_test(NAME test_install COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/check_install.sh ${PROJECT_BINARY_DIR}
                                    ${PROJECT_SOURCE_DIR})
 set_tests_properties(test_install PROPERTIES TIMEOUT 300)
+# docs/api.md is generated from the header's comments: a header change that
+# forgot to regenerate it fails here (python3 scripts/gen_api_md.py mends it).
+add_test(NAME test_api_md_current
+  COMMAND ${FMD_TEST_PYTHON} ${PROJECT_SOURCE_DIR}/scripts/gen_api_md.py --check)

@@ -21,6 +21,7 @@
 #include "api/student_internal.h"
 #include "api/teacher_internal.h"
 #include "nn/model.h"
+#include "util/philox.h"
 #include "util/util.h"
 
 static fmd_backend *be;
@@ -196,6 +197,109 @@ static void test_data_frac(void)
     fmd_teacher_destroy(T);
 }
 
+/* data_pool: the distiller draws its data from the teacher itself.  Row i
+ * is the teacher's guided ODE solved by Heun from Philox noise (seed, stream
+ * FF_STREAM_DATA_POOL, elements i * D ...) with label i mod K: the same as
+ * fmd_teacher_solve(heun) from that noise.  Two chunks of B rows.  Through
+ * the API: refused without data_based, data_pool_steps refused without
+ * data_pool, and data_based=1 steps without fmd_distiller_set_data. */
+static void test_data_pool(void)
+{
+    fmd_teacher *T;
+    CHECK_OK(fmd_teacher_create_preset("classes4-d32", &T));
+    CHECK_OK(fmd_teacher_set_guidance(T, 3.0, 0.0, 1.0));
+    vctx vc = {T};
+    enum { B = 64, N = 100, D = 32, K = 4, STEPS = 4 };
+    nn_model *s = NULL, *e = NULL;
+    {
+        nn_config c;
+        memset(&c, 0, sizeof c);
+        c.arch = NN_ARCH_MLP;
+        c.student = 1;
+        c.dim = D;
+        c.num_classes = K;
+        c.width = 32;
+        c.depth = 2;
+        c.temb_dim = 16;
+        CHECK_OK(nn_model_create(be, &c, 1, &s));
+        CHECK_OK(nn_model_create(be, &c, 2, &e));
+    }
+    ff_config c = pred_only_cfg(B, 11);
+    c.data_based = 1;
+    c.pred_g = (ff_guidance){3.0f, 0.0f, 1.0f};
+    ff_trainer *t = NULL;
+    if (s && e) CHECK_OK(ff_create(be, &c, s, e, NULL, 0, vel, &vc, &t));
+    static float got[N * D], want[N * D];
+    static int32_t lab[N], wlab[N];
+    if (t) {
+        CHECK_OK(ff_make_data_pool(t, N, STEPS));
+        CHECK_OK(ff_copy_data(t, got, lab, N));
+        fmd_philox_normal_fill(want, N * D, 11, FF_STREAM_DATA_POOL, 0);
+        for (int i = 0; i < N; i++) wlab[i] = i % K;
+        fmd_options *so;
+        CHECK_OK(fmd_options_create(&so));
+        CHECK_OK(fmd_options_parse(so, "solver=heun"));
+        CHECK_OK(fmd_options_set_i64(so, "steps", STEPS));
+        CHECK_OK(fmd_teacher_solve(T, want, wlab, N, so, NULL));
+        fmd_options_destroy(so);
+        double err = tu_rel_err(got, want, N * D);
+        CHECK_MSG(err < 1e-5, "data pool against Heun-%d of the teacher: relative error %.3g", STEPS,
+                  err);
+        CHECK(memcmp(lab, wlab, sizeof lab) == 0);
+        /* the guided field, not the unguided one */
+        static float ung[N * D];
+        fmd_philox_normal_fill(ung, N * D, 11, FF_STREAM_DATA_POOL, 0);
+        CHECK_OK(fmd_teacher_set_guidance(T, 1.0, 0.0, 1.0));
+        CHECK_OK(fmd_options_create(&so));
+        CHECK_OK(fmd_options_parse(so, "solver=heun"));
+        CHECK_OK(fmd_options_set_i64(so, "steps", STEPS));
+        CHECK_OK(fmd_teacher_solve(T, ung, wlab, N, so, NULL));
+        fmd_options_destroy(so);
+        CHECK_OK(fmd_teacher_set_guidance(T, 3.0, 0.0, 1.0));
+        CHECK(tu_rel_err(got, ung, N * D) > 1e-2);
+    }
+    ff_destroy(t);
+    nn_model_destroy(s);
+    nn_model_destroy(e);
+
+    fmd_student *st;
+    fmd_options *so, *o;
+    CHECK_OK(fmd_options_create(&so));
+    CHECK_OK(fmd_options_parse(so, "width=16"));
+    CHECK_OK(fmd_student_create(T, be, so, &st));
+    CHECK_OK(fmd_options_create(&o));
+    CHECK_OK(fmd_options_parse(o, "data_pool=200"));
+    fmd_distiller *d = NULL;
+    CHECK_STATUS(fmd_distiller_create(T, st, be, o, &d), FMD_ERR_INVALID_ARG);
+    CHECK_MSG(strstr(fmd_last_error(), "'data_pool'") != NULL, "%s", fmd_last_error());
+    fmd_options_destroy(o);
+    CHECK_OK(fmd_options_create(&o));
+    CHECK_OK(fmd_options_parse(o, "data_based=1"));
+    CHECK_OK(fmd_options_parse(o, "data_pool_steps=8"));
+    CHECK_STATUS(fmd_distiller_create(T, st, be, o, &d), FMD_ERR_INVALID_ARG);
+    CHECK_MSG(strstr(fmd_last_error(), "'data_pool_steps'") != NULL, "%s", fmd_last_error());
+    fmd_options_destroy(o);
+    CHECK_OK(fmd_options_create(&o));
+    CHECK_OK(fmd_options_parse(o, "data_based=1"));
+    CHECK_OK(fmd_options_parse(o, "batch=32"));
+    CHECK_OK(fmd_distiller_create(T, st, be, o, &d)); /* no data: the step says how to give it */
+    if (d) {
+        CHECK_STATUS(fmd_distiller_step(d), FMD_ERR_INVALID_ARG);
+        CHECK_MSG(strstr(fmd_last_error(), "data_pool") != NULL, "%s", fmd_last_error());
+    }
+    fmd_distiller_destroy(d);
+    d = NULL;
+    CHECK_OK(fmd_options_parse(o, "data_pool=200"));
+    CHECK_OK(fmd_options_parse(o, "data_frac=0.25"));
+    CHECK_OK(fmd_distiller_create(T, st, be, o, &d));
+    if (d) CHECK_OK(fmd_distiller_run(d, 2, NULL, NULL));
+    fmd_distiller_destroy(d);
+    fmd_options_destroy(o);
+    fmd_options_destroy(so);
+    fmd_student_destroy(st);
+    fmd_teacher_destroy(T);
+}
+
 /* Correction sign (MATH.md section 4) on a 1-D teacher: when v_N - v points
  * left (student samples to the right of the teacher's), one correction step
  * must move the one-step samples left, and right for the opposite sign. */
@@ -363,13 +467,25 @@ static void download_params(fmd_student *s, float *h)
     be->ops->download(be, h, nn_model_params(m), nn_model_num_params(m) * sizeof(float));
 }
 
-/* ref: with corr_ref = samples (the reference network and its moments are
- * saved too; the pool is regenerated) */
-static void test_resume(int ref)
+/* mode RESUME_REF: with corr_ref = samples (the reference network and its
+ * moments are saved too; the pool is regenerated); RESUME_POOL: the
+ * data-based mix on a teacher pool (data_pool, regenerated on resume). */
+enum { RESUME_PLAIN, RESUME_REF, RESUME_POOL };
+static void pool_opts(fmd_options *o, int n)
 {
+    CHECK_OK(fmd_options_parse(o, "data_based=1"));
+    CHECK_OK(fmd_options_parse(o, "data_frac=0.5"));
+    CHECK_OK(fmd_options_parse(o, "data_pool_steps=4"));
+    CHECK_OK(fmd_options_set_i64(o, "data_pool", n));
+}
+
+static void test_resume(int mode)
+{
+    const int ref = mode == RESUME_REF;
     fmd_teacher *T;
     CHECK_OK(fmd_teacher_create_preset("ring8", &T));
     fmd_options *o = small_opts(), *so = student_opts();
+    if (mode == RESUME_POOL) pool_opts(o, 300);
     if (ref) {
         CHECK_OK(fmd_options_parse(o, "corr_ref=samples"));
         CHECK_OK(fmd_options_parse(o, "ref_pool=700"));
@@ -424,6 +540,7 @@ static void test_resume(int ref)
     fmd_options_destroy(o2);
     /* with and without the reference network do not mix */
     o2 = small_opts();
+    if (mode == RESUME_POOL) pool_opts(o2, 300);
     if (!ref) CHECK_OK(fmd_options_parse(o2, "corr_ref=samples"));
     else CHECK_OK(fmd_options_parse(o2, "aux_updates=2"));
     CHECK_OK(fmd_distiller_create(T, s3, be, o2, &d4));
@@ -440,6 +557,19 @@ static void test_resume(int ref)
         CHECK(strstr(fmd_last_error(), "distiller.ref_pool") != NULL);
         fmd_distiller_destroy(d4);
         fmd_options_destroy(o2);
+    }
+    if (mode == RESUME_POOL) { /* without the pool, or another pool, is another run */
+        for (int k = 0; k < 2; k++) {
+            o2 = small_opts();
+            if (k == 0) CHECK_OK(fmd_options_parse(o2, "data_based=1"));
+            else pool_opts(o2, 301);
+            CHECK_OK(fmd_distiller_create(T, s3, be, o2, &d4));
+            CHECK_STATUS(fmd_distiller_resume(d4, path), FMD_ERR_INVALID_ARG);
+            CHECK_MSG(strstr(fmd_last_error(), k ? "distiller.data_pool" : "data_pool") != NULL,
+                      "%s", fmd_last_error());
+            fmd_distiller_destroy(d4);
+            fmd_options_destroy(o2);
+        }
     }
     free(a);
     free(b);
@@ -804,10 +934,12 @@ int main(void)
     if (!be) return tu_finish("test_distiller");
     test_targets();
     test_data_frac();
+    test_data_pool();
     test_correction_sign();
     test_reference();
-    test_resume(0);
-    test_resume(1);
+    test_resume(RESUME_PLAIN);
+    test_resume(RESUME_REF);
+    test_resume(RESUME_POOL);
     test_nonfinite();
     test_options_and_api();
     test_alpha_schedule();

@@ -19,6 +19,7 @@
 
 enum { S_Z = 1, S_DELTA = 2, S_LABEL = 3, S_R = 4, S_N = 5, S_DATA = 6, S_POOL_Z = 7,
        S_POOL_LABEL = 8, S_REF_IDX = 9, S_REF_R = 10, S_REF_N = 11 };
+/* stream 12 is FF_STREAM_DATA_POOL (freeflow.h) */
 
 struct ff_trainer {
     fmd_backend *be;
@@ -302,24 +303,25 @@ int64_t ff_ref_pool(ff_trainer *t, float **pool)
 float *ff_ref_adam_m(ff_trainer *t) { return t->rm; }
 float *ff_ref_adam_v(ff_trainer *t) { return t->rv; }
 
-/* The pool: prior noise and uniform class labels, each row integrated by
- * Heun from t = 1 to 0 in `steps` equal steps with the prediction guidance
- * (the ODE whose distribution the student learns), in chunks of B rows
- * through the step's own buffers (X0, v1, xe, v2, tin, lab). */
-static fmd_status make_pool(ff_trainer *t, int64_t steps)
+/* A pool of teacher samples: prior noise from (seed, s_z), each row
+ * integrated by Heun from t = 1 to 0 in `steps` equal steps with the
+ * prediction guidance (the ODE whose distribution the student learns), in
+ * chunks of B rows through the step's own buffers (X0, v1, xe, v2, tin,
+ * lab).  h_lab (host, n; NULL for an unconditional teacher) holds the labels
+ * on entry.  dst (device, n x D) receives the samples. */
+static fmd_status solve_pool(ff_trainer *t, float *dst, const int32_t *h_lab, int64_t n,
+                             int64_t steps, uint64_t s_z, const char *what)
 {
     const ff_config *c = &t->c;
     const int64_t D = t->D, B = t->B;
-    for (int64_t i = 0; i < t->npool; i++)
-        t->h_pool_lab[i] = t->K ? (int32_t)uniform_index(c->seed, S_POOL_LABEL, (uint64_t)i, t->K) : 0;
-    for (int64_t r0 = 0; r0 < t->npool; r0 += B) {
-        const int64_t b = t->npool - r0 < B ? t->npool - r0 : B;
+    for (int64_t r0 = 0; r0 < n; r0 += B) {
+        const int64_t b = n - r0 < B ? n - r0 : B;
         const int32_t *lab = NULL;
         if (t->K) {
-            up(t, t->lab, t->h_pool_lab + r0, b, sizeof(int32_t));
+            up(t, t->lab, h_lab + r0, b, sizeof(int32_t));
             lab = t->lab;
         }
-        t->op->fill_normal(t->be, t->X0, b * D, c->seed, S_POOL_Z, (uint64_t)(r0 * D));
+        t->op->fill_normal(t->be, t->X0, b * D, c->seed, s_z, (uint64_t)(r0 * D));
         for (int64_t s = 0; s < steps; s++) {
             const float t1 = 1.0f - (float)s / (float)steps, t2 = 1.0f - (float)(s + 1) / (float)steps;
             const float h = t2 - t1;
@@ -337,10 +339,59 @@ static fmd_status make_pool(ff_trainer *t, int64_t steps)
         }
         if (t->op->nonfinite(t->be, t->X0, b * D))
             return fmd_seterr(FMD_ERR_NONFINITE, "distiller: the teacher's ODE gave a non-finite "
-                              "sample for the reference pool (rows %lld..%lld)", (long long)r0,
+                              "sample for the %s (rows %lld..%lld)", what, (long long)r0,
                               (long long)(r0 + b - 1));
-        t->op->copy(t->be, t->pool + r0 * D, t->X0, (size_t)(b * D) * sizeof(float));
+        t->op->copy(t->be, dst + r0 * D, t->X0, (size_t)(b * D) * sizeof(float));
     }
+    return t->op->sync(t->be);
+}
+
+/* The reference pool: uniform class labels. */
+static fmd_status make_pool(ff_trainer *t, int64_t steps)
+{
+    for (int64_t i = 0; i < t->npool; i++)
+        t->h_pool_lab[i] =
+            t->K ? (int32_t)uniform_index(t->c.seed, S_POOL_LABEL, (uint64_t)i, t->K) : 0;
+    return solve_pool(t, t->pool, t->h_pool_lab, t->npool, steps, S_POOL_Z, "reference pool");
+}
+
+fmd_status ff_make_data_pool(ff_trainer *t, int64_t n, int64_t steps)
+{
+    FMD_CHECK_ARG(t, "ff_make_data_pool: NULL trainer");
+    FMD_CHECK_ARG(n >= 1 && n <= INT32_MAX, "ff_make_data_pool: pool size must be in [1, 2^31) "
+                  "(got %lld)", (long long)n);
+    FMD_CHECK_ARG(steps >= 1, "ff_make_data_pool: steps must be >= 1 (got %lld)", (long long)steps);
+    float *d = dalloc(t, n * t->D);
+    int32_t *hl = t->K ? fmd_calloc((size_t)n, sizeof(int32_t)) : NULL;
+    if (!d || (t->K && !hl)) {
+        dfree(t, d);
+        fmd_free(hl);
+        return fmd_seterr(FMD_ERR_OOM, "ff_make_data_pool: out of memory for a pool of %lld x %lld",
+                          (long long)n, (long long)t->D);
+    }
+    for (int64_t i = 0; hl && i < n; i++) hl[i] = (int32_t)(i % t->K);
+    fmd_status st = solve_pool(t, d, hl, n, steps, FF_STREAM_DATA_POOL, "data pool");
+    if (st) {
+        dfree(t, d);
+        fmd_free(hl);
+        return st;
+    }
+    dfree(t, t->data);
+    fmd_free(t->h_data_lab);
+    t->data = d;
+    t->h_data_lab = hl;
+    t->ndata = n;
+    return FMD_OK;
+}
+
+fmd_status ff_copy_data(ff_trainer *t, float *x, int32_t *labels, int64_t n)
+{
+    FMD_CHECK_ARG(t && x, "ff_copy_data: NULL argument");
+    FMD_CHECK_ARG(n == t->ndata, "ff_copy_data: the trainer holds %lld rows, not %lld",
+                  (long long)t->ndata, (long long)n);
+    t->op->download(t->be, x, t->data, (size_t)(n * t->D) * sizeof(float));
+    if (labels)
+        for (int64_t i = 0; i < n; i++) labels[i] = t->h_data_lab ? t->h_data_lab[i] : 0;
     return t->op->sync(t->be);
 }
 
@@ -734,7 +785,8 @@ fmd_status ff_step(ff_trainer *t, ff_step_stats *out)
     FMD_CHECK_ARG(t, "ff_step: trainer is NULL");
     const ff_config *c = &t->c;
     FMD_CHECK_ARG(!c->data_based || t->ndata > 0,
-                  "fmd_distiller_step: data_based=1 needs data (fmd_distiller_set_data)");
+                  "fmd_distiller_step: data_based=1 needs data (fmd_distiller_set_data or "
+                  "option data_pool)");
     const int64_t B = t->B, Bp = t->Bp, Bc = t->Bc, D = t->D;
     fmd_backend *be = t->be;
     ff_step_stats s;

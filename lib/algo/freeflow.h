@@ -106,6 +106,19 @@ void ff_destroy(ff_trainer *t);
  * be NULL for unconditional teachers; copied to the device). */
 fmd_status ff_set_data(ff_trainer *t, const float *x0, const int32_t *labels, int64_t n);
 
+/* Data for the data-based baseline drawn from the teacher itself (option
+ * data_pool): n samples of the teacher's own ODE, Heun in `steps` steps with
+ * the prediction guidance, from Philox normal noise (seed, stream
+ * FF_STREAM_DATA_POOL, element i * D + j) and labels i mod K; replaces any
+ * data set before.  Costs 2 * steps * n teacher calls, here.  Errors:
+ * FMD_ERR_INVALID_ARG (sizes), FMD_ERR_OOM, FMD_ERR_NONFINITE (a sample),
+ * teacher errors. */
+enum { FF_STREAM_DATA_POOL = 12 };
+fmd_status ff_make_data_pool(ff_trainer *t, int64_t n, int64_t steps);
+/* Tests: the trainer's data (n rows, as set or drawn) into x (n, D) and
+ * labels (n, may be NULL; 0 for an unconditional teacher) on the host. */
+fmd_status ff_copy_data(ff_trainer *t, float *x, int32_t *labels, int64_t n);
+
 /* Reference for the correction (corr_ref = samples): the correction term
  * becomes v_N - g_ref instead of v_N - v, where g_ref (ref: a model of the
  * same config and form as aux, residual when aux is; borrowed, the caller

@@ -11,8 +11,10 @@
  * "aux." with moments "aux_adam_m." / "aux_adam_v.", and with
  * corr_ref=samples the reference network under "ref." / "ref_adam_m." /
  * "ref_adam_v." with "distiller.ref_pool" and "distiller.ref_steps" (its pool
- * is regenerated from the seed).  Configs are stored with each model prefix
- * and compared on resume. */
+ * is regenerated from the seed); with data_pool the metadata
+ * "distiller.data_pool" and "distiller.data_pool_steps" (that pool is
+ * regenerated too).  Configs are stored with each model prefix and compared
+ * on resume. */
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
@@ -34,6 +36,7 @@ struct fmd_distiller {
     nn_model *ref;           /* owned, NULL unless corr_ref = samples       */
     int aux_kind;
     int64_t ref_pool, ref_steps;   /* pool of g_ref (0 without one)         */
+    int64_t data_pool, data_pool_steps;  /* teacher pool as data (0: none)  */
     ff_config cfg;
     ff_trainer *tr;
     char *ckpt_path;
@@ -101,6 +104,8 @@ static const opt_spec k_opts[] = {
     {"lr_min", O_F64, 0, 1},
     {"data_based", O_I64, 0, 1},
     {"data_frac", O_F64, 0, 1},
+    {"data_pool", O_I64, 1, 2147483647.0},
+    {"data_pool_steps", O_I64, 1, 100000},
     {"checkpoint", O_STR, 0, 0},
     {"checkpoint_every", O_I64, 0, 1e15},
     {"progress_every", O_I64, 1, 1e15},
@@ -112,6 +117,7 @@ typedef struct {
     int64_t aux_width, aux_depth;
     int corr_ref;            /* 1: g_ref fitted to teacher ODE samples       */
     int64_t ref_pool, ref_steps;
+    int64_t data_pool, data_pool_steps;
     const char *ckpt;
     int64_t ckpt_every, progress_every;
     int have_corr_g, have_corr_g_lo, have_corr_g_hi;
@@ -242,6 +248,8 @@ static fmd_status parse_options(const fmd_options *o, const fmd_guidance *tg, pa
         else if (IS("lr_min")) c->lr_min = f;
         else if (IS("data_based")) c->data_based = (int)iv;
         else if (IS("data_frac")) c->data_frac = f;
+        else if (IS("data_pool")) p->data_pool = iv;
+        else if (IS("data_pool_steps")) p->data_pool_steps = iv;
         else if (IS("checkpoint")) {
             if (!sv[0])
                 return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option 'checkpoint' is empty", fn);
@@ -265,6 +273,11 @@ static fmd_status parse_options(const fmd_options *o, const fmd_guidance *tg, pa
                           "%s: option 'data_based' needs the prediction objective (pred=1)", fn);
     if (c->data_frac != 1.0 && !c->data_based)
         return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option 'data_frac' applies to data_based=1 only", fn);
+    if (p->data_pool && !c->data_based)
+        return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option 'data_pool' applies to data_based=1 only", fn);
+    if (p->data_pool_steps && !p->data_pool)
+        return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option 'data_pool_steps' needs 'data_pool'", fn);
+    if (p->data_pool && !p->data_pool_steps) p->data_pool_steps = 32;
     if (p->corr_ref && !c->use_corr)
         return fmd_seterr(FMD_ERR_INVALID_ARG,
                           "%s: option 'corr_ref' = 'samples' needs the correction (corr=1)", fn);
@@ -403,6 +416,9 @@ fmd_status fmd_distiller_create(fmd_teacher *teacher, fmd_student *student, fmd_
         st = ff_create(backend, &p.c, snet, student_net(d->ema), d->aux,
                        aux_kind == AUX_RESIDUAL, dist_velocity, d, &d->tr);
     if (!st && d->ref) st = ff_set_reference(d->tr, d->ref, p.ref_pool, p.ref_steps);
+    d->data_pool = p.data_pool;
+    d->data_pool_steps = p.data_pool_steps;
+    if (!st && p.data_pool) st = ff_make_data_pool(d->tr, p.data_pool, p.data_pool_steps);
     /* ff_create sized the student's arena for exactly one batch */
     student_note_reserved(student, st ? 0 : p.c.batch);
     if (st) {
@@ -566,6 +582,10 @@ fmd_status fmd_distiller_save(fmd_distiller *d, const char *path)
         if (!st) st = model_io_write_tensors(w, "ref_adam_m.", d->be, d->ref, ff_ref_adam_m(d->tr));
         if (!st) st = model_io_write_tensors(w, "ref_adam_v.", d->be, d->ref, ff_ref_adam_v(d->tr));
     }
+    if (!st && d->data_pool) {
+        st = fmdf_writer_add_meta_i64(w, "distiller.data_pool", d->data_pool);
+        if (!st) st = fmdf_writer_add_meta_i64(w, "distiller.data_pool_steps", d->data_pool_steps);
+    }
     if (st) {
         fmdf_writer_abort(w);
         return st;
@@ -660,6 +680,16 @@ fmd_status fmd_distiller_resume(fmd_distiller *d, const char *path)
     if (!st && d->ref) st = same_config(r, "ref.", d->ref, path);
     static const char *const rp[] = {"ref.", "ref_adam_m.", "ref_adam_v."};
     for (int i = 0; i < 3 && !st && d->ref; i++) st = check_tensors(r, rp[i], d->ref);
+    /* the teacher pool of data_pool: regenerated from the seed, so the
+     * checkpoint's and this distiller's settings must match */
+    int has_pool = fmdf_meta_get(r, "distiller.data_pool") != NULL;
+    if (!st && has_pool != (d->data_pool > 0))
+        st = fmd_seterr(FMD_ERR_INVALID_ARG, "fmd_distiller_resume: '%s' was saved %s data_pool, "
+                        "this distiller runs %s it", path, has_pool ? "with" : "without",
+                        d->data_pool ? "with" : "without");
+    if (!st && d->data_pool) st = check_meta(r, "distiller.data_pool", d->data_pool, path);
+    if (!st && d->data_pool)
+        st = check_meta(r, "distiller.data_pool_steps", d->data_pool_steps, path);
     /* everything checked: read */
     if (!st) st = model_io_read_tensors(r, "", d->be, e, NULL);
     if (!st) st = model_io_read_tensors(r, "student.", d->be, s, NULL);

@@ -93,10 +93,13 @@ FMD_HD float fmd_philox_normal_at(uint64_t seed, uint64_t stream, uint64_t e)
 static inline void fmd_philox_normal_fill(float *out, int64_t n, uint64_t seed, uint64_t stream,
                                           uint64_t e0)
 {
-    int64_t i = 0;
-    for (; i < n && ((e0 + (uint64_t)i) & 3) != 0; i++)
-        out[i] = fmd_philox_normal_at(seed, stream, e0 + (uint64_t)i);
-    for (; i + 4 <= n; i += 4) {
+    /* head up to a block boundary, whole blocks, tail (bounds computed up
+     * front: GCC's loop analysis warns on the `i + 4 <= n` form) */
+    int64_t head = (int64_t)((4 - (e0 & 3)) & 3), i = 0;
+    if (head > n) head = n;
+    const int64_t body_end = n > head ? head + ((n - head) & ~(int64_t)3) : head;
+    for (; i < head; i++) out[i] = fmd_philox_normal_at(seed, stream, e0 + (uint64_t)i);
+    for (; i < body_end; i += 4) {
         fmd_philox_ctr r = fmd_philox_block(seed, stream, (e0 + (uint64_t)i) >> 2);
         float rad, th;
         fmd_philox_polar(r.v[0], r.v[1], &rad, &th);

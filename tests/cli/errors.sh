@@ -36,6 +36,7 @@ expect_error 2 eval --teacher mixture:ring8 --euler 1,x
 expect_error 1 distill --teacher mixture:nope --out "$dir/x.fmd"
 expect_error 1 distill --teacher mixture:ring8 --out "$dir/x.fmd" --set no_such_key=1
 expect_error 1 distill --teacher mixture:ring8 --out "$dir/none.fmd" --resume
+expect_error 1 distill --teacher mixture:ring8 --out "$dir/x.fmd" --set data_pool=100
 expect_error 1 sample --student "$dir/missing.fmd" --n 2 --out "$dir/x.npy"
 expect_error 1 sample --teacher mixture:ring8 --n 2 --delta 2 --out "$dir/x.npy"
 expect_error 1 info "$dir/missing.fmd"

@@ -146,6 +146,26 @@ def test_end_to_end(work):
     assert (w, h, ch) == (3 * (8 + 2) + 2, 2 * (4 + 2) + 2, 1)
 
 
+def test_distill_teacher_pool(work):
+    """The pool mix from the command line: data_based=1 with data_pool draws
+    the teacher's own samples (no data file), and --resume regenerates the
+    pool (a different pool size is refused)."""
+    s = work / "pool.fmd"
+    pool = ["--set", "batch=64", "--set", "data_based=1", "--set", "data_pool=500",
+            "--set", "data_pool_steps=8", "--set", "data_frac=0.25"]
+    r = json.loads(run("distill", "--teacher", "mixture:classes4-d32", "--cfg", 3, "--out", s,
+                       "--steps", 10, *pool, "--json").stdout)
+    assert r["steps"] == 10 and s.exists()
+    r = json.loads(run("distill", "--teacher", "mixture:classes4-d32", "--cfg", 3, "--out", s,
+                       "--steps", 15, *pool, "--resume", "--json").stdout)
+    assert r["steps"] == 15
+    bad = [a.replace("data_pool=500", "data_pool=501") for a in pool]
+    p = run("distill", "--teacher", "mixture:classes4-d32", "--cfg", 3, "--out", s, "--steps", 20,
+            *bad, "--resume", ok=False)
+    one_line_error(p, 1)
+    assert "distiller.data_pool" in p.stderr
+
+
 def test_demo_small(work):
     out = work / "demo"
     p = run("demo", "--out", out, "--steps", 20, "--n", 2000, "--eval-n", 300, "--quiet")
