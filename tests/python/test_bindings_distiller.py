@@ -136,6 +136,16 @@ def test_data_based_baseline(ring8, cpu):
         d.set_data(np.zeros((4, 3), np.float32))
 
 
+def test_teacher_pool_option(ring8, cpu):
+    # data_pool: the distiller draws the data-based rows' pool from the teacher
+    with pytest.raises(fmd.InvalidArgument, match="data_pool"):
+        make(ring8, cpu, data_pool=128)
+    d = make(ring8, cpu, data_based=1, data_pool=128, data_pool_steps=4, data_frac=0.5)
+    assert np.isfinite(d.step()["loss_pred"])
+    with pytest.raises(fmd.InvalidArgument, match="data_pool"):
+        make(ring8, cpu, data_based=1).step()
+
+
 def test_callable_teacher_distilled_end_to_end(rng, cpu):
     w, mu, std, _ = random_mixture(rng, 3, 2)
     oracle = MixtureVelocity(w, mu, std)

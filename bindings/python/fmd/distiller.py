@@ -68,7 +68,8 @@ class Distiller(Handle):
         _lib.check(_lib.fn("fmd_distiller_resume")(self._handle(), _lib.cstr(path, "path")))
 
     def set_data(self, x0: np.ndarray, labels: Any = None) -> None:
-        """Samples for the data-based baseline (option data_based=1); copied."""
+        """Samples for the data-based baseline (option data_based=1); copied, replacing
+        any data before (also the teacher pool that option data_pool=N draws)."""
         x0 = A.f32(x0, "x0")
         n = A.batch_rows(x0, "x0", self._raw.dim)
         la = A.labels_arg(labels, n)
