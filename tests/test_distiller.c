@@ -133,6 +133,35 @@ static void test_targets(void)
     fmd_teacher_destroy(T);
 }
 
+/* kv: "key=value" settings separated by spaces; fmd_distiller_create must
+ * refuse them with FMD_ERR_INVALID_ARG and a message naming `key`. */
+static void expect_bad(fmd_teacher *T, fmd_student *s, const char *kv, const char *key)
+{
+    fmd_options *o;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", kv);
+    CHECK_OK(fmd_options_create(&o));
+    for (char *tok = strtok(buf, " "); tok; tok = strtok(NULL, " ")) CHECK_OK(fmd_options_parse(o, tok));
+    fmd_distiller *d = NULL;
+    CHECK_STATUS(fmd_distiller_create(T, s, be, o, &d), FMD_ERR_INVALID_ARG);
+    CHECK_MSG(strstr(fmd_last_error(), key) != NULL, "'%s': message '%s' does not name '%s'", kv,
+              fmd_last_error(), key);
+    CHECK(d == NULL);
+    fmd_options_destroy(o);
+}
+
+/* A small student of T through the API (width 16). */
+static fmd_student *small_student(fmd_teacher *T)
+{
+    fmd_options *so;
+    fmd_student *st = NULL;
+    CHECK_OK(fmd_options_create(&so));
+    CHECK_OK(fmd_options_parse(so, "width=16"));
+    CHECK_OK(fmd_student_create(T, be, so, &st));
+    fmd_options_destroy(so);
+    return st;
+}
+
 /* data_frac: with data_based=1 the first round(data_frac * rows) prediction
  * rows start from data-noised states (t0 < 1), the others from noise (t0 =
  * 1) as in data-free training; data_frac without data_based is refused. */
@@ -173,17 +202,13 @@ static void test_data_frac(void)
     nn_model_destroy(s);
     nn_model_destroy(e);
 
-    fmd_student *st;
-    fmd_options *so, *o;
-    CHECK_OK(fmd_options_create(&so));
-    CHECK_OK(fmd_options_parse(so, "width=16"));
-    CHECK_OK(fmd_student_create(T, be, so, &st));
+    fmd_student *st = small_student(T);
+    fmd_options *o;
+    expect_bad(T, st, "data_frac=0.5", "data_frac");
     CHECK_OK(fmd_options_create(&o));
     CHECK_OK(fmd_options_parse(o, "data_frac=0.5"));
-    fmd_distiller *d = NULL;
-    CHECK_STATUS(fmd_distiller_create(T, st, be, o, &d), FMD_ERR_INVALID_ARG);
-    CHECK(strstr(fmd_last_error(), "data_frac") != NULL);
     CHECK_OK(fmd_options_parse(o, "data_based=1"));
+    fmd_distiller *d = NULL;
     CHECK_OK(fmd_options_parse(o, "batch=32"));
     CHECK_OK(fmd_distiller_create(T, st, be, o, &d));
     if (d) {
@@ -192,7 +217,6 @@ static void test_data_frac(void)
     }
     fmd_distiller_destroy(d);
     fmd_options_destroy(o);
-    fmd_options_destroy(so);
     fmd_student_destroy(st);
     fmd_teacher_destroy(T);
 }
@@ -203,6 +227,17 @@ static void test_data_frac(void)
  * fmd_teacher_solve(heun) from that noise.  Two chunks of B rows.  Through
  * the API: refused without data_based, data_pool_steps refused without
  * data_pool, and data_based=1 steps without fmd_distiller_set_data. */
+static void pool_by_solver(fmd_teacher *T, float *x, const int32_t *lab, int n, int dim, int steps)
+{
+    fmd_options *so;
+    fmd_philox_normal_fill(x, (int64_t)n * dim, 11, FF_STREAM_DATA_POOL, 0);
+    CHECK_OK(fmd_options_create(&so));
+    CHECK_OK(fmd_options_parse(so, "solver=heun"));
+    CHECK_OK(fmd_options_set_i64(so, "steps", steps));
+    CHECK_OK(fmd_teacher_solve(T, x, lab, n, so, NULL));
+    fmd_options_destroy(so);
+}
+
 static void test_data_pool(void)
 {
     fmd_teacher *T;
@@ -234,27 +269,16 @@ static void test_data_pool(void)
     if (t) {
         CHECK_OK(ff_make_data_pool(t, N, STEPS));
         CHECK_OK(ff_copy_data(t, got, lab, N));
-        fmd_philox_normal_fill(want, N * D, 11, FF_STREAM_DATA_POOL, 0);
         for (int i = 0; i < N; i++) wlab[i] = i % K;
-        fmd_options *so;
-        CHECK_OK(fmd_options_create(&so));
-        CHECK_OK(fmd_options_parse(so, "solver=heun"));
-        CHECK_OK(fmd_options_set_i64(so, "steps", STEPS));
-        CHECK_OK(fmd_teacher_solve(T, want, wlab, N, so, NULL));
-        fmd_options_destroy(so);
+        pool_by_solver(T, want, wlab, N, D, STEPS);
         double err = tu_rel_err(got, want, N * D);
         CHECK_MSG(err < 1e-5, "data pool against Heun-%d of the teacher: relative error %.3g", STEPS,
                   err);
         CHECK(memcmp(lab, wlab, sizeof lab) == 0);
         /* the guided field, not the unguided one */
         static float ung[N * D];
-        fmd_philox_normal_fill(ung, N * D, 11, FF_STREAM_DATA_POOL, 0);
         CHECK_OK(fmd_teacher_set_guidance(T, 1.0, 0.0, 1.0));
-        CHECK_OK(fmd_options_create(&so));
-        CHECK_OK(fmd_options_parse(so, "solver=heun"));
-        CHECK_OK(fmd_options_set_i64(so, "steps", STEPS));
-        CHECK_OK(fmd_teacher_solve(T, ung, wlab, N, so, NULL));
-        fmd_options_destroy(so);
+        pool_by_solver(T, ung, wlab, N, D, STEPS);
         CHECK_OK(fmd_teacher_set_guidance(T, 3.0, 0.0, 1.0));
         CHECK(tu_rel_err(got, ung, N * D) > 1e-2);
     }
@@ -262,23 +286,11 @@ static void test_data_pool(void)
     nn_model_destroy(s);
     nn_model_destroy(e);
 
-    fmd_student *st;
-    fmd_options *so, *o;
-    CHECK_OK(fmd_options_create(&so));
-    CHECK_OK(fmd_options_parse(so, "width=16"));
-    CHECK_OK(fmd_student_create(T, be, so, &st));
-    CHECK_OK(fmd_options_create(&o));
-    CHECK_OK(fmd_options_parse(o, "data_pool=200"));
+    fmd_student *st = small_student(T);
+    fmd_options *o;
     fmd_distiller *d = NULL;
-    CHECK_STATUS(fmd_distiller_create(T, st, be, o, &d), FMD_ERR_INVALID_ARG);
-    CHECK_MSG(strstr(fmd_last_error(), "'data_pool'") != NULL, "%s", fmd_last_error());
-    fmd_options_destroy(o);
-    CHECK_OK(fmd_options_create(&o));
-    CHECK_OK(fmd_options_parse(o, "data_based=1"));
-    CHECK_OK(fmd_options_parse(o, "data_pool_steps=8"));
-    CHECK_STATUS(fmd_distiller_create(T, st, be, o, &d), FMD_ERR_INVALID_ARG);
-    CHECK_MSG(strstr(fmd_last_error(), "'data_pool_steps'") != NULL, "%s", fmd_last_error());
-    fmd_options_destroy(o);
+    expect_bad(T, st, "data_pool=200", "'data_pool'");
+    expect_bad(T, st, "data_based=1 data_pool_steps=8", "'data_pool_steps'");
     CHECK_OK(fmd_options_create(&o));
     CHECK_OK(fmd_options_parse(o, "data_based=1"));
     CHECK_OK(fmd_options_parse(o, "batch=32"));
@@ -295,7 +307,6 @@ static void test_data_pool(void)
     if (d) CHECK_OK(fmd_distiller_run(d, 2, NULL, NULL));
     fmd_distiller_destroy(d);
     fmd_options_destroy(o);
-    fmd_options_destroy(so);
     fmd_student_destroy(st);
     fmd_teacher_destroy(T);
 }
@@ -657,19 +668,6 @@ static int cancel_at_3(const fmd_distill_stats *s, void *user)
     int *calls = user;
     (*calls)++;
     return s->step >= 3;
-}
-
-static void expect_bad(fmd_teacher *T, fmd_student *s, const char *kv, const char *key)
-{
-    fmd_options *o;
-    CHECK_OK(fmd_options_create(&o));
-    CHECK_OK(fmd_options_parse(o, kv));
-    fmd_distiller *d = NULL;
-    CHECK_STATUS(fmd_distiller_create(T, s, be, o, &d), FMD_ERR_INVALID_ARG);
-    CHECK_MSG(strstr(fmd_last_error(), key) != NULL, "'%s': message '%s' does not name '%s'", kv,
-              fmd_last_error(), key);
-    CHECK(d == NULL);
-    fmd_options_destroy(o);
 }
 
 static void test_options_and_api(void)
