@@ -437,14 +437,28 @@ int cmd_distill(int argc, char **argv)
         rc = cli_lib_err("cannot create the student");
         goto out;
     }
-    if (fmd_distiller_create(T, S, be, dopts, &D) != FMD_OK) {
+    /* the teacher pools are solved inside fmd_distiller_create, which can take
+     * a while on a network teacher: a transient note on a terminal (cleared,
+     * so that an error stays one line), the time taken once it is done */
+    const char *ref = NULL;
+    int pools = has_key(dopts, "data_pool") ||
+                (fmd_options_get_str(dopts, "corr_ref", &ref) == FMD_OK && !strcmp(ref, "samples"));
+    pools = pools && !co.quiet && !co.json;
+    int tty = isatty(2);
+    if (pools && tty) fprintf(stderr, "solving the teacher's ODE for its sample pool...");
+    double tc = wall();
+    fmd_status cst = fmd_distiller_create(T, S, be, dopts, &D);
+    if (pools && tty) fprintf(stderr, "\r\033[K");
+    if (cst != FMD_OK) {
         rc = cli_lib_err("cannot create the distiller");
         goto out;
     }
+    double pool_s = wall() - tc;
     if (resume && fmd_distiller_resume(D, outp) != FMD_OK) {
         rc = cli_lib_err("cannot resume");
         goto out;
     }
+    if (pools) fprintf(stderr, "fmd distill: teacher sample pool solved in %.1f s\n", pool_s);
     double t0 = wall();
     if ((rc = run_distiller(D, steps, co.quiet || co.json, &ctx))) goto out;
     if (fmd_distiller_save(D, outp) != FMD_OK) {
