@@ -29,8 +29,11 @@
 #define TOL_UPDATE 2e-2
 #define TOL_FWD1 1e-4
 
-typedef enum { T_MLP = 0, T_MIXTURE = 1, T_DIT = 2 } tkind;
-static const char *const k_tnames[] = {"mlp-network", "mixture-ring8", "dit-tiny"};
+/* T_POOL: ring8 again, with the data-based rows on a teacher pool the
+ * distiller solves itself (option data_pool: Philox noise, Heun, on the
+ * backend) mixed into the prediction rows */
+typedef enum { T_MLP = 0, T_MIXTURE = 1, T_DIT = 2, T_POOL = 3, T_COUNT = 4 } tkind;
+static const char *const k_tnames[] = {"mlp-network", "mixture-ring8", "dit-tiny", "ring8-pool"};
 
 /* "cpu", "cuda", or "cpu:<gemm provider>" */
 static fmd_status open_named(const char *spec, fmd_backend **out)
@@ -123,7 +126,7 @@ static fmd_status run_side(fmd_backend *be, tkind k, float **teacher_w, int64_t 
     float *zb = NULL, *db = NULL;
     int32_t *lb = NULL;
     memset(r, 0, sizeof *r);
-    if (k == T_MIXTURE) {
+    if (k == T_MIXTURE || k == T_POOL) {
         if ((st = fmd_teacher_create_preset("ring8", &T))) goto done;
     } else {
         nn_config cfg;
@@ -149,7 +152,7 @@ static fmd_status run_side(fmd_backend *be, tkind k, float **teacher_w, int64_t 
     }
     if ((st = fmd_options_create(&so))) goto done;
     fmd_options_set_i64(so, "seed", 3);
-    if (k == T_MIXTURE) {
+    if (k == T_MIXTURE || k == T_POOL) {
         fmd_options_set_i64(so, "width", 64);
         fmd_options_set_i64(so, "depth", 3);
         fmd_options_set_i64(so, "temb_dim", 32);
@@ -203,6 +206,12 @@ static fmd_status run_side(fmd_backend *be, tkind k, float **teacher_w, int64_t 
     fmd_options_set_i64(dopt, "seed", 1234);
     fmd_options_set_f64(dopt, "lr", 1e-3);
     fmd_options_set_i64(dopt, "lr_warmup", 0);
+    if (k == T_POOL) {
+        fmd_options_set_i64(dopt, "data_based", 1);
+        fmd_options_set_i64(dopt, "data_pool", 300);
+        fmd_options_set_i64(dopt, "data_pool_steps", 4);
+        fmd_options_set_f64(dopt, "data_frac", 0.5);
+    }
     if ((st = fmd_distiller_create(T, S, be, dopt, &D))) goto done;
 
     /* fixed probe inputs for the student's forward */
@@ -348,7 +357,7 @@ int main(int argc, char **argv)
     CHECK_OK(st);
     if (!A || !B) return tu_finish("test_cross_backend");
     printf("A = %s\nB = %s\n", fmd_backend_device(A), fmd_backend_device(B));
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < T_COUNT; k++) {
         float *tw = NULL, *sw = NULL;
         int64_t tn = 0, sn = 0;
         side_result ra, rb;
