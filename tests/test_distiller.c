@@ -41,13 +41,16 @@ static fmd_status vel(void *ctx, float *v, const float *x, const float *t, const
     return teacher_velocity_dev(c->T, be, v, x, t, labels, b, &gg);
 }
 
-static nn_model *mlp(int dim, int student, int width, uint64_t seed)
+/* An MLP (depth 3, time embedding 32) on be: a student when student = 1, with
+ * num_classes classes (0: unconditional). */
+static nn_model *mlp_k(int dim, int student, int width, int num_classes, uint64_t seed)
 {
     nn_config c;
     memset(&c, 0, sizeof c);
     c.arch = NN_ARCH_MLP;
     c.student = student;
     c.dim = dim;
+    c.num_classes = num_classes;
     c.width = width;
     c.depth = 3;
     c.temb_dim = 32;
@@ -55,6 +58,11 @@ static nn_model *mlp(int dim, int student, int width, uint64_t seed)
     fmd_status st = nn_model_create(be, &c, seed, &m);
     CHECK_OK(st);
     return m;
+}
+
+static nn_model *mlp(int dim, int student, int width, uint64_t seed)
+{
+    return mlp_k(dim, student, width, 0, seed);
 }
 
 /* Defaults with prediction rows only (no correction), batch and seed given. */
@@ -221,12 +229,8 @@ static void test_data_frac(void)
     fmd_teacher_destroy(T);
 }
 
-/* data_pool: the distiller draws its data from the teacher itself.  Row i
- * is the teacher's guided ODE solved by Heun from Philox noise (seed, stream
- * FF_STREAM_DATA_POOL, elements i * D ...) with label i mod K: the same as
- * fmd_teacher_solve(heun) from that noise.  Two chunks of B rows.  Through
- * the API: refused without data_based, data_pool_steps refused without
- * data_pool, and data_based=1 steps without fmd_distiller_set_data. */
+/* x (n, dim): the data pool of seed 11 as fmd_teacher_solve computes it,
+ * Heun in `steps` steps from the pool's Philox noise with labels lab. */
 static void pool_by_solver(fmd_teacher *T, float *x, const int32_t *lab, int n, int dim, int steps)
 {
     fmd_options *so;
@@ -238,6 +242,12 @@ static void pool_by_solver(fmd_teacher *T, float *x, const int32_t *lab, int n, 
     fmd_options_destroy(so);
 }
 
+/* data_pool: the distiller draws its data from the teacher itself.  Row i
+ * is the teacher's guided ODE solved by Heun from Philox noise (seed, stream
+ * FF_STREAM_DATA_POOL, elements i * D ...) with label i mod K: the same as
+ * fmd_teacher_solve(heun) from that noise.  Two chunks of B rows.  Through
+ * the API: refused without data_based, data_pool_steps refused without
+ * data_pool, and data_based=1 steps without fmd_distiller_set_data. */
 static void test_data_pool(void)
 {
     fmd_teacher *T;
@@ -245,20 +255,7 @@ static void test_data_pool(void)
     CHECK_OK(fmd_teacher_set_guidance(T, 3.0, 0.0, 1.0));
     vctx vc = {T};
     enum { B = 64, N = 100, D = 32, K = 4, STEPS = 4 };
-    nn_model *s = NULL, *e = NULL;
-    {
-        nn_config c;
-        memset(&c, 0, sizeof c);
-        c.arch = NN_ARCH_MLP;
-        c.student = 1;
-        c.dim = D;
-        c.num_classes = K;
-        c.width = 32;
-        c.depth = 2;
-        c.temb_dim = 16;
-        CHECK_OK(nn_model_create(be, &c, 1, &s));
-        CHECK_OK(nn_model_create(be, &c, 2, &e));
-    }
+    nn_model *s = mlp_k(D, 1, 32, K, 1), *e = mlp_k(D, 1, 32, K, 2);
     ff_config c = pred_only_cfg(B, 11);
     c.data_based = 1;
     c.pred_g = (ff_guidance){3.0f, 0.0f, 1.0f};
