@@ -446,6 +446,68 @@ static void test_reference(void)
     fmd_teacher_destroy(T);
 }
 
+/* The largest parameter change of g (n parameters, device) since `before`
+ * (host copy), read into `after` (host scratch). */
+static double max_change(nn_model *g, const float *before, float *after, int64_t n)
+{
+    be->ops->download(be, after, nn_model_params(g), (size_t)n * sizeof(float));
+    double m = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)after[i] - (double)before[i]);
+        if (d > m) m = d;
+    }
+    return m;
+}
+
+/* aux_decay: g's (and g_ref's) AdamW rate follows the student's schedule.
+ * Adam's first step moves every parameter with a gradient by exactly its rate
+ * (m / sqrt(v) = +-1), so after step 0 with lr_warmup = 4 (the student's rate
+ * at a quarter) the largest change of g and of g_ref is aux_lr / 4 with
+ * aux_decay and aux_lr without. */
+static void test_aux_decay(void)
+{
+    double w = 1.0, mu = 0.7, sd = 0.4;
+    fmd_teacher *T;
+    CHECK_OK(fmd_teacher_create_mixture(1, 1, &w, &mu, &sd, NULL, 0, &T));
+    vctx vc = {T};
+    for (int decay = 0; decay <= 1; decay++) {
+        nn_model *s = mlp(1, 1, 32, 7), *e = mlp(1, 1, 32, 7), *aux = mlp(1, 0, 32, 8),
+                 *ref = mlp(1, 0, 32, 9);
+        set_constant_residual(aux, 0.5f);
+        set_constant_residual(ref, -0.5f);
+        ff_config c;
+        ff_config_default(&c);
+        c.batch = 64;
+        c.aux_lr = 2e-3;
+        c.lr_warmup = 4;
+        c.aux_decay = decay;
+        ff_trainer *t = NULL;
+        CHECK_OK(ff_create(be, &c, s, e, aux, 1, vel, &vc, &t));
+        CHECK_OK(ff_set_reference(t, ref, 256, 4));
+        const int64_t n = nn_model_num_params(aux);
+        float *g0 = malloc((size_t)n * sizeof(float)), *r0 = malloc((size_t)n * sizeof(float));
+        float *h = malloc((size_t)n * sizeof(float));
+        be->ops->download(be, g0, nn_model_params(aux), (size_t)n * sizeof(float));
+        be->ops->download(be, r0, nn_model_params(ref), (size_t)n * sizeof(float));
+        CHECK_OK(ff_step(t, NULL));
+        const double want = decay ? c.aux_lr / 4.0 : c.aux_lr;
+        const double dg = max_change(aux, g0, h, n), dr = max_change(ref, r0, h, n);
+        CHECK_MSG(fabs(dg - want) < 0.01 * want, "aux_decay=%d: g moved by %g, want %g", decay,
+                  dg, want);
+        CHECK_MSG(fabs(dr - want) < 0.01 * want, "aux_decay=%d: g_ref moved by %g, want %g",
+                  decay, dr, want);
+        free(g0);
+        free(r0);
+        free(h);
+        ff_destroy(t);
+        nn_model_destroy(s);
+        nn_model_destroy(e);
+        nn_model_destroy(aux);
+        nn_model_destroy(ref);
+    }
+    fmd_teacher_destroy(T);
+}
+
 /* ---- public API ------------------------------------------------------------------ */
 
 static fmd_options *small_opts(void)
@@ -687,6 +749,7 @@ static void test_options_and_api(void)
     expect_bad(T, s, "corr_ref=data", "corr_ref");
     expect_bad(T, s, "ref_pool=100", "ref_pool");
     expect_bad(T, s, "ref_steps=0", "ref_steps");
+    expect_bad(T, s, "aux_decay=2", "aux_decay");
     {
         fmd_options *o;
         CHECK_OK(fmd_options_create(&o));
@@ -932,6 +995,7 @@ int main(void)
     test_data_pool();
     test_correction_sign();
     test_reference();
+    test_aux_decay();
     test_resume(RESUME_PLAIN);
     test_resume(RESUME_REF);
     test_resume(RESUME_POOL);

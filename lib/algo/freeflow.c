@@ -748,10 +748,16 @@ static fmd_status ref_grad(ff_trainer *t)
                    &loss);
 }
 
-/* AdamW on g (or g_ref: the same settings) with its gradient clipped. */
+/* AdamW on g (or g_ref: the same settings) with its gradient clipped; with
+ * aux_decay its rate follows the student's schedule (Adam's step does not
+ * shrink with the gradient: a rate that keeps g up with the student early
+ * stops it learning late, when the residual it fits is small;
+ * docs/distiller.md, "Does the auxiliary network learn?"). */
 static void aux_apply(ff_trainer *t, nn_model *g, float *m, float *v, int64_t aux_step)
 {
     const ff_config *c = &t->c;
+    double alr = c->aux_lr;
+    if (c->aux_decay) alr *= lr_at(c, t->step) / c->lr;
     double gs = 0.0;
     float scale = 1.0f;
     if (c->grad_clip > 0) {
@@ -760,7 +766,7 @@ static void aux_apply(ff_trainer *t, nn_model *g, float *m, float *v, int64_t au
         if (gn > c->grad_clip) scale = (float)(c->grad_clip / gn);
     }
     t->op->adamw(t->be, nn_model_params(g), nn_model_grads(g), m, v, t->np_aux,
-                 (float)c->aux_lr, (float)c->beta1, (float)c->beta2, (float)c->adam_eps, 0.0f,
+                 (float)alr, (float)c->beta1, (float)c->beta2, (float)c->adam_eps, 0.0f,
                  aux_step, scale);
 }
 

@@ -64,6 +64,8 @@ typedef struct ff_config {
     ff_guidance pred_g, corr_g;
     double aux_lr;
     int64_t aux_updates;
+    int aux_decay;           /* 1: aux_lr follows the student's schedule (warm-up,
+                                decay), i.e. is scaled by lr(step) / lr        */
     double lr, beta1, beta2, adam_eps, weight_decay, grad_clip, ema;
     int lr_decay;            /* FF_LR_*                                          */
     int64_t decay_steps, lr_warmup;

@@ -88,6 +88,7 @@ static const opt_spec k_opts[] = {
     {"aux_depth", O_I64, 1, 64},
     {"aux_lr", O_F64, 1e-12, 10},
     {"aux_updates", O_I64, 1, 1000},
+    {"aux_decay", O_I64, 0, 1},
     {"corr_ref", O_STR, 0, 0},
     {"ref_pool", O_I64, 1, 2147483647.0},
     {"ref_steps", O_I64, 1, 100000},
@@ -220,6 +221,7 @@ static fmd_status parse_options(const fmd_options *o, const fmd_guidance *tg, pa
         else if (IS("aux_depth")) p->aux_depth = iv;
         else if (IS("aux_lr")) c->aux_lr = f;
         else if (IS("aux_updates")) c->aux_updates = iv;
+        else if (IS("aux_decay")) c->aux_decay = (int)iv;
         else if (IS("corr_ref")) {
             static const char *const names[] = {"teacher", "samples"};
             int t = str_pick(sv, names, 2);
