@@ -109,6 +109,21 @@ R_VALUES = [0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.85, 0.95]
 AUX_LRS = [3e-3, 1e-3, 3e-4]
 
 
+def stand_ins(args, be):
+    """The teacher without guidance and with CFG args.cfg, each with its stand-in
+    student (pred-only) saved in a temporary directory: (t1, path1, tw, pathw)."""
+    tmp = tempfile.mkdtemp(prefix="fmd_corr_bias_")
+    t1 = fmd.Teacher.mixture(args.teacher)
+    t1.set_guidance(1.0, 0.0, 1.0)
+    p1 = os.path.join(tmp, "w1.fmd")
+    student_for(t1, be, args.steps, args.width, p1)
+    tw = fmd.Teacher.mixture(args.teacher)
+    tw.set_guidance(args.cfg, 0.0, 1.0)
+    pw = os.path.join(tmp, "w.fmd")
+    student_for(tw, be, args.steps, args.width, pw)
+    return t1, p1, tw, pw
+
+
 def fit_by_lr(teacher, be, path, opts, aux_lr, steps):
     """g fitted for `steps` steps at aux_lr against the frozen student: the mismatch
     mean |v_N - v| over the last 100 steps, and how much g's flow-matching loss fell
@@ -128,15 +143,7 @@ def fit_by_lr(teacher, be, path, opts, aux_lr, steps):
 def by_aux_lr(args):
     """Does the auxiliary network learn the student's noising velocity at each aux_lr?"""
     be = fmd.Backend("cpu")
-    tmp = tempfile.mkdtemp(prefix="fmd_corr_bias_")
-    t1 = fmd.Teacher.mixture(args.teacher)
-    t1.set_guidance(1.0, 0.0, 1.0)
-    p1 = os.path.join(tmp, "w1.fmd")
-    student_for(t1, be, args.steps, args.width, p1)
-    tw = fmd.Teacher.mixture(args.teacher)
-    tw.set_guidance(args.cfg, 0.0, 1.0)
-    pw = os.path.join(tmp, "w.fmd")
-    student_for(tw, be, args.steps, args.width, pw)
+    t1, p1, tw, pw = stand_ins(args, be)
     print("# %s, CFG %g; stand-in students: pred-only, %d steps, MLP 4 x %d; g fitted %d steps "
           "(4 updates each) per aux_lr" % (args.teacher, args.cfg, args.steps, args.width,
                                            args.fit_steps))
@@ -155,15 +162,7 @@ def by_aux_lr(args):
 def per_r(args):
     """The mismatch at fixed r: where in noise level the guided field's bias lives."""
     be = fmd.Backend("cpu")
-    tmp = tempfile.mkdtemp(prefix="fmd_corr_bias_")
-    t1 = fmd.Teacher.mixture(args.teacher)
-    t1.set_guidance(1.0, 0.0, 1.0)
-    p1 = os.path.join(tmp, "w1.fmd")
-    student_for(t1, be, args.steps, args.width, p1)
-    tw = fmd.Teacher.mixture(args.teacher)
-    tw.set_guidance(args.cfg, 0.0, 1.0)
-    pw = os.path.join(tmp, "w.fmd")
-    student_for(tw, be, args.steps, args.width, pw)
+    t1, p1, tw, pw = stand_ins(args, be)
     print("# %s, CFG %g; stand-in students: pred-only, %d steps, MLP 4 x %d; r held fixed" %
           (args.teacher, args.cfg, args.steps, args.width))
     print("| r | control w = 1 | w for r <= 0.7 (default) | w at every r | no guidance | g_ref |")

@@ -381,6 +381,26 @@ static void test_correction_sign(void)
     fmd_teacher_destroy(T);
 }
 
+/* The 1-D networks of the correction tests: student, its EMA, g and g_ref
+ * (g_ref's initial weights from ref_seed). */
+typedef struct {
+    nn_model *s, *e, *aux, *ref;
+} corr_nets;
+
+static corr_nets corr_nets_make(uint64_t ref_seed)
+{
+    corr_nets n = {mlp(1, 1, 32, 7), mlp(1, 1, 32, 7), mlp(1, 0, 32, 8), mlp(1, 0, 32, ref_seed)};
+    return n;
+}
+
+static void corr_nets_free(corr_nets *n)
+{
+    nn_model_destroy(n->s);
+    nn_model_destroy(n->e);
+    nn_model_destroy(n->aux);
+    nn_model_destroy(n->ref);
+}
+
 /* corr_ref = samples (ff_set_reference): the pool is the teacher's ODE
  * from prior noise (1-D Gaussian N(0.7, 0.4^2): the ODE is affine, so the
  * pool must have that mean and spread), g - g_ref starts at exactly zero
@@ -395,8 +415,8 @@ static void test_reference(void)
     float z[128];
     for (int i = 0; i < 128; i++) z[i] = (float)tu_normal();
     for (int shift = 0; shift <= 1; shift++) {
-        nn_model *s = mlp(1, 1, 32, 7), *e = mlp(1, 1, 32, 7), *aux = mlp(1, 0, 32, 8),
-                 *ref = mlp(1, 0, 32, 8);
+        corr_nets nets = corr_nets_make(8);
+        nn_model *s = nets.s, *e = nets.e, *aux = nets.aux, *ref = nets.ref;
         set_constant_residual(aux, 0.0f);
         set_constant_residual(ref, shift ? 0.5f : 0.0f);
         ff_config c;
@@ -438,10 +458,7 @@ static void test_reference(void)
                       before, after);
         }
         ff_destroy(t);
-        nn_model_destroy(s);
-        nn_model_destroy(e);
-        nn_model_destroy(aux);
-        nn_model_destroy(ref);
+        corr_nets_free(&nets);
     }
     fmd_teacher_destroy(T);
 }
@@ -471,8 +488,8 @@ static void test_aux_decay(void)
     CHECK_OK(fmd_teacher_create_mixture(1, 1, &w, &mu, &sd, NULL, 0, &T));
     vctx vc = {T};
     for (int decay = 0; decay <= 1; decay++) {
-        nn_model *s = mlp(1, 1, 32, 7), *e = mlp(1, 1, 32, 7), *aux = mlp(1, 0, 32, 8),
-                 *ref = mlp(1, 0, 32, 9);
+        corr_nets nets = corr_nets_make(9);
+        nn_model *s = nets.s, *e = nets.e, *aux = nets.aux, *ref = nets.ref;
         set_constant_residual(aux, 0.5f);
         set_constant_residual(ref, -0.5f);
         ff_config c;
@@ -500,10 +517,7 @@ static void test_aux_decay(void)
         free(r0);
         free(h);
         ff_destroy(t);
-        nn_model_destroy(s);
-        nn_model_destroy(e);
-        nn_model_destroy(aux);
-        nn_model_destroy(ref);
+        corr_nets_free(&nets);
     }
     fmd_teacher_destroy(T);
 }
