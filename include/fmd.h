@@ -353,7 +353,10 @@ FMD_API fmd_status fmd_teacher_solve(fmd_teacher *teacher, float *x, const int32
 FMD_API fmd_status fmd_teacher_sample(fmd_teacher *teacher, float *x_out, const int32_t *labels,
                                       int64_t batch, uint64_t seed, uint64_t first_index,
                                       const fmd_options *opts, int64_t *nfe_out);
-/* Fill z (n, dim) with the prior noise described above. */
+/* Fill z (n, dim) with the prior noise of fmd_teacher_sample (above).
+ * Long calls (over 32,768 floats) run on the OpenMP threads; the values
+ * never depend on the thread count.  Errors: FMD_ERR_INVALID_ARG (z NULL
+ * with n > 0, n < 0, dim < 1). */
 FMD_API fmd_status fmd_prior_noise(float *z, int64_t n, int64_t dim, uint64_t seed,
                                    uint64_t first_index);
 

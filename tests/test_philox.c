@@ -67,6 +67,26 @@ int main(void)
             }
         CHECK_MSG(bad == 0, "%lld prior-noise values differ from the definition", (long long)bad);
     }
+    /* the same over many pieces (the fill runs on the OpenMP threads in
+     * pieces of 2^15 floats): an odd row length and first index, so that the
+     * pieces start off a Philox block's boundary */
+    {
+        const int64_t rows = 40001, dim = 5;
+        const uint64_t first = 12345;
+        float *z = malloc((size_t)(rows * dim) * sizeof(float));
+        CHECK(z != NULL);
+        if (z) {
+            CHECK_OK(fmd_prior_noise(z, rows, dim, 21, first));
+            bad = 0;
+            for (int64_t e = 0; e < rows * dim; e++) {
+                float want = fmd_philox_normal_at(21, FMD_STREAM_PRIOR, first * (uint64_t)dim + (uint64_t)e);
+                if (memcmp(&z[e], &want, sizeof want) != 0) bad++;
+            }
+            CHECK_MSG(bad == 0, "%lld of %lld prior-noise values of a long call differ from the definition",
+                      (long long)bad, (long long)(rows * dim));
+            free(z);
+        }
+    }
     /* moments of the normals and the uniforms */
     double s = 0, s2 = 0;
     for (int i = 0; i < N; i++) { s += a[i]; s2 += (double)a[i] * a[i]; }
