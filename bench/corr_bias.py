@@ -82,23 +82,15 @@ def main():
     if args.per_r:
         return per_r(args)
     be = fmd.Backend("cpu")
-    tmp = tempfile.mkdtemp(prefix="fmd_corr_bias_")
+    t1, p1, tw, pw = stand_ins(args, be)
     print("# %s, CFG %g; stand-in students: pred-only, %d steps, MLP 4 x %d" %
           (args.teacher, args.cfg, args.steps, args.width))
     print("| correction teacher | mean abs(v_N - v) |")
     print("|---|---|")
-    t1 = fmd.Teacher.mixture(args.teacher)
-    t1.set_guidance(1.0, 0.0, 1.0)
-    p1 = os.path.join(tmp, "w1.fmd")
-    student_for(t1, be, args.steps, args.width, p1)
     print("| control: teacher and student without guidance (w = 1) | %.3f |" %
           mismatch(t1, be, p1, {}), flush=True)
     print("| control, reference network g_ref (corr_ref=samples) | %.3f |" %
           mismatch(t1, be, p1, dict(corr_ref="samples")), flush=True)
-    tw = fmd.Teacher.mixture(args.teacher)
-    tw.set_guidance(args.cfg, 0.0, 1.0)
-    pw = os.path.join(tmp, "w.fmd")
-    student_for(tw, be, args.steps, args.width, pw)
     for name, o in SETTINGS:
         if args.short and o and "corr_ref" not in o:
             continue
