@@ -10,7 +10,9 @@
  * step = prediction + correction objectives with their teacher evaluations,
  * student backward, auxiliary update, AdamW, EMA; fmd_distiller_step) and
  * one-step generation samples per second (fmd_student_forward with delta = 1,
- * host buffers in and out, so transfers are included).  Each figure is the
+ * host buffers in and out, so transfers are included), and the same through
+ * fmd_sampler_sample (the column "sampler smp/s": the prior noise drawn on
+ * the host for every call, as a host program sampling a student pays it).  Each figure is the
  * mean over as many repetitions as fit in S seconds (default 2) after one
  * warm-up.  --quick shrinks the DiT (hidden 128, depth 2) for a smoke run. */
 #include <stdio.h>
@@ -76,15 +78,22 @@ static fmd_status step_fn(void *ctx) { return fmd_distiller_step((fmd_distiller 
 
 typedef struct {
     fmd_student *s;
+    fmd_sampler *sm;
     float *z, *delta, *out;
     int32_t *labels;
-    int64_t n;
+    int64_t n, dim;
 } sample_ctx;
 
 static fmd_status sample_fn(void *ctx)
 {
     sample_ctx *c = ctx;
     return fmd_student_forward(c->s, c->z, c->delta, c->labels, c->n, c->out);
+}
+
+static fmd_status sampler_fn(void *ctx)
+{
+    sample_ctx *c = ctx;
+    return fmd_sampler_sample(c->sm, c->labels, c->n, 3, 0, NULL, c->out, c->n * c->dim, NULL);
 }
 
 static int run_one(const model_spec *ms, fmd_backend *be, int gpu)
@@ -97,7 +106,7 @@ static int run_one(const model_spec *ms, fmd_backend *be, int gpu)
     fmd_distiller *D = NULL;
     fmd_options *o = NULL;
     sample_ctx sc = {0};
-    double steps_s = 0, samples_s = 0;
+    double steps_s = 0, samples_s = 0, sampler_s = 0;
     int64_t tb = ms->train_batch[gpu], sb = ms->sample_batch[gpu];
     fmd_status st = nn_model_create(be, &cfg, 1, &net);
     if (!st) st = teacher_wrap_network(be, net, 0, &T);
@@ -118,6 +127,7 @@ static int run_one(const model_spec *ms, fmd_backend *be, int gpu)
         int ncls = fmd_student_num_classes(S);
         sc.s = S;
         sc.n = sb;
+        sc.dim = dim;
         sc.z = malloc((size_t)(sb * dim) * sizeof(float));
         sc.out = malloc((size_t)(sb * dim) * sizeof(float));
         sc.delta = malloc((size_t)sb * sizeof(float));
@@ -131,16 +141,19 @@ static int run_one(const model_spec *ms, fmd_backend *be, int gpu)
             }
         }
         if (!st) st = timed(sample_fn, &sc, 1, &samples_s);
+        if (!st) st = fmd_sampler_create(S, NULL, NULL, &sc.sm);
+        if (!st) st = timed(sampler_fn, &sc, 1, &sampler_s);
     }
     if (st) {
         printf("%-8s %-5s  FAILED: %s: %s\n", ms->name, fmd_backend_name(be), fmd_status_name(st),
                fmd_last_error());
     } else {
-        printf("%-8s %-5s %6lld %10.2f %12.1f %8lld %14.1f   %s\n", ms->name, fmd_backend_name(be),
-               (long long)tb, steps_s, steps_s * (double)tb, (long long)sb, samples_s * (double)sb,
-               fmd_backend_device(be));
+        printf("%-8s %-5s %6lld %10.2f %12.1f %8lld %14.1f %14.1f   %s\n", ms->name,
+               fmd_backend_name(be), (long long)tb, steps_s, steps_s * (double)tb, (long long)sb,
+               samples_s * (double)sb, sampler_s * (double)sb, fmd_backend_device(be));
     }
     fflush(stdout);
+    fmd_sampler_destroy(sc.sm);
     free(sc.z);
     free(sc.out);
     free(sc.delta);
@@ -172,8 +185,8 @@ int main(int argc, char **argv)
          {1, 2}},
     };
     printf("# bench_gpu: %.1f s per figure%s\n", g_seconds, g_quick ? " (quick sizes)" : "");
-    printf("%-8s %-5s %6s %10s %12s %8s %14s   %s\n", "model", "be", "batch", "steps/s", "train smp/s",
-           "n", "1-step smp/s", "device");
+    printf("%-8s %-5s %6s %10s %12s %8s %14s %14s   %s\n", "model", "be", "batch", "steps/s",
+           "train smp/s", "n", "1-step smp/s", "sampler smp/s", "device");
     int fails = 0;
     char list[64];
     snprintf(list, sizeof list, "%s", backends);
