@@ -12,9 +12,10 @@
  * one-step generation samples per second (fmd_student_forward with delta = 1,
  * host buffers in and out, so transfers are included), and the same through
  * fmd_sampler_sample (the column "sampler smp/s": the prior noise drawn on
- * the host for every call, as a host program sampling a student pays it).  Each figure is the
- * mean over as many repetitions as fit in S seconds (default 2) after one
- * warm-up.  --quick shrinks the DiT (hidden 128, depth 2) for a smoke run. */
+ * the host for every call, as a host program sampling a student pays it).
+ * Each figure is the mean over as many repetitions as fit in S seconds
+ * (default 2) after one warm-up.  --quick shrinks the DiT (hidden 128,
+ * depth 2) for a smoke run. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
