@@ -847,11 +847,7 @@ fmd_status fmd_prior_noise(float *z, int64_t n, int64_t dim, uint64_t seed, uint
     enum { NOISE_PIECE = 1 << 15 }; /* floats per piece, a multiple of 4 */
     const int64_t total = n * dim, pieces = (total + NOISE_PIECE - 1) / NOISE_PIECE;
     const uint64_t e0 = first_index * (uint64_t)dim;
-    if (pieces <= 1) {
-        fmd_philox_normal_fill(z, total, seed, FMD_STREAM_PRIOR, e0);
-        return FMD_OK;
-    }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (pieces > 1)
     for (int64_t p = 0; p < pieces; p++) {
         const int64_t a = p * NOISE_PIECE, len = total - a < NOISE_PIECE ? total - a : NOISE_PIECE;
         fmd_philox_normal_fill(z + a, len, seed, FMD_STREAM_PRIOR, e0 + (uint64_t)a);
