@@ -468,12 +468,7 @@ static void test_reference(void)
 static double max_change(nn_model *g, const float *before, float *after, int64_t n)
 {
     be->ops->download(be, after, nn_model_params(g), (size_t)n * sizeof(float));
-    double m = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)after[i] - (double)before[i]);
-        if (d > m) m = d;
-    }
-    return m;
+    return tu_max_abs_diff(after, before, n);
 }
 
 /* aux_decay: g's (and g_ref's) AdamW rate follows the student's schedule.
