@@ -1,6 +1,8 @@
 # scripts/deps.sh - sourced by test.sh and demo.sh: the Debian packages libfmd
 # needs to build and test, installed with apt-get when running as root.
-FMD_DEBIAN_PACKAGES="build-essential cmake pkg-config libdnnl-dev libopenblas-dev zlib1g-dev \
+# ocl-icd-opencl-dev: Debian's dnnl-config.cmake calls find_package(OpenCL),
+# and libdnnl-dev only recommends it (apt-get here skips recommends).
+FMD_DEBIAN_PACKAGES="build-essential cmake pkg-config libdnnl-dev ocl-icd-opencl-dev libopenblas-dev zlib1g-dev \
 python3 python3-numpy python3-torch python3-pytest clang libclang-rt-dev dataset-fashion-mnist"
 
 fmd_install_deps() {
