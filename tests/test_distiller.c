@@ -311,7 +311,8 @@ static void test_data_pool(void)
 /* Correction sign (MATH.md section 4) on a 1-D teacher: when v_N - v points
  * left (student samples to the right of the teacher's), one correction step
  * must move the one-step samples left, and right for the opposite sign. */
-static double mean_one_step(nn_model *s, const float *z, int n)
+/* One-step samples x = z - F(z, 1) of a 1-D student (host in, host out). */
+static void one_step(nn_model *s, const float *z, int n, float *x)
 {
     float *dz = be->ops->alloc(be, n * sizeof(float)), *out = be->ops->alloc(be, n * sizeof(float));
     float *t = be->ops->alloc(be, n * sizeof(float)), *d = be->ops->alloc(be, n * sizeof(float));
@@ -323,14 +324,33 @@ static double mean_one_step(nn_model *s, const float *z, int n)
     be->ops->upload(be, dz, z, n * sizeof(float));
     CHECK_OK(nn_model_forward(s, out, dz, t, d, NULL, n));
     be->ops->download(be, h, out, n * sizeof(float));
-    double m = 0;
-    for (int i = 0; i < n; i++) m += z[i] - h[i];
+    for (int i = 0; i < n; i++) x[i] = z[i] - h[i];
     free(h);
     be->ops->free(be, dz);
     be->ops->free(be, out);
     be->ops->free(be, t);
     be->ops->free(be, d);
+}
+
+static double mean_one_step(nn_model *s, const float *z, int n)
+{
+    float *x = malloc(n * sizeof(float));
+    one_step(s, z, n, x);
+    double m = 0;
+    for (int i = 0; i < n; i++) m += x[i];
+    free(x);
     return m / n;
+}
+
+/* Standard deviation of the one-step samples about mean m. */
+static double spread_one_step(nn_model *s, const float *z, int n, double m)
+{
+    float *x = malloc(n * sizeof(float));
+    one_step(s, z, n, x);
+    double v = 0;
+    for (int i = 0; i < n; i++) v += (x[i] - m) * (x[i] - m);
+    free(x);
+    return sqrt(v / (n - 1));
 }
 
 /* A 1-D residual network g = v + R with R = bias everywhere (output layer's
@@ -463,6 +483,188 @@ static void test_reference(void)
     fmd_teacher_destroy(T);
 }
 
+/* ---- the kernel field (corr_field = kernel) --------------------------------- */
+
+/* Host reference of the kernel field: the gamma-weighted mean over the
+ * entries j of bank (n, D) with label lab[j] == label at (x, r):
+ * gamma_j ~ exp(-|x - (1 - r) b_j|^2 / (2 r^2)), the empirical mixture's
+ * posterior, computed in double straight from the definition. */
+static void host_kernel_mean(double *m, const float *x, double r, int32_t label, const float *bank,
+                             const int32_t *lab, int64_t n, int D)
+{
+    double best = -INFINITY, z = 0.0;
+    double *lw = malloc((size_t)n * sizeof(double));
+    for (int64_t j = 0; j < n; j++) {
+        double d2 = 0.0;
+        for (int k = 0; k < D; k++) {
+            double e = x[k] - (1.0 - r) * bank[j * D + k];
+            d2 += e * e;
+        }
+        lw[j] = lab[j] == label ? -d2 / (2.0 * r * r) : -INFINITY;
+        if (lw[j] > best) best = lw[j];
+    }
+    for (int k = 0; k < D; k++) m[k] = 0.0;
+    for (int64_t j = 0; j < n; j++) {
+        if (lw[j] == -INFINITY) continue;
+        double g = exp(lw[j] - best);
+        z += g;
+        for (int k = 0; k < D; k++) m[k] += g * bank[j * D + k];
+    }
+    for (int k = 0; k < D; k++) m[k] /= z;
+    free(lw);
+}
+
+/* The kernel field against its definition, on a conditional 2-D teacher
+ * (2 classes), batch 16 with 8 correction rows and a bank of 20 (a ring
+ * that wraps inside a step): zero term and lambda while the bank fills
+ * (steps 0-2), then at step 3 v_N - v_teacher (use_ref 0) or (m_pool -
+ * m_bank) / r over 20 pool rows drawn on stream 13 (use_ref 1), and the
+ * step's one-step samples written into the ring afterwards. */
+static void test_kernel_field(int use_ref)
+{
+    enum { D = 2, B = 16, BC = 8, M = 20, NPOOL = 64 };
+    double w[4] = {0.3, 0.2, 0.25, 0.25}, mu[8] = {-1, 0, 1, 0.5, 0, 1.5, 0.5, -1};
+    double sd[4] = {0.3, 0.4, 0.2, 0.35};
+    int32_t cls[4] = {0, 0, 1, 1};
+    fmd_teacher *T;
+    CHECK_OK(fmd_teacher_create_mixture(D, 4, w, mu, sd, cls, 2, &T));
+    CHECK_OK(fmd_teacher_set_guidance(T, 2.0, 0.0, 1.0));
+    vctx vc = {T};
+    nn_model *s = mlp_k(D, 1, 32, 2, 7), *e = mlp_k(D, 1, 32, 2, 7);
+    ff_config c;
+    ff_config_default(&c);
+    c.batch = B;
+    c.corr_frac = 0.5;
+    c.seed = 5;
+    c.corr_field = FF_FIELD_KERNEL;
+    c.kernel_bank = M;
+    c.corr_g = (ff_guidance){2.0f, 0.0f, 0.7f};
+    ff_trainer *t = NULL;
+    CHECK_OK(ff_create(be, &c, s, e, NULL, 0, vel, &vc, &t));
+    if (!t) goto done;
+    nn_model *stray = mlp_k(D, 0, 32, 2, 8);
+    CHECK_STATUS(ff_set_reference(t, stray, NPOOL, 4), FMD_ERR_INVALID_ARG);  /* no network */
+    nn_model_destroy(stray);
+    if (use_ref) CHECK_OK(ff_set_reference(t, NULL, NPOOL, 4));
+    float xhat[BC * D], xr[BC * D], r[BC], term[BC * D], bank[M * D], pool[NPOOL * D];
+    int32_t lab[BC], blab[M];
+    float *dbank, *dpool = NULL;
+    int32_t *hlab;
+    CHECK(ff_kernel_bank(t, &dbank, &hlab) == M);
+    ff_step_stats st;
+    for (int k = 0; k < 3; k++) {   /* 0, 8, 16 entries: not full */
+        CHECK_OK(ff_step(t, &st));
+        CHECK(ff_last_correction(t, xhat, xr, r, lab, term) == BC);
+        double mx = 0;
+        for (int i = 0; i < BC * D; i++) mx = fmax(mx, fabs(term[i]));
+        CHECK_MSG(mx == 0.0 && st.lambda == 0.0, "step %d: bank not full, yet term %g, lambda %g", k,
+                  mx, st.lambda);
+    }
+    be->ops->download(be, bank, dbank, sizeof bank);
+    memcpy(blab, hlab, sizeof blab);
+    CHECK_OK(ff_step(t, &st));   /* step 3: 24 >= 20 */
+    CHECK(ff_last_correction(t, xhat, xr, r, lab, term) == BC);
+    CHECK_MSG(st.lambda > 0.0, "step 3: lambda %g", st.lambda);
+    float vt[BC * D];
+    if (!use_ref) {   /* the teacher at x_r, correction guidance */
+        float *dx = be->ops->alloc(be, sizeof xr), *dt = be->ops->alloc(be, sizeof r);
+        float *dv = be->ops->alloc(be, sizeof vt);
+        int32_t *dl = be->ops->alloc(be, sizeof lab);
+        be->ops->upload(be, dx, xr, sizeof xr);
+        be->ops->upload(be, dt, r, sizeof r);
+        be->ops->upload(be, dl, lab, sizeof lab);
+        CHECK_OK(vel(&vc, dv, dx, dt, dl, BC, &c.corr_g));
+        be->ops->download(be, vt, dv, sizeof vt);
+        be->ops->free(be, dx);
+        be->ops->free(be, dt);
+        be->ops->free(be, dv);
+        be->ops->free(be, dl);
+    } else {
+        CHECK(ff_ref_pool(t, &dpool) == NPOOL);
+        be->ops->download(be, pool, dpool, sizeof pool);
+    }
+    double worst = 0.0, scale = 0.0;
+    for (int i = 0; i < BC; i++) {
+        double mb[D], mp[D], want[D];
+        host_kernel_mean(mb, xr + i * D, r[i], lab[i], bank, blab, M, D);
+        if (use_ref) {
+            float sub[M * D];
+            int32_t slab[M];
+            for (int j = 0; j < M; j++) {
+                int64_t q = (int64_t)(fmd_philox_uniform_at(c.seed, 13, 3 * M + j) * NPOOL);
+                if (q >= NPOOL) q = NPOOL - 1;
+                memcpy(sub + j * D, pool + q * D, D * sizeof(float));
+                /* pool labels: uniform on stream 8 (freeflow.c make_pool) */
+                int64_t l = (int64_t)(fmd_philox_uniform_at(c.seed, 8, q) * 2);
+                slab[j] = (int32_t)(l > 1 ? 1 : l);
+            }
+            host_kernel_mean(mp, xr + i * D, r[i], lab[i], sub, slab, M, D);
+            for (int k = 0; k < D; k++) want[k] = (mp[k] - mb[k]) / r[i];
+        } else {
+            for (int k = 0; k < D; k++) want[k] = (xr[i * D + k] - mb[k]) / r[i] - vt[i * D + k];
+        }
+        for (int k = 0; k < D; k++) {
+            worst = fmax(worst, fabs(term[i * D + k] - want[k]));
+            scale = fmax(scale, fabs(want[k]));
+        }
+    }
+    CHECK_MSG(scale > 1e-3, "kernel term vanished (%g)", scale);
+    CHECK_MSG(worst <= 1e-4 * (1.0 + scale), "use_ref %d: kernel term off by %g (largest %g)", use_ref,
+              worst, scale);
+    /* the ring: rows (3*8 + i) mod 20 now hold step 3's samples and labels */
+    be->ops->download(be, bank, dbank, sizeof bank);
+    int ring_ok = 1;
+    for (int i = 0; i < BC; i++) {
+        int j = (3 * BC + i) % M;
+        if (memcmp(bank + j * D, xhat + i * D, D * sizeof(float)) != 0 || hlab[j] != lab[i]) ring_ok = 0;
+    }
+    CHECK_MSG(ring_ok, "step 3's one-step samples are not in the bank's ring");
+    ff_destroy(t);
+done:
+    nn_model_destroy(s);
+    nn_model_destroy(e);
+    fmd_teacher_destroy(T);
+}
+
+/* The kernel field moves the distribution the right way: correction only,
+ * reference pool, on a 1-D Gaussian teacher N(0.7, 0.4^2), the one-step
+ * samples' mean and spread approach the teacher's. */
+static void test_kernel_pull(void)
+{
+    double w = 1.0, mu = 0.7, sd = 0.4;
+    fmd_teacher *T;
+    CHECK_OK(fmd_teacher_create_mixture(1, 1, &w, &mu, &sd, NULL, 0, &T));
+    vctx vc = {T};
+    nn_model *s = mlp(1, 1, 32, 7), *e = mlp(1, 1, 32, 7);
+    enum { N = 128 };   /* the student's arena holds one batch */
+    float z[N];
+    for (int i = 0; i < N; i++) z[i] = (float)tu_normal();
+    ff_config c;
+    ff_config_default(&c);
+    c.batch = 128;
+    c.use_pred = 0;
+    c.corr_field = FF_FIELD_KERNEL;
+    c.kernel_bank = 512;
+    c.lr = 3e-3;
+    c.decay_steps = 600;   /* cosine to 3e-4: the last steps average the noise */
+    c.alpha = 1.0;
+    ff_trainer *t = NULL;
+    CHECK_OK(ff_create(be, &c, s, e, NULL, 0, vel, &vc, &t));
+    CHECK_OK(ff_set_reference(t, NULL, 4096, 16));
+    double m0 = mean_one_step(s, z, N), s0 = spread_one_step(s, z, N, m0);
+    for (int k = 0; k < 600 && t; k++) CHECK_OK(ff_step(t, NULL));
+    double m1 = mean_one_step(s, z, N), s1 = spread_one_step(s, z, N, m1);
+    double err0 = fabs(m0 - mu) + fabs(s0 - sd), err1 = fabs(m1 - mu) + fabs(s1 - sd);
+    printf("kernel pull: mean %.3f -> %.3f, spread %.3f -> %.3f (teacher %.1f, %.1f)\n", m0, m1, s0,
+           s1, mu, sd);
+    CHECK_MSG(err1 < 0.1 * err0 && err1 < 0.15,
+              "kernel correction: |mean - 0.7| + |spread - 0.4| from %g to %g", err0, err1);
+    ff_destroy(t);
+    nn_model_destroy(s);
+    nn_model_destroy(e);
+    fmd_teacher_destroy(T);
+}
+
 /* The largest parameter change of g (n parameters, device) since `before`
  * (host copy), read into `after` (host scratch). */
 static double max_change(nn_model *g, const float *before, float *after, int64_t n)
@@ -549,7 +751,24 @@ static void download_params(fmd_student *s, float *h)
 /* mode RESUME_REF: with corr_ref = samples (the reference network and its
  * moments are saved too; the pool is regenerated); RESUME_POOL: the
  * data-based mix on a teacher pool (data_pool, regenerated on resume). */
-enum { RESUME_PLAIN, RESUME_REF, RESUME_POOL };
+enum { RESUME_PLAIN, RESUME_REF, RESUME_POOL, RESUME_KERNEL };
+
+/* RESUME_KERNEL: the kernel field with a reference pool; a bank of 40 is full
+ * after 3 steps of 16 correction rows, so the resumed steps read the bank
+ * restored from the checkpoint. */
+static fmd_options *kernel_opts(int bank)
+{
+    fmd_options *o;
+    CHECK_OK(fmd_options_create(&o));
+    CHECK_OK(fmd_options_set_i64(o, "batch", 64));
+    CHECK_OK(fmd_options_set_i64(o, "seed", 3));
+    CHECK_OK(fmd_options_set_i64(o, "progress_every", 1));
+    CHECK_OK(fmd_options_parse(o, "corr_field=kernel"));
+    CHECK_OK(fmd_options_parse(o, "corr_ref=samples"));
+    CHECK_OK(fmd_options_parse(o, "ref_pool=300"));
+    CHECK_OK(fmd_options_set_i64(o, "kernel_bank", bank));
+    return o;
+}
 static void pool_opts(fmd_options *o, int n)
 {
     CHECK_OK(fmd_options_parse(o, "data_based=1"));
@@ -563,7 +782,7 @@ static void test_resume(int mode)
     const int ref = mode == RESUME_REF;
     fmd_teacher *T;
     CHECK_OK(fmd_teacher_create_preset("ring8", &T));
-    fmd_options *o = small_opts(), *so = student_opts();
+    fmd_options *o = mode == RESUME_KERNEL ? kernel_opts(40) : small_opts(), *so = student_opts();
     if (mode == RESUME_POOL) pool_opts(o, 300);
     if (ref) {
         CHECK_OK(fmd_options_parse(o, "corr_ref=samples"));
@@ -617,10 +836,29 @@ static void test_resume(int mode)
     CHECK(strstr(fmd_last_error(), "distiller.seed") != NULL);
     fmd_distiller_destroy(d4);
     fmd_options_destroy(o2);
+    if (mode == RESUME_KERNEL) {
+        /* another bank size, or the network field, is another run */
+        for (int k = 0; k < 2; k++) {
+            o2 = k ? small_opts() : kernel_opts(41);
+            if (k) CHECK_OK(fmd_options_parse(o2, "corr_ref=samples"));
+            if (k) CHECK_OK(fmd_options_parse(o2, "ref_pool=300"));
+            CHECK_OK(fmd_distiller_create(T, s3, be, o2, &d4));
+            CHECK_STATUS(fmd_distiller_resume(d4, path), FMD_ERR_INVALID_ARG);
+            CHECK_MSG(strstr(fmd_last_error(), k ? "corr_field=kernel" : "distiller.kernel_bank") != NULL,
+                      "%s", fmd_last_error());
+            fmd_distiller_destroy(d4);
+            fmd_options_destroy(o2);
+        }
+    }
     /* with and without the reference network do not mix */
-    o2 = small_opts();
+    o2 = mode == RESUME_KERNEL ? kernel_opts(40) : small_opts();
     if (mode == RESUME_POOL) pool_opts(o2, 300);
-    if (!ref) CHECK_OK(fmd_options_parse(o2, "corr_ref=samples"));
+    if (mode == RESUME_KERNEL) {
+        fmd_options_destroy(o2);   /* the same without the pool */
+        CHECK_OK(fmd_options_create(&o2));
+        const char *kv[] = {"batch=64", "seed=3", "corr_field=kernel", "kernel_bank=40"};
+        for (int i = 0; i < 4; i++) CHECK_OK(fmd_options_parse(o2, kv[i]));
+    } else if (!ref) CHECK_OK(fmd_options_parse(o2, "corr_ref=samples"));
     else CHECK_OK(fmd_options_parse(o2, "aux_updates=2"));
     CHECK_OK(fmd_distiller_create(T, s3, be, o2, &d4));
     CHECK_STATUS(fmd_distiller_resume(d4, path), FMD_ERR_INVALID_ARG);
@@ -756,6 +994,11 @@ static void test_options_and_api(void)
     expect_bad(T, s, "aux=copy", "aux");
     expect_bad(T, s, "alpha_end=-1", "alpha_end");
     expect_bad(T, s, "corr_ref=data", "corr_ref");
+    expect_bad(T, s, "corr_field=gauss", "corr_field");
+    expect_bad(T, s, "corr=0 corr_field=kernel", "corr_field");
+    expect_bad(T, s, "corr_field=kernel aux_updates=2", "aux_updates");
+    expect_bad(T, s, "kernel_bank=100", "kernel_bank");
+    expect_bad(T, s, "corr_field=kernel kernel_bank=0", "kernel_bank");
     expect_bad(T, s, "ref_pool=100", "ref_pool");
     expect_bad(T, s, "ref_steps=0", "ref_steps");
     expect_bad(T, s, "aux_decay=2", "aux_decay");
@@ -1005,9 +1248,13 @@ int main(void)
     test_correction_sign();
     test_reference();
     test_aux_decay();
+    test_kernel_field(0);
+    test_kernel_field(1);
+    test_kernel_pull();
     test_resume(RESUME_PLAIN);
     test_resume(RESUME_REF);
     test_resume(RESUME_POOL);
+    test_resume(RESUME_KERNEL);
     test_nonfinite();
     test_options_and_api();
     test_alpha_schedule();

@@ -18,7 +18,7 @@
 #include "util/util.h"
 
 enum { S_Z = 1, S_DELTA = 2, S_LABEL = 3, S_R = 4, S_N = 5, S_DATA = 6, S_POOL_Z = 7,
-       S_POOL_LABEL = 8, S_REF_IDX = 9, S_REF_R = 10, S_REF_N = 11 };
+       S_POOL_LABEL = 8, S_REF_IDX = 9, S_REF_R = 10, S_REF_N = 11, S_KREF_IDX = 13 };
 /* stream 12 is FF_STREAM_DATA_POOL (freeflow.h) */
 
 struct ff_trainer {
@@ -58,6 +58,16 @@ struct ff_trainer {
     float *h_t0, *h_dl, *h_dlp, *h_tin, *h_tin2, *h_dl2, *h_tin3, *h_dl3, *h_k1, *h_k2, *h_k3;
     float *h_scale, *h_rowv, *h_tan_t, *h_tan_d, *h_r, *h_r1;
     int32_t *h_lab, *h_idx;
+    /* kernel field (corr_field = kernel): the bank of M one-step samples
+     * (kb, labels h_kb_lab, one-hot kbo (M,K)) and, with a reference pool,
+     * the M pool rows drawn this step (kt, one-hot kto, indices kidx);
+     * scratch: squared norms kb2 (M), logits kG and class mask kmask
+     * (Bc,M), the rows' one-hot krow (Bc,K), weighted means kms, kmt
+     * (Bc,D), per-row coefficients ka, kc, kinv (Bc) */
+    int64_t M;
+    float *kb, *kbo, *kt, *kto, *kb2, *kG, *kmask, *krow, *kms, *kmt, *ka, *kc, *kinv;
+    int32_t *kidx, *h_kb_lab, *h_kidx;
+    float *h_k1h, *h_ka, *h_kc, *h_kinv;
 };
 
 void ff_config_default(ff_config *c)
@@ -87,6 +97,8 @@ void ff_config_default(ff_config *c)
     c->r_scale = 1.0;
     c->pred_g = (ff_guidance){1.0f, 0.0f, 1.0f};
     c->corr_g = (ff_guidance){1.0f, 0.0f, 0.7f};
+    c->corr_field = FF_FIELD_NET;
+    c->kernel_bank = 4096;
     c->aux_lr = 1e-3;
     c->aux_updates = 1;
     c->lr = 1e-3;
@@ -151,12 +163,14 @@ void ff_destroy(ff_trainer *t)
                    t->adiff, t->tin, t->dl, t->tin2, t->dl2, t->tin3, t->dl3, t->tan_t, t->tan_d,
                    t->k1, t->k2, t->k3, t->scale, t->rowv, t->r, t->r1, t->ar, t->ar1, t->lab,
                    t->idx, t->rm, t->rv, t->pool, t->px, t->pxr, t->pn, t->pv, t->pg, t->pdiff,
-                   t->gref, t->plab, t->pidx};
+                   t->gref, t->plab, t->pidx, t->kb, t->kbo, t->kt, t->kto, t->kb2, t->kG,
+                   t->kmask, t->krow, t->kms, t->kmt, t->ka, t->kc, t->kinv, t->kidx};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) dfree(t, dev[i]);
     void *host[] = {t->h_t0, t->h_dl, t->h_dlp, t->h_tin, t->h_tin2, t->h_dl2, t->h_tin3,
                     t->h_dl3, t->h_k1, t->h_k2, t->h_k3, t->h_scale, t->h_rowv, t->h_tan_t,
                     t->h_tan_d, t->h_r, t->h_r1, t->h_lab, t->h_idx, t->h_data_lab,
-                    t->h_pool_lab, t->h_plab, t->h_pidx};
+                    t->h_pool_lab, t->h_plab, t->h_pidx, t->h_kb_lab, t->h_kidx, t->h_k1h,
+                    t->h_ka, t->h_kc, t->h_kinv};
     for (size_t i = 0; i < sizeof host / sizeof host[0]; i++) fmd_free(host[i]);
     fmd_free(t);
 }
@@ -170,7 +184,13 @@ fmd_status ff_create(fmd_backend *be, const ff_config *cfg, nn_model *student, n
     FMD_CHECK_ARG(sc->student, "ff_create: the student model is not in student form");
     FMD_CHECK_ARG(cfg->batch >= 2, "ff_create: batch must be >= 2 (got %lld)", (long long)cfg->batch);
     FMD_CHECK_ARG(cfg->use_pred || cfg->use_corr, "ff_create: both objectives are switched off");
-    FMD_CHECK_ARG(!cfg->use_corr || aux, "ff_create: the correction needs an auxiliary network");
+    const int kernel = cfg->use_corr && cfg->corr_field == FF_FIELD_KERNEL;
+    FMD_CHECK_ARG(!cfg->use_corr || aux || kernel,
+                  "ff_create: the correction needs an auxiliary network");
+    FMD_CHECK_ARG(!kernel || cfg->kernel_bank >= 1,
+                  "ff_create: kernel_bank must be >= 1 (got %lld)", (long long)cfg->kernel_bank);
+    FMD_CHECK_ARG(!kernel || cfg->aux_updates == 1,
+                  "ff_create: aux_updates applies to the auxiliary network, not the kernel field");
     FMD_CHECK_ARG(nn_model_num_params(ema) == nn_model_num_params(student),
                   "ff_create: EMA model differs from the student");
 
@@ -181,7 +201,7 @@ fmd_status ff_create(fmd_backend *be, const ff_config *cfg, nn_model *student, n
     t->c = *cfg;
     t->student = student;
     t->ema = ema;
-    t->aux = cfg->use_corr ? aux : NULL;
+    t->aux = cfg->use_corr && !kernel ? aux : NULL;
     t->aux_residual = aux_residual;
     t->vel = vel;
     t->vctx = vctx;
@@ -228,6 +248,27 @@ fmd_status ff_create(fmd_backend *be, const ff_config *cfg, nn_model *student, n
     t->h_lab = fmd_calloc((size_t)B, sizeof(int32_t));
     t->h_idx = fmd_calloc((size_t)B, sizeof(int32_t));
     if (!t->h_lab || !t->h_idx) st = FMD_ERR_OOM;
+    if (kernel && Bc > 0) {
+        const int64_t M = cfg->kernel_bank, K = t->K ? t->K : 1;
+        t->M = M;
+        t->kb = dalloc(t, M * D);
+        t->kbo = dalloc(t, M * K);
+        t->kb2 = dalloc(t, M);
+        t->kG = dalloc(t, Bc * M);
+        t->kmask = dalloc(t, Bc * M);
+        t->krow = dalloc(t, Bc * K);
+        t->kms = dalloc(t, Bc * D);
+        t->kmt = dalloc(t, Bc * D);
+        t->ka = dalloc(t, Bc);
+        t->kc = dalloc(t, Bc);
+        t->kinv = dalloc(t, Bc);
+        t->h_kb_lab = fmd_calloc((size_t)M, sizeof(int32_t));
+        t->h_k1h = fmd_calloc((size_t)((M > Bc ? M : Bc) * K), sizeof(float));
+        t->h_ka = fmd_calloc((size_t)Bc, sizeof(float));
+        t->h_kc = fmd_calloc((size_t)Bc, sizeof(float));
+        t->h_kinv = fmd_calloc((size_t)Bc, sizeof(float));
+        if (!t->h_kb_lab || !t->h_k1h || !t->h_ka || !t->h_kc || !t->h_kinv) st = FMD_ERR_OOM;
+    }
     if (st == FMD_OK && !fmdb_ok(be)) st = be->status;
     if (st != FMD_OK) {
         ff_destroy(t);
@@ -397,15 +438,36 @@ fmd_status ff_copy_data(ff_trainer *t, float *x, int32_t *labels, int64_t n)
 
 fmd_status ff_set_reference(ff_trainer *t, nn_model *ref, int64_t n, int64_t steps)
 {
-    FMD_CHECK_ARG(t && ref, "ff_set_reference: NULL argument");
-    FMD_CHECK_ARG(t->aux && t->Bc > 0, "ff_set_reference: the correction is off");
-    FMD_CHECK_ARG(!t->ref, "ff_set_reference: the trainer has a reference already");
-    FMD_CHECK_ARG(nn_model_num_params(ref) == t->np_aux,
+    FMD_CHECK_ARG(t, "ff_set_reference: NULL trainer");
+    FMD_CHECK_ARG((t->aux || t->M) && t->Bc > 0, "ff_set_reference: the correction is off");
+    FMD_CHECK_ARG(!t->npool, "ff_set_reference: the trainer has a reference already");
+    FMD_CHECK_ARG(t->M ? !ref : ref != NULL, "ff_set_reference: %s",
+                  t->M ? "the kernel field takes no reference network"
+                       : "the reference network is NULL");
+    FMD_CHECK_ARG(!ref || nn_model_num_params(ref) == t->np_aux,
                   "ff_set_reference: the reference differs from the auxiliary network");
     FMD_CHECK_ARG(n >= 1 && n <= INT32_MAX, "ff_set_reference: pool size must be in [1, 2^31) "
                   "(got %lld)", (long long)n);
     FMD_CHECK_ARG(steps >= 1, "ff_set_reference: steps must be >= 1 (got %lld)", (long long)steps);
     const int64_t D = t->D, Bc = t->Bc;
+    if (t->M) {
+        /* the kernel field's reference: M pool rows per step, no network */
+        const int64_t M = t->M, K = t->K ? t->K : 1;
+        t->npool = n;
+        t->pool = dalloc(t, n * D);
+        t->kt = dalloc(t, M * D);
+        t->kto = dalloc(t, M * K);
+        t->kidx = (int32_t *)dalloc(t, M);
+        t->h_pool_lab = fmd_calloc((size_t)n, sizeof(int32_t));
+        t->h_kidx = fmd_calloc((size_t)M, sizeof(int32_t));
+        fmd_status st = FMD_OK;
+        if (!t->h_pool_lab || !t->h_kidx || !fmdb_ok(t->be))
+            st = fmd_seterr(FMD_ERR_OOM, "ff_set_reference: out of memory for a pool of %lld x %lld",
+                            (long long)n, (long long)D);
+        if (!st) st = make_pool(t, steps);
+        if (st) t->npool = 0;
+        return st;
+    }
     t->ref = ref;
     t->npool = n;
     t->rm = dalloc(t, t->np_aux);
@@ -424,7 +486,10 @@ fmd_status ff_set_reference(ff_trainer *t, nn_model *ref, int64_t n, int64_t ste
                         (long long)n, (long long)D);
     if (!st) st = nn_model_reserve(ref, Bc);
     if (!st) st = make_pool(t, steps);
-    if (st) t->ref = NULL;   /* the caller still owns ref; the buffers go with the trainer */
+    if (st) {
+        t->ref = NULL;   /* the caller still owns ref; the buffers go with the trainer */
+        t->npool = 0;
+    }
     return st;
 }
 
@@ -667,8 +732,146 @@ static fmd_status noised(ff_trainer *t, int64_t j)
     rowscale(t, t->xr, t->cn, t->r, Bc, 1.0f);
     const int32_t *lab = t->K ? t->lab + Bp : NULL;
     fmd_status st = t->vel(t->vctx, t->vc, t->xr, t->r, lab, Bc, &c->corr_g);
-    if (st) return st;
+    if (st || !t->aux) return st;   /* the kernel field has no g */
     return nn_model_forward(t->aux, t->ga, t->xr, t->r, NULL, lab, Bc);
+}
+
+/* ---- the kernel field (corr_field = kernel) ----------------------------------
+ *
+ * The noising velocity of an empirical distribution {b_j} at (x, r) is exact:
+ * x_r given b_j is N((1 - r) b_j, r^2 I), so
+ *   v(x, r) = E[n - x0 | x_r = x] = (x - m) / r,   m = sum_j gamma_j b_j,
+ *   gamma = softmax_j( ((1 - r)/r^2) x.b_j - ((1 - r)^2/(2 r^2)) |b_j|^2 )
+ * (the |x|^2 term is the same for every j), with gamma restricted to the
+ * row's class on a conditional teacher.  v_N is that velocity over the bank
+ * of the last M one-step samples (earlier steps only, so no row sees its own
+ * sample).  With a reference pool the reference is the same estimate over M
+ * teacher samples drawn from the pool each step, so the correction is
+ * (m_ref - m_bank) / r: both sides have the same finite-sample bias, and the
+ * term vanishes in expectation when the student's distribution is the
+ * teacher's.  Cost: three GEMMs of (Bc x M x D) per estimate. */
+
+/* labels (host, n) -> one-hot rows (n, K) on the device (K >= 1). */
+static void onehot_up(ff_trainer *t, float *dst, const int32_t *labels, int64_t n)
+{
+    const int64_t K = t->K;
+    memset(t->h_k1h, 0, (size_t)(n * K) * sizeof(float));
+    for (int64_t i = 0; i < n; i++) t->h_k1h[i * K + labels[i]] = 1.0f;
+    up(t, dst, t->h_k1h, n * K, sizeof(float));
+}
+
+/* m(Bc,D) = the gamma-weighted mean of bank (M,D) (one-hot bank1h (M,K)) at
+ * the correction rows' x_r; ka, kc hold (1 - r)/r^2 and (1 - r)^2/(2 r^2),
+ * krow the rows' one-hot. */
+static void kernel_mean(ff_trainer *t, float *m, const float *bank, const float *bank1h)
+{
+    const int64_t Bc = t->Bc, M = t->M, D = t->D, K = t->K;
+    fmd_backend *be = t->be;
+    t->op->row_dot(be, t->kb2, bank, bank, M, D, 0.0f);
+    t->op->gemm(be, 0, 1, Bc, M, D, 1.0f, t->xr, D, bank, D, 0.0f, t->kG, M);
+    t->op->bcast_mul(be, t->kG, t->kG, t->ka, Bc, M, 1, 0.0f);
+    t->op->gemm(be, 0, 0, Bc, M, 1, -1.0f, t->kc, 1, t->kb2, M, 1.0f, t->kG, M);
+    if (K) {
+        /* -1e30 on the other classes' entries (same class: 0) */
+        t->op->gemm(be, 0, 1, Bc, M, K, 1.0f, t->krow, K, bank1h, K, 0.0f, t->kmask, M);
+        t->op->affine(be, t->kmask, 1e30f, -1e30f, Bc * M);
+        t->op->axpby(be, t->kG, 1.0f, t->kG, 1.0f, t->kmask, Bc * M);
+    }
+    t->op->softmax_forward(be, t->kG, t->kG, Bc, M, 1.0f);
+    t->op->gemm(be, 0, 0, Bc, D, M, 1.0f, t->kG, M, bank, D, 0.0f, m, D);
+}
+
+/* diff (Bc,D) = v_N - reference at the correction rows' x_r (noised has run):
+ * zero while the bank is not full. */
+static void kernel_correction(ff_trainer *t, float *diff)
+{
+    const ff_config *c = &t->c;
+    const int64_t Bc = t->Bc, M = t->M, D = t->D, Bp = t->Bp;
+    fmd_backend *be = t->be;
+    if (t->step * Bc < M) {
+        t->op->memset0(be, diff, (size_t)(Bc * D) * sizeof(float));
+        return;
+    }
+    for (int64_t i = 0; i < Bc; i++) {
+        const double r = t->h_r[i], r1 = 1.0 - r;
+        t->h_ka[i] = (float)(r1 / (r * r));
+        t->h_kc[i] = (float)(r1 * r1 / (2.0 * r * r));
+        t->h_kinv[i] = (float)(1.0 / r);
+    }
+    up(t, t->ka, t->h_ka, Bc, sizeof(float));
+    up(t, t->kc, t->h_kc, Bc, sizeof(float));
+    up(t, t->kinv, t->h_kinv, Bc, sizeof(float));
+    if (t->K) onehot_up(t, t->krow, t->h_lab + Bp, Bc);
+    kernel_mean(t, t->kms, t->kb, t->kbo);
+    if (t->npool) {
+        /* M pool rows for this step, then (m_ref - m_bank) / r */
+        for (int64_t j = 0; j < M; j++)
+            t->h_kidx[j] = (int32_t)uniform_index(c->seed, S_KREF_IDX,
+                                                  (uint64_t)t->step * (uint64_t)M + (uint64_t)j,
+                                                  t->npool);
+        up(t, t->kidx, t->h_kidx, M, sizeof(int32_t));
+        t->op->embed_forward(be, t->kt, t->pool, t->kidx, M, D);
+        if (t->K) {
+            for (int64_t j = 0; j < M; j++) t->h_kidx[j] = t->h_pool_lab[t->h_kidx[j]];
+            onehot_up(t, t->kto, t->h_kidx, M);
+        }
+        kernel_mean(t, t->kmt, t->kt, t->kto);
+        t->op->axpby(be, diff, 1.0f, t->kmt, -1.0f, t->kms, Bc * D);
+    } else {
+        /* (x_r - m_bank) / r - v_teacher */
+        t->op->axpby(be, diff, 1.0f, t->xr, -1.0f, t->kms, Bc * D);
+        rowscale(t, diff, diff, t->kinv, Bc, 0.0f);
+        t->op->axpby(be, diff, 1.0f, diff, -1.0f, t->vc, Bc * D);
+        return;
+    }
+    rowscale(t, diff, diff, t->kinv, Bc, 0.0f);
+}
+
+/* The step's one-step samples into the bank's ring (after the step is
+ * applied). */
+static void kernel_push(ff_trainer *t)
+{
+    const int64_t Bc = t->Bc, M = t->M, D = t->D, Bp = t->Bp;
+    for (int64_t i = 0; i < Bc;) {   /* contiguous pieces of the ring */
+        const int64_t j = (int64_t)(((uint64_t)t->step * (uint64_t)Bc + (uint64_t)i) % (uint64_t)M);
+        const int64_t n = Bc - i < M - j ? Bc - i : M - j;
+        t->op->copy(t->be, t->kb + j * D, t->xhat + i * D, (size_t)(n * D) * sizeof(float));
+        for (int64_t q = 0; q < n; q++) t->h_kb_lab[j + q] = t->K ? t->h_lab[Bp + i + q] : 0;
+        if (t->K) onehot_up(t, t->kbo + j * t->K, t->h_kb_lab + j, n);
+        i += n;
+    }
+}
+
+int64_t ff_kernel_bank(ff_trainer *t, float **bank, int32_t **labels)
+{
+    *bank = t->kb;
+    *labels = t->h_kb_lab;
+    return t->M;
+}
+
+int64_t ff_last_correction(ff_trainer *t, float *xhat, float *xr, float *r, int32_t *labels,
+                           float *term)
+{
+    const int64_t Bc = t->Bc, D = t->D, Bp = t->Bp;
+    if (Bc == 0) return 0;
+    const size_t n = (size_t)(Bc * D) * sizeof(float);
+    t->op->download(t->be, xhat, t->xhat, n);
+    t->op->download(t->be, xr, t->xr, n);
+    t->op->download(t->be, r, t->r, (size_t)Bc * sizeof(float));
+    t->op->download(t->be, term, t->diff + Bp * D, n);
+    for (int64_t i = 0; i < Bc; i++) labels[i] = t->K ? t->h_lab[Bp + i] : 0;
+    return t->op->sync(t->be) == FMD_OK ? Bc : 0;
+}
+
+fmd_status ff_kernel_bank_labels_changed(ff_trainer *t)
+{
+    FMD_CHECK_ARG(t && t->M, "ff_kernel_bank_labels_changed: no kernel field");
+    for (int64_t j = 0; j < t->M; j++)
+        FMD_CHECK_ARG(t->h_kb_lab[j] >= 0 && (t->K ? t->h_kb_lab[j] < t->K : t->h_kb_lab[j] == 0),
+                      "ff_kernel_bank_labels_changed: bank label %lld = %d out of range",
+                      (long long)j, t->h_kb_lab[j]);
+    if (t->K) onehot_up(t, t->kbo, t->h_kb_lab, t->M);
+    return t->op->sync(t->be);
 }
 
 /* The reference network's flow-matching batch for update j: pool rows, r, n
@@ -808,7 +1011,9 @@ fmd_status ff_step(ff_trainer *t, ff_step_stats *out)
         t->op->axpby(be, t->xhat, 1.0f, t->X0 + Bp * D, -1.0f, t->F + Bp * D, Bc * D);
         st = noised(t, 0);
         if (st) return st;
-        if (t->ref) {
+        if (t->M) {
+            kernel_correction(t, t->diff + Bp * D);
+        } else if (t->ref) {
             /* v_N - g_ref (for residual networks the teacher cancels) */
             const int32_t *lab = t->K ? t->lab + Bp : NULL;
             st = nn_model_forward(t->ref, t->gref, t->xr, t->r, NULL, lab, Bc);
@@ -849,7 +1054,8 @@ fmd_status ff_step(ff_trainer *t, ff_step_stats *out)
     if (!isfinite(sc) || !isfinite(sc2)) {
         const char *what = t->op->nonfinite(be, t->vc, Bc * D) ? "teacher velocity at x_r"
                            : t->ref && t->op->nonfinite(be, t->gref, Bc * D) ? "reference velocity g_ref"
-                                                                              : "auxiliary velocity v_N";
+                           : t->M ? "kernel velocity of the sample bank"
+                                  : "auxiliary velocity v_N";
         return fmd_seterr(FMD_ERR_NONFINITE,
                           "distiller step %lld: non-finite correction term (%s)",
                           (long long)t->step, what);
@@ -861,7 +1067,7 @@ fmd_status ff_step(ff_trainer *t, ff_step_stats *out)
     double ramp = 1.0;
     if (c->warmup > 0 && t->step < c->warmup) ramp = (double)(t->step + 1) / (double)c->warmup;
     double lam = 0.0;
-    if (Bc > 0) {
+    if (Bc > 0 && !(t->M && sc == 0.0)) {   /* kernel field: 0 until the bank is full */
         double ref = Bp ? s.delta_norm : 1.0;
         lam = alpha_at(c, t->step) * ramp * ref / (s.vdiff_norm + c->lambda_eps);
         for (int64_t i = Bp; i < B; i++) t->h_scale[i] = (float)(lam / (double)Bc);
@@ -884,7 +1090,7 @@ fmd_status ff_step(ff_trainer *t, ff_step_stats *out)
     s.grad_norm = sqrt(gs);
 
     /* first auxiliary gradient on the same x_r (checked before anything moves) */
-    if (Bc > 0) {
+    if (Bc > 0 && t->aux) {
         st = aux_grad(t, &s.loss_aux);
         if (!st && t->ref) st = ref_noised(t, 0);
         if (!st && t->ref) st = ref_grad(t);
@@ -901,7 +1107,8 @@ fmd_status ff_step(ff_trainer *t, ff_step_stats *out)
     double ed = (1.0 + (double)t->step) / (10.0 + (double)t->step);
     if (ed > c->ema) ed = c->ema;
     t->op->ema(be, nn_model_params(t->ema), nn_model_params(t->student), t->np, (float)ed);
-    if (Bc > 0) {
+    if (t->M) kernel_push(t);
+    if (Bc > 0 && t->aux) {
         aux_apply(t, t->aux, t->am, t->av, t->step * c->aux_updates + 1);
         if (t->ref) aux_apply(t, t->ref, t->rm, t->rv, t->step * c->aux_updates + 1);
         /* further updates of g (and g_ref) on fresh (r, n) around the same

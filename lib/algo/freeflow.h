@@ -40,6 +40,11 @@ typedef fmd_status (*ff_velocity_fn)(void *ctx, float *v, const float *x, const 
 enum { FF_TARGET_STEP = 0, FF_TARGET_JVP = 1, FF_TARGET_FD = 2 };
 enum { FF_DELTA_UNIFORM = 0, FF_DELTA_LOGITNORMAL = 1, FF_DELTA_ONE = 2 };
 enum { FF_LR_CONST = 0, FF_LR_COSINE = 1, FF_LR_LINEAR = 2 };
+/* Where the correction's v_N (and, with a reference pool, its reference)
+ * comes from: the auxiliary network g_psi (MATH section 4), or the exact
+ * noising velocity of a bank of recent one-step samples (a kernel estimate,
+ * no network; see "The kernel field" in freeflow.c). */
+enum { FF_FIELD_NET = 0, FF_FIELD_KERNEL = 1 };
 
 /* Every hyper-parameter of the distiller (defaults: ff_config_default; the
  * option keys and the table are in lib/api/distiller.c and docs/distiller.md). */
@@ -62,6 +67,8 @@ typedef struct ff_config {
     int64_t warmup;          /* correction weight ramps 0 -> 1 over these steps  */
     double r_loc, r_scale;   /* logit-normal r of the correction                 */
     ff_guidance pred_g, corr_g;
+    int corr_field;          /* FF_FIELD_*                                       */
+    int64_t kernel_bank;     /* kernel field: one-step samples in the bank      */
     double aux_lr;
     int64_t aux_updates;
     int aux_decay;           /* 1: aux_lr follows the student's schedule (warm-up,
@@ -121,10 +128,29 @@ fmd_status ff_make_data_pool(ff_trainer *t, int64_t n, int64_t steps);
  * labels (n, may be NULL; 0 for an unconditional teacher) on the host. */
 fmd_status ff_copy_data(ff_trainer *t, float *x, int32_t *labels, int64_t n);
 
+/* The kernel field's bank (corr_field = kernel): *bank (device, M x D) holds
+ * the last M one-step samples of correction rows (a ring; row (s * Bc + i)
+ * mod M came from row i of step s), *labels (host, M) their classes.
+ * Returns M, 0 without a kernel field.  Checkpoints save and restore both;
+ * the bank is full once steps * Bc >= M and the correction is off until
+ * then. */
+int64_t ff_kernel_bank(ff_trainer *t, float **bank, int32_t **labels);
+/* After writing the bank's labels (resume): rebuilds the device copy of
+ * them.  Errors: FMD_ERR_INVALID_ARG (no kernel field, a label out of
+ * range). */
+fmd_status ff_kernel_bank_labels_changed(ff_trainer *t);
+/* Tests: the correction rows of the last step (with aux_updates = 1): the
+ * one-step samples xhat and the noised points x_r (Bc x D), r and labels
+ * (Bc; 0 for an unconditional teacher), and the correction term
+ * v_N - reference (Bc x D), on the host.  Returns Bc (0: no correction). */
+int64_t ff_last_correction(ff_trainer *t, float *xhat, float *xr, float *r, int32_t *labels,
+                           float *term);
+
 /* Reference for the correction (corr_ref = samples): the correction term
  * becomes v_N - g_ref instead of v_N - v, where g_ref (ref: a model of the
  * same config and form as aux, residual when aux is; borrowed, the caller
- * keeps ownership) is fitted by flow matching, with aux's settings, to a pool
+ * keeps ownership; NULL with the kernel field, which uses the pool itself)
+ * is fitted by flow matching, with aux's settings, to a pool
  * of n samples of the teacher's own ODE: prior noise (and uniform labels)
  * from the trainer's seed, Heun in `steps` steps with the prediction
  * guidance, generated here.  Unbiased where a guided field is not the

@@ -35,7 +35,8 @@ struct fmd_distiller {
     nn_model *aux;           /* owned, NULL without correction              */
     nn_model *ref;           /* owned, NULL unless corr_ref = samples       */
     int aux_kind;
-    int64_t ref_pool, ref_steps;   /* pool of g_ref (0 without one)         */
+    int64_t ref_pool, ref_steps;   /* reference pool (0 without one)        */
+    int kernel;              /* corr_field = kernel: bank in checkpoints     */
     int64_t data_pool, data_pool_steps;  /* teacher pool as data (0: none)  */
     ff_config cfg;
     ff_trainer *tr;
@@ -90,6 +91,8 @@ static const opt_spec k_opts[] = {
     {"aux_updates", O_I64, 1, 1000},
     {"aux_decay", O_I64, 0, 1},
     {"corr_ref", O_STR, 0, 0},
+    {"corr_field", O_STR, 0, 0},
+    {"kernel_bank", O_I64, 1, 1 << 20},
     {"ref_pool", O_I64, 1, 2147483647.0},
     {"ref_steps", O_I64, 1, 100000},
     {"lr", O_F64, 1e-12, 10},
@@ -117,6 +120,7 @@ typedef struct {
     int aux_kind;
     int64_t aux_width, aux_depth;
     int corr_ref;            /* 1: g_ref fitted to teacher ODE samples       */
+    int have_kernel_bank, have_aux_opt;
     int64_t ref_pool, ref_steps;
     int64_t data_pool, data_pool_steps;
     const char *ckpt;
@@ -217,11 +221,20 @@ static fmd_status parse_options(const fmd_options *o, const fmd_guidance *tg, pa
                 return fmd_seterr(FMD_ERR_INVALID_ARG,
                                   "%s: option 'aux' = '%s' (expected auto, residual, copy)", fn, sv);
             p->aux_kind = t;
-        } else if (IS("aux_width")) p->aux_width = iv;
-        else if (IS("aux_depth")) p->aux_depth = iv;
-        else if (IS("aux_lr")) c->aux_lr = f;
-        else if (IS("aux_updates")) c->aux_updates = iv;
-        else if (IS("aux_decay")) c->aux_decay = (int)iv;
+            p->have_aux_opt = 1;
+        } else if (IS("aux_width")) { p->aux_width = iv; p->have_aux_opt = 1; }
+        else if (IS("aux_depth")) { p->aux_depth = iv; p->have_aux_opt = 1; }
+        else if (IS("aux_lr")) { c->aux_lr = f; p->have_aux_opt = 1; }
+        else if (IS("aux_updates")) { c->aux_updates = iv; p->have_aux_opt = 1; }
+        else if (IS("aux_decay")) { c->aux_decay = (int)iv; p->have_aux_opt = 1; }
+        else if (IS("corr_field")) {
+            static const char *const names[] = {"net", "kernel"};
+            int t = str_pick(sv, names, 2);
+            if (t < 0)
+                return fmd_seterr(FMD_ERR_INVALID_ARG,
+                                  "%s: option 'corr_field' = '%s' (expected net, kernel)", fn, sv);
+            c->corr_field = t;
+        } else if (IS("kernel_bank")) { c->kernel_bank = iv; p->have_kernel_bank = 1; }
         else if (IS("corr_ref")) {
             static const char *const names[] = {"teacher", "samples"};
             int t = str_pick(sv, names, 2);
@@ -286,6 +299,17 @@ static fmd_status parse_options(const fmd_options *o, const fmd_guidance *tg, pa
     if ((p->ref_pool || p->ref_steps) && !p->corr_ref)
         return fmd_seterr(FMD_ERR_INVALID_ARG,
                           "%s: options 'ref_pool'/'ref_steps' apply to corr_ref=samples only", fn);
+    if (c->corr_field == FF_FIELD_KERNEL && !c->use_corr)
+        return fmd_seterr(FMD_ERR_INVALID_ARG,
+                          "%s: option 'corr_field' = 'kernel' needs the correction (corr=1)", fn);
+    if (c->corr_field == FF_FIELD_KERNEL && p->have_aux_opt)
+        return fmd_seterr(FMD_ERR_INVALID_ARG,
+                          "%s: the options 'aux', 'aux_width', 'aux_depth', 'aux_lr', "
+                          "'aux_updates', 'aux_decay' set the auxiliary network, which "
+                          "corr_field=kernel does not use", fn);
+    if (p->have_kernel_bank && c->corr_field != FF_FIELD_KERNEL)
+        return fmd_seterr(FMD_ERR_INVALID_ARG,
+                          "%s: option 'kernel_bank' applies to corr_field=kernel only", fn);
     if (!p->ref_pool) p->ref_pool = 16384;
     if (!p->ref_steps) p->ref_steps = 32;
     if (p->ckpt_every > 0 && !p->ckpt)
@@ -408,16 +432,19 @@ fmd_status fmd_distiller_create(fmd_teacher *teacher, fmd_student *student, fmd_
     if (!st) st = nn_model_create(backend, scfg, 0, &enet);
     if (!st) st = student_wrap(backend, enet, &d->ema);
     /* auxiliary network g (teacher form) and the reference g_ref */
-    if (!st && p.c.use_corr) st = make_aux(backend, teacher, scfg, &p, aux_kind, &d->aux);
-    if (!st && p.corr_ref) st = make_aux(backend, teacher, scfg, &p, aux_kind, &d->ref);
+    const int kernel = p.c.corr_field == FF_FIELD_KERNEL;   /* no g, no g_ref */
+    if (!st && p.c.use_corr && !kernel)
+        st = make_aux(backend, teacher, scfg, &p, aux_kind, &d->aux);
+    if (!st && p.corr_ref && !kernel) st = make_aux(backend, teacher, scfg, &p, aux_kind, &d->ref);
     if (p.corr_ref) {
         d->ref_pool = p.ref_pool;
         d->ref_steps = p.ref_steps;
     }
+    d->kernel = kernel && p.c.use_corr;
     if (!st)
         st = ff_create(backend, &p.c, snet, student_net(d->ema), d->aux,
                        aux_kind == AUX_RESIDUAL, dist_velocity, d, &d->tr);
-    if (!st && d->ref) st = ff_set_reference(d->tr, d->ref, p.ref_pool, p.ref_steps);
+    if (!st && p.corr_ref) st = ff_set_reference(d->tr, d->ref, p.ref_pool, p.ref_steps);
     d->data_pool = p.data_pool;
     d->data_pool_steps = p.data_pool_steps;
     if (!st && p.data_pool) st = ff_make_data_pool(d->tr, p.data_pool, p.data_pool_steps);
@@ -576,10 +603,28 @@ fmd_status fmd_distiller_save(fmd_distiller *d, const char *path)
         if (!st) st = model_io_write_tensors(w, "aux_adam_m.", d->be, d->aux, ff_aux_adam_m(d->tr));
         if (!st) st = model_io_write_tensors(w, "aux_adam_v.", d->be, d->aux, ff_aux_adam_v(d->tr));
     }
-    if (!st && d->ref) {
+    if (!st && d->ref_pool) {
         st = fmdf_writer_add_meta_i64(w, "distiller.ref_pool", d->ref_pool);
         if (!st) st = fmdf_writer_add_meta_i64(w, "distiller.ref_steps", d->ref_steps);
-        if (!st) st = model_io_write_config(w, "ref.", nn_model_config(d->ref));
+    }
+    if (!st && d->kernel) {
+        float *bank;
+        int32_t *lab;
+        const int64_t M = ff_kernel_bank(d->tr, &bank, &lab), D = nn_model_dim(s);
+        float *h = fmd_xcalloc((size_t)(M * D), sizeof(float), "kernel bank");
+        if (!h) st = FMD_ERR_OOM;
+        if (!st) {
+            d->be->ops->download(d->be, h, bank, (size_t)(M * D) * sizeof(float));
+            st = d->be->ops->sync(d->be);
+        }
+        const int64_t shape[2] = {M, D};
+        if (!st) st = fmdf_writer_add_meta_i64(w, "distiller.kernel_bank", M);
+        if (!st) st = fmdf_writer_add_tensor(w, "kernel_bank", FMDF_F32, 2, shape, h);
+        if (!st) st = fmdf_writer_add_tensor(w, "kernel_bank_labels", FMDF_I32, 1, shape, lab);
+        fmd_free(h);
+    }
+    if (!st && d->ref) {
+        st = model_io_write_config(w, "ref.", nn_model_config(d->ref));
         if (!st) st = model_io_write_tensors(w, "ref.", d->be, d->ref, NULL);
         if (!st) st = model_io_write_tensors(w, "ref_adam_m.", d->be, d->ref, ff_ref_adam_m(d->tr));
         if (!st) st = model_io_write_tensors(w, "ref_adam_v.", d->be, d->ref, ff_ref_adam_v(d->tr));
@@ -641,6 +686,27 @@ static fmd_status check_tensors(fmdf_reader *r, const char *prefix, const nn_mod
     return FMD_OK;
 }
 
+/* The kernel field's bank from a checkpoint (sizes checked by the reader). */
+static fmd_status read_bank(fmd_distiller *d, fmdf_reader *r)
+{
+    float *bank;
+    int32_t *lab;
+    const int64_t M = ff_kernel_bank(d->tr, &bank, &lab), D = nn_model_dim(student_net(d->student));
+    const int64_t shape[2] = {M, D};
+    float *h = fmd_xcalloc((size_t)(M * D), sizeof(float), "kernel bank");
+    if (!h) return FMD_ERR_OOM;
+    fmd_status st = fmdf_read_tensor(r, "kernel_bank", FMDF_F32, 2, shape, h,
+                                     (size_t)(M * D) * sizeof(float));
+    if (!st) st = fmdf_read_tensor(r, "kernel_bank_labels", FMDF_I32, 1, shape, lab,
+                                   (size_t)M * sizeof(int32_t));
+    if (!st) {
+        d->be->ops->upload(d->be, bank, h, (size_t)(M * D) * sizeof(float));
+        st = ff_kernel_bank_labels_changed(d->tr);
+    }
+    fmd_free(h);
+    return st;
+}
+
 fmd_status fmd_distiller_resume(fmd_distiller *d, const char *path)
 {
     FMD_CHECK_ARG(d, "fmd_distiller_resume: distiller is NULL");
@@ -663,6 +729,13 @@ fmd_status fmd_distiller_resume(fmd_distiller *d, const char *path)
     if (!st) st = check_meta(r, "distiller.pred", c->use_pred, path);
     if (!st) st = check_meta(r, "distiller.corr", c->use_corr, path);
     if (!st) st = check_meta(r, "distiller.aux", d->aux_kind, path);
+    /* the kernel field's bank: both sides must agree on it and its size */
+    int has_bank = fmdf_meta_get(r, "distiller.kernel_bank") != NULL;
+    if (!st && has_bank != d->kernel)
+        st = fmd_seterr(FMD_ERR_INVALID_ARG, "fmd_distiller_resume: '%s' was saved %s corr_field=kernel, "
+                        "this distiller runs %s it", path, has_bank ? "with" : "without",
+                        d->kernel ? "with" : "without");
+    if (!st && d->kernel) st = check_meta(r, "distiller.kernel_bank", c->kernel_bank, path);
     if (!st) st = same_config(r, "", e, path);
     if (!st) st = same_config(r, "student.", s, path);
     if (!st && d->aux) st = same_config(r, "aux.", d->aux, path);
@@ -673,12 +746,12 @@ fmd_status fmd_distiller_resume(fmd_distiller *d, const char *path)
     /* the reference network (corr_ref = samples): both sides must agree on
      * having one, and on its pool (regenerated from the seed, not stored) */
     int has_ref = fmdf_meta_get(r, "distiller.ref_pool") != NULL;
-    if (!st && has_ref != (d->ref != NULL))
+    if (!st && has_ref != (d->ref_pool != 0))
         st = fmd_seterr(FMD_ERR_INVALID_ARG, "fmd_distiller_resume: '%s' was saved %s corr_ref=samples, "
                         "this distiller runs %s it", path, has_ref ? "with" : "without",
-                        d->ref ? "with" : "without");
-    if (!st && d->ref) st = check_meta(r, "distiller.ref_pool", d->ref_pool, path);
-    if (!st && d->ref) st = check_meta(r, "distiller.ref_steps", d->ref_steps, path);
+                        d->ref_pool ? "with" : "without");
+    if (!st && d->ref_pool) st = check_meta(r, "distiller.ref_pool", d->ref_pool, path);
+    if (!st && d->ref_pool) st = check_meta(r, "distiller.ref_steps", d->ref_steps, path);
     if (!st && d->ref) st = same_config(r, "ref.", d->ref, path);
     static const char *const rp[] = {"ref.", "ref_adam_m.", "ref_adam_v."};
     for (int i = 0; i < 3 && !st && d->ref; i++) st = check_tensors(r, rp[i], d->ref);
@@ -707,6 +780,7 @@ fmd_status fmd_distiller_resume(fmd_distiller *d, const char *path)
         if (!st) st = model_io_read_tensors(r, "ref_adam_m.", d->be, d->ref, ff_ref_adam_m(d->tr));
         if (!st) st = model_io_read_tensors(r, "ref_adam_v.", d->be, d->ref, ff_ref_adam_v(d->tr));
     }
+    if (!st && d->kernel) st = read_bank(d, r);
     fmdf_close(r);
     if (st) return st;
     ff_set_steps_done(d->tr, step);
