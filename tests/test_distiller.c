@@ -566,19 +566,9 @@ static void test_kernel_field(int use_ref)
     CHECK(ff_last_correction(t, xhat, xr, r, lab, term) == BC);
     CHECK_MSG(st.lambda > 0.0, "step 3: lambda %g", st.lambda);
     float vt[BC * D];
-    if (!use_ref) {   /* the teacher at x_r, correction guidance */
-        float *dx = be->ops->alloc(be, sizeof xr), *dt = be->ops->alloc(be, sizeof r);
-        float *dv = be->ops->alloc(be, sizeof vt);
-        int32_t *dl = be->ops->alloc(be, sizeof lab);
-        be->ops->upload(be, dx, xr, sizeof xr);
-        be->ops->upload(be, dt, r, sizeof r);
-        be->ops->upload(be, dl, lab, sizeof lab);
-        CHECK_OK(vel(&vc, dv, dx, dt, dl, BC, &c.corr_g));
-        be->ops->download(be, vt, dv, sizeof vt);
-        be->ops->free(be, dx);
-        be->ops->free(be, dt);
-        be->ops->free(be, dv);
-        be->ops->free(be, dl);
+    if (!use_ref) {   /* the teacher at x_r with the correction's guidance, on the host */
+        CHECK_OK(fmd_teacher_set_guidance(T, c.corr_g.scale, c.corr_g.t_lo, c.corr_g.t_hi));
+        CHECK_OK(fmd_teacher_velocity(T, vt, xr, r, lab, BC));
     } else {
         CHECK(ff_ref_pool(t, &dpool) == NPOOL);
         be->ops->download(be, pool, dpool, sizeof pool);
