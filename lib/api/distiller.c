@@ -120,7 +120,8 @@ typedef struct {
     int aux_kind;
     int64_t aux_width, aux_depth;
     int corr_ref;            /* 1: g_ref fitted to teacher ODE samples       */
-    int have_kernel_bank, have_aux_opt;
+    int have_kernel_bank;
+    const char *aux_opt;     /* the first option given that sets g, or NULL */
     int64_t ref_pool, ref_steps;
     int64_t data_pool, data_pool_steps;
     const char *ckpt;
@@ -221,12 +222,11 @@ static fmd_status parse_options(const fmd_options *o, const fmd_guidance *tg, pa
                 return fmd_seterr(FMD_ERR_INVALID_ARG,
                                   "%s: option 'aux' = '%s' (expected auto, residual, copy)", fn, sv);
             p->aux_kind = t;
-            p->have_aux_opt = 1;
-        } else if (IS("aux_width")) { p->aux_width = iv; p->have_aux_opt = 1; }
-        else if (IS("aux_depth")) { p->aux_depth = iv; p->have_aux_opt = 1; }
-        else if (IS("aux_lr")) { c->aux_lr = f; p->have_aux_opt = 1; }
-        else if (IS("aux_updates")) { c->aux_updates = iv; p->have_aux_opt = 1; }
-        else if (IS("aux_decay")) { c->aux_decay = (int)iv; p->have_aux_opt = 1; }
+        } else if (IS("aux_width")) p->aux_width = iv;
+        else if (IS("aux_depth")) p->aux_depth = iv;
+        else if (IS("aux_lr")) c->aux_lr = f;
+        else if (IS("aux_updates")) c->aux_updates = iv;
+        else if (IS("aux_decay")) c->aux_decay = (int)iv;
         else if (IS("corr_field")) {
             static const char *const names[] = {"net", "kernel"};
             int t = str_pick(sv, names, 2);
@@ -271,6 +271,7 @@ static fmd_status parse_options(const fmd_options *o, const fmd_guidance *tg, pa
             p->ckpt = sv;
         } else if (IS("checkpoint_every")) p->ckpt_every = iv;
         else if (IS("progress_every")) p->progress_every = iv;
+        if (!p->aux_opt && !strncmp(k, "aux", 3)) p->aux_opt = k;
 #undef IS
     }
     ff_config *c = &p->c;
@@ -302,11 +303,10 @@ static fmd_status parse_options(const fmd_options *o, const fmd_guidance *tg, pa
     if (c->corr_field == FF_FIELD_KERNEL && !c->use_corr)
         return fmd_seterr(FMD_ERR_INVALID_ARG,
                           "%s: option 'corr_field' = 'kernel' needs the correction (corr=1)", fn);
-    if (c->corr_field == FF_FIELD_KERNEL && p->have_aux_opt)
+    if (c->corr_field == FF_FIELD_KERNEL && p->aux_opt)
         return fmd_seterr(FMD_ERR_INVALID_ARG,
-                          "%s: the options 'aux', 'aux_width', 'aux_depth', 'aux_lr', "
-                          "'aux_updates', 'aux_decay' set the auxiliary network, which "
-                          "corr_field=kernel does not use", fn);
+                          "%s: option '%s' sets the auxiliary network, which corr_field=kernel "
+                          "does not use", fn, p->aux_opt);
     if (p->have_kernel_bank && c->corr_field != FF_FIELD_KERNEL)
         return fmd_seterr(FMD_ERR_INVALID_ARG,
                           "%s: option 'kernel_bank' applies to corr_field=kernel only", fn);
