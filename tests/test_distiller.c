@@ -20,6 +20,7 @@
 #include "algo/freeflow.h"
 #include "api/student_internal.h"
 #include "api/teacher_internal.h"
+#include "io/fmdfile.h"
 #include "nn/model.h"
 #include "util/philox.h"
 #include "util/util.h"
@@ -767,6 +768,37 @@ static void pool_opts(fmd_options *o, int n)
     CHECK_OK(fmd_options_set_i64(o, "data_pool", n));
 }
 
+/* A copy of checkpoint src at dst with tensor `drop` left out, or with its
+ * first dimension one shorter when shorten = 1 (resume must refuse both). */
+static void copy_checkpoint_altered(const char *src, const char *dst, const char *drop, int shorten)
+{
+    fmdf_reader *r = NULL;
+    fmdf_writer *w = NULL;
+    CHECK_OK(fmdf_open(src, &r));
+    CHECK_OK(fmdf_writer_begin(dst, &w));
+    if (!r || !w) {
+        fmdf_close(r);
+        if (w) fmdf_writer_abort(w);
+        return;
+    }
+    for (int i = 0; i < fmdf_meta_count(r); i++)
+        CHECK_OK(fmdf_writer_add_meta(w, fmdf_meta_key(r, i), fmdf_meta_value(r, i)));
+    for (int i = 0; i < fmdf_tensor_count(r); i++) {
+        const fmdf_tensor_info *ti = fmdf_tensor_at(r, i);
+        int altered = strcmp(ti->name, drop) == 0;
+        if (altered && !shorten) continue;
+        void *buf = malloc(ti->nbytes ? ti->nbytes : 1);
+        CHECK_OK(fmdf_read_tensor(r, ti->name, ti->dtype, -1, NULL, buf, ti->nbytes));
+        int64_t shape[FMDF_MAX_DIMS];
+        memcpy(shape, ti->shape, sizeof shape);
+        if (altered) shape[0]--;
+        CHECK_OK(fmdf_writer_add_tensor(w, ti->name, ti->dtype, ti->ndim, shape, buf));
+        free(buf);
+    }
+    CHECK_OK(fmdf_writer_commit(w));
+    fmdf_close(r);
+}
+
 static void test_resume(int mode)
 {
     const int ref = mode == RESUME_REF;
@@ -839,6 +871,21 @@ static void test_resume(int mode)
             fmd_distiller_destroy(d4);
             fmd_options_destroy(o2);
         }
+    }
+    if (mode == RESUME_KERNEL) {
+        /* a bank tensor missing or of the wrong size is refused before anything is read */
+        const char *bad = "test_distiller_resume_bad.fmd";
+        for (int k = 0; k < 2; k++) {
+            copy_checkpoint_altered(path, bad, k ? "kernel_bank_labels" : "kernel_bank", k);
+            o2 = kernel_opts(40);
+            CHECK_OK(fmd_distiller_create(T, s3, be, o2, &d4));
+            CHECK_STATUS(fmd_distiller_resume(d4, bad), FMD_ERR_FORMAT);
+            CHECK_MSG(strstr(fmd_last_error(), "kernel_bank") != NULL, "%s", fmd_last_error());
+            CHECK(fmd_distiller_steps(d4) == 0);
+            fmd_distiller_destroy(d4);
+            fmd_options_destroy(o2);
+        }
+        remove(bad);
     }
     /* with and without the reference network do not mix */
     o2 = mode == RESUME_KERNEL ? kernel_opts(40) : small_opts();

@@ -844,8 +844,8 @@ static void kernel_push(ff_trainer *t)
 
 int64_t ff_kernel_bank(ff_trainer *t, float **bank, int32_t **labels)
 {
-    *bank = t->kb;
-    *labels = t->h_kb_lab;
+    if (bank) *bank = t->kb;
+    if (labels) *labels = t->h_kb_lab;
     return t->M;
 }
 

@@ -131,7 +131,7 @@ fmd_status ff_copy_data(ff_trainer *t, float *x, int32_t *labels, int64_t n);
 /* The kernel field's bank (corr_field = kernel): *bank (device, M x D) holds
  * the last M one-step samples of correction rows (a ring; row (s * Bc + i)
  * mod M came from row i of step s), *labels (host, M) their classes.
- * Returns M, 0 without a kernel field.  Checkpoints save and restore both;
+ * Returns M, 0 without a kernel field (bank, labels may be NULL).  Checkpoints save and restore both;
  * the bank is full once steps * Bc >= M and the correction is off until
  * then. */
 int64_t ff_kernel_bank(ff_trainer *t, float **bank, int32_t **labels);

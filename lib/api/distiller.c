@@ -36,7 +36,6 @@ struct fmd_distiller {
     nn_model *ref;           /* owned, NULL unless corr_ref = samples       */
     int aux_kind;
     int64_t ref_pool, ref_steps;   /* reference pool (0 without one)        */
-    int kernel;              /* corr_field = kernel: bank in checkpoints     */
     int64_t data_pool, data_pool_steps;  /* teacher pool as data (0: none)  */
     ff_config cfg;
     ff_trainer *tr;
@@ -440,7 +439,6 @@ fmd_status fmd_distiller_create(fmd_teacher *teacher, fmd_student *student, fmd_
         d->ref_pool = p.ref_pool;
         d->ref_steps = p.ref_steps;
     }
-    d->kernel = kernel && p.c.use_corr;
     if (!st)
         st = ff_create(backend, &p.c, snet, student_net(d->ema), d->aux,
                        aux_kind == AUX_RESIDUAL, dist_velocity, d, &d->tr);
@@ -607,7 +605,7 @@ fmd_status fmd_distiller_save(fmd_distiller *d, const char *path)
         st = fmdf_writer_add_meta_i64(w, "distiller.ref_pool", d->ref_pool);
         if (!st) st = fmdf_writer_add_meta_i64(w, "distiller.ref_steps", d->ref_steps);
     }
-    if (!st && d->kernel) {
+    if (!st && ff_kernel_bank(d->tr, NULL, NULL)) {
         float *bank;
         int32_t *lab;
         const int64_t M = ff_kernel_bank(d->tr, &bank, &lab), D = nn_model_dim(s);
@@ -686,7 +684,24 @@ static fmd_status check_tensors(fmdf_reader *r, const char *prefix, const nn_mod
     return FMD_OK;
 }
 
-/* The kernel field's bank from a checkpoint (sizes checked by the reader). */
+/* The kernel field's bank tensors: present, of M x D f32 and M i32. */
+static fmd_status check_bank(fmdf_reader *r, int64_t M, int64_t D)
+{
+    const fmdf_tensor_info *b = fmdf_tensor_find(r, "kernel_bank");
+    const fmdf_tensor_info *l = fmdf_tensor_find(r, "kernel_bank_labels");
+    if (!b || !l)
+        return fmd_seterr(FMD_ERR_FORMAT, "fmd_distiller_resume: tensor '%s' missing",
+                          b ? "kernel_bank_labels" : "kernel_bank");
+    if (b->dtype != FMDF_F32 || b->numel != M * D || l->dtype != FMDF_I32 || l->numel != M)
+        return fmd_seterr(FMD_ERR_FORMAT,
+                          "fmd_distiller_resume: tensors 'kernel_bank' / 'kernel_bank_labels' hold %lld %s / %lld %s "
+                          "numbers, expected %lld f32 / %lld i32", (long long)b->numel,
+                          fmdf_dtype_name(b->dtype), (long long)l->numel, fmdf_dtype_name(l->dtype),
+                          (long long)(M * D), (long long)M);
+    return FMD_OK;
+}
+
+/* The kernel field's bank from a checkpoint (checked by check_bank). */
 static fmd_status read_bank(fmd_distiller *d, fmdf_reader *r)
 {
     float *bank;
@@ -730,12 +745,14 @@ fmd_status fmd_distiller_resume(fmd_distiller *d, const char *path)
     if (!st) st = check_meta(r, "distiller.corr", c->use_corr, path);
     if (!st) st = check_meta(r, "distiller.aux", d->aux_kind, path);
     /* the kernel field's bank: both sides must agree on it and its size */
+    const int64_t bank_rows = ff_kernel_bank(d->tr, NULL, NULL);
     int has_bank = fmdf_meta_get(r, "distiller.kernel_bank") != NULL;
-    if (!st && has_bank != d->kernel)
+    if (!st && has_bank != (bank_rows > 0))
         st = fmd_seterr(FMD_ERR_INVALID_ARG, "fmd_distiller_resume: '%s' was saved %s corr_field=kernel, "
                         "this distiller runs %s it", path, has_bank ? "with" : "without",
-                        d->kernel ? "with" : "without");
-    if (!st && d->kernel) st = check_meta(r, "distiller.kernel_bank", c->kernel_bank, path);
+                        bank_rows ? "with" : "without");
+    if (!st && bank_rows) st = check_meta(r, "distiller.kernel_bank", bank_rows, path);
+    if (!st && bank_rows) st = check_bank(r, bank_rows, nn_model_dim(s));
     if (!st) st = same_config(r, "", e, path);
     if (!st) st = same_config(r, "student.", s, path);
     if (!st && d->aux) st = same_config(r, "aux.", d->aux, path);
@@ -780,7 +797,7 @@ fmd_status fmd_distiller_resume(fmd_distiller *d, const char *path)
         if (!st) st = model_io_read_tensors(r, "ref_adam_m.", d->be, d->ref, ff_ref_adam_m(d->tr));
         if (!st) st = model_io_read_tensors(r, "ref_adam_v.", d->be, d->ref, ff_ref_adam_v(d->tr));
     }
-    if (!st && d->kernel) st = read_bank(d, r);
+    if (!st && bank_rows) st = read_bank(d, r);
     fmdf_close(r);
     if (st) return st;
     ff_set_steps_done(d->tr, step);
