@@ -811,7 +811,7 @@ static void kernel_correction(ff_trainer *t, float *diff)
                                                   t->npool);
         up(t, t->kidx, t->h_kidx, M, sizeof(int32_t));
         t->op->embed_forward(be, t->kt, t->pool, t->kidx, M, D);
-        if (t->K) {
+        if (t->K) {   /* the indices are uploaded: the buffer takes their labels */
             for (int64_t j = 0; j < M; j++) t->h_kidx[j] = t->h_pool_lab[t->h_kidx[j]];
             onehot_up(t, t->kto, t->h_kidx, M);
         }
@@ -820,11 +820,9 @@ static void kernel_correction(ff_trainer *t, float *diff)
     } else {
         /* (x_r - m_bank) / r - v_teacher */
         t->op->axpby(be, diff, 1.0f, t->xr, -1.0f, t->kms, Bc * D);
-        rowscale(t, diff, diff, t->kinv, Bc, 0.0f);
-        t->op->axpby(be, diff, 1.0f, diff, -1.0f, t->vc, Bc * D);
-        return;
     }
     rowscale(t, diff, diff, t->kinv, Bc, 0.0f);
+    if (!t->npool) t->op->axpby(be, diff, 1.0f, diff, -1.0f, t->vc, Bc * D);
 }
 
 /* The step's one-step samples into the bank's ring (after the step is
