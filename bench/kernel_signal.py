@@ -26,6 +26,9 @@ file on a conditional teacher: pass --class to fmd sample):
     fmd sample --teacher T --n 8192 --seed 2 --out tea2.npy          # pool
     fmd sample --teacher T --n 8192 --seed 3 --out tea3.npy          # control bank
     /usr/bin/python3 bench/kernel_signal.py stu0.npy phi0.npy stu5.npy tea1.npy tea2.npy tea3.npy
+
+With --png OUT.png (and PYTHONPATH=bindings/python FMD_LIBRARY=build/libfmd.so) it also draws,
+against r, the ratio |term| student / control and the cosine, with libfmd's plot writer.
 """
 import argparse
 
@@ -66,6 +69,8 @@ def main():
     ap.add_argument("--r-loc", type=float, default=0.8)
     ap.add_argument("--r-scale", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--png", help="also plot ratio and cosine against r into this PNG")
+    ap.add_argument("--title", default="", help="title of the --png plot")
     a = ap.parse_args()
     rng = np.random.default_rng(a.seed)
     ld = lambda f: np.load(f).astype(np.float64)
@@ -92,6 +97,33 @@ def main():
         label = "all" if (lo, hi) == (0, 1.0) else f"[{lo}, {hi})"
         print(f"| {label} | {ms.mean():.2f} | {np.linalg.norm(ts[ms], axis=1).mean():.4f} | "
               f"{np.linalg.norm(tc[mc], axis=1).mean():.4f} | {cos.mean():+.3f} |")
+    if a.png:
+        plot(a, ts, rs, tc, rc, err, en)
+
+
+def plot(a, ts, rs, tc, rc, err, en):
+    """Ratio |term| student / control and the cosine with the exact error, per r bin."""
+    import fmd  # libfmd's PNG writer, through the Python bindings
+
+    edges = [0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.97, 1.0]
+    xs, ratio, cosm = [], [], []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        ms, mc = (rs >= lo) & (rs < hi), (rc >= lo) & (rc < hi)
+        cnt = ms.sum(0)
+        ok = (cnt > 0) & (en > 0)
+        if ms.sum() < 64 or mc.sum() < 64 or not ok.any():
+            continue
+        mean_t = np.where(ms[..., None], ts, 0).sum(0)[ok] / cnt[ok][:, None]
+        c = (mean_t * err[ok]).sum(1) / (np.linalg.norm(mean_t, axis=1) * en[ok] + 1e-300)
+        xs.append(0.5 * (lo + hi))
+        ratio.append(np.linalg.norm(ts[ms], axis=1).mean() / np.linalg.norm(tc[mc], axis=1).mean())
+        cosm.append(c.mean())
+    fmd.plot_curves(a.png, [ratio, cosm, [1.0] * len(xs), [0.0] * len(xs)], x=xs,
+                    names=["|term| student / control", "cos(mean term, Phi - xhat)",
+                           "ratio 1: no signal", "cos 0"],
+                    title=a.title or "kernel correction term against noise level r", width=720,
+                    height=420)
+    print(a.png)
 
 
 if __name__ == "__main__":
