@@ -128,11 +128,22 @@ typedef struct {
     int have_corr_g, have_corr_g_lo, have_corr_g_hi;
 } parsed_opts;
 
-static int str_pick(const char *v, const char *const *names, int n)
+/* *out = the index of v in names[0..n), or FMD_ERR_INVALID_ARG naming the
+ * option, the value and the names expected. */
+static fmd_status str_pick(const char *key, const char *v, const char *const *names, int n,
+                           int *out)
 {
-    for (int i = 0; i < n; i++)
-        if (strcmp(v, names[i]) == 0) return i;
-    return -1;
+    char list[256] = "";
+    for (int i = 0; i < n; i++) {
+        if (strcmp(v, names[i]) == 0) {
+            *out = i;
+            return FMD_OK;
+        }
+        size_t l = strlen(list);
+        snprintf(list + l, sizeof list - l, "%s%s", i ? ", " : "", names[i]);
+    }
+    return fmd_seterr(FMD_ERR_INVALID_ARG, "fmd_distiller_create: option '%s' = '%s' (expected %s)",
+                      key, v, list);
 }
 
 static fmd_status parse_options(const fmd_options *o, const fmd_guidance *tg, parsed_opts *p)
@@ -178,21 +189,14 @@ static fmd_status parse_options(const fmd_options *o, const fmd_guidance *tg, pa
         else if (IS("seed")) c->seed = (uint64_t)iv;
         else if (IS("target")) {
             static const char *const names[] = {"teacher-step", "jvp", "fd"};
-            int t = str_pick(sv, names, 3);
-            if (t < 0)
-                return fmd_seterr(FMD_ERR_INVALID_ARG,
-                                  "%s: option 'target' = '%s' (expected teacher-step, jvp, fd)", fn, sv);
-            c->target = t;
+            fmd_status st = str_pick(k, sv, names, 3, &c->target);
+            if (st) return st;
         } else if (IS("step_h")) c->step_h = f;
         else if (IS("fd_eps")) c->fd_eps = f;
         else if (IS("delta_dist")) {
             static const char *const names[] = {"uniform", "logit-normal", "one"};
-            int t = str_pick(sv, names, 3);
-            if (t < 0)
-                return fmd_seterr(FMD_ERR_INVALID_ARG,
-                                  "%s: option 'delta_dist' = '%s' (expected uniform, logit-normal, one)",
-                                  fn, sv);
-            c->delta_dist = t;
+            fmd_status st = str_pick(k, sv, names, 3, &c->delta_dist);
+            if (st) return st;
         } else if (IS("delta_one")) c->delta_one = f;
         else if (IS("delta_loc")) c->delta_loc = f;
         else if (IS("delta_scale")) c->delta_scale = f;
@@ -216,11 +220,8 @@ static fmd_status parse_options(const fmd_options *o, const fmd_guidance *tg, pa
         else if (IS("corr_guidance_hi")) { c->corr_g.t_hi = (float)f; p->have_corr_g_hi = 1; }
         else if (IS("aux")) {
             static const char *const names[] = {"auto", "residual", "copy"};
-            int t = str_pick(sv, names, 3);
-            if (t < 0)
-                return fmd_seterr(FMD_ERR_INVALID_ARG,
-                                  "%s: option 'aux' = '%s' (expected auto, residual, copy)", fn, sv);
-            p->aux_kind = t;
+            fmd_status st = str_pick(k, sv, names, 3, &p->aux_kind);
+            if (st) return st;
         } else if (IS("aux_width")) p->aux_width = iv;
         else if (IS("aux_depth")) p->aux_depth = iv;
         else if (IS("aux_lr")) c->aux_lr = f;
@@ -228,19 +229,13 @@ static fmd_status parse_options(const fmd_options *o, const fmd_guidance *tg, pa
         else if (IS("aux_decay")) c->aux_decay = (int)iv;
         else if (IS("corr_field")) {
             static const char *const names[] = {"net", "kernel"};
-            int t = str_pick(sv, names, 2);
-            if (t < 0)
-                return fmd_seterr(FMD_ERR_INVALID_ARG,
-                                  "%s: option 'corr_field' = '%s' (expected net, kernel)", fn, sv);
-            c->corr_field = t;
+            fmd_status st = str_pick(k, sv, names, 2, &c->corr_field);
+            if (st) return st;
         } else if (IS("kernel_bank")) { c->kernel_bank = iv; p->have_kernel_bank = 1; }
         else if (IS("corr_ref")) {
             static const char *const names[] = {"teacher", "samples"};
-            int t = str_pick(sv, names, 2);
-            if (t < 0)
-                return fmd_seterr(FMD_ERR_INVALID_ARG,
-                                  "%s: option 'corr_ref' = '%s' (expected teacher, samples)", fn, sv);
-            p->corr_ref = t;
+            fmd_status st = str_pick(k, sv, names, 2, &p->corr_ref);
+            if (st) return st;
         } else if (IS("ref_pool")) p->ref_pool = iv;
         else if (IS("ref_steps")) p->ref_steps = iv;
         else if (IS("lr")) c->lr = f;
@@ -252,11 +247,8 @@ static fmd_status parse_options(const fmd_options *o, const fmd_guidance *tg, pa
         else if (IS("ema")) c->ema = f;
         else if (IS("lr_decay")) {
             static const char *const names[] = {"none", "cosine", "linear"};
-            int t = str_pick(sv, names, 3);
-            if (t < 0)
-                return fmd_seterr(FMD_ERR_INVALID_ARG,
-                                  "%s: option 'lr_decay' = '%s' (expected none, cosine, linear)", fn, sv);
-            c->lr_decay = t;
+            fmd_status st = str_pick(k, sv, names, 3, &c->lr_decay);
+            if (st) return st;
         } else if (IS("decay_steps")) c->decay_steps = iv;
         else if (IS("lr_warmup")) c->lr_warmup = iv;
         else if (IS("lr_min")) c->lr_min = f;
