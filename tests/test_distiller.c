@@ -747,7 +747,7 @@ enum { RESUME_PLAIN, RESUME_REF, RESUME_POOL, RESUME_KERNEL };
 /* RESUME_KERNEL: the kernel field with a reference pool; a bank of 40 is full
  * after 3 steps of 16 correction rows, so the resumed steps read the bank
  * restored from the checkpoint. */
-static fmd_options *kernel_opts(int bank)
+static fmd_options *kernel_opts(int bank, int pool)
 {
     fmd_options *o;
     CHECK_OK(fmd_options_create(&o));
@@ -755,10 +755,28 @@ static fmd_options *kernel_opts(int bank)
     CHECK_OK(fmd_options_set_i64(o, "seed", 3));
     CHECK_OK(fmd_options_set_i64(o, "progress_every", 1));
     CHECK_OK(fmd_options_parse(o, "corr_field=kernel"));
-    CHECK_OK(fmd_options_parse(o, "corr_ref=samples"));
-    CHECK_OK(fmd_options_parse(o, "ref_pool=300"));
+    if (pool) CHECK_OK(fmd_options_parse(o, "corr_ref=samples"));
+    if (pool) CHECK_OK(fmd_options_parse(o, "ref_pool=300"));
     CHECK_OK(fmd_options_set_i64(o, "kernel_bank", bank));
     return o;
+}
+
+/* A distiller of T and s made with options o (destroyed here) refuses to
+ * resume from path with status want and a message naming needle, having
+ * read nothing (its step count stays 0). */
+static void expect_resume_refused(fmd_teacher *T, fmd_student *s, fmd_options *o, const char *path,
+                                  fmd_status want, const char *needle)
+{
+    fmd_distiller *d = NULL;
+    CHECK_OK(fmd_distiller_create(T, s, be, o, &d));
+    if (d) {
+        CHECK_STATUS(fmd_distiller_resume(d, path), want);
+        CHECK_MSG(strstr(fmd_last_error(), needle) != NULL, "'%s': message '%s' does not name '%s'",
+                  path, fmd_last_error(), needle);
+        CHECK(fmd_distiller_steps(d) == 0);
+    }
+    fmd_distiller_destroy(d);
+    fmd_options_destroy(o);
 }
 static void pool_opts(fmd_options *o, int n)
 {
@@ -804,7 +822,7 @@ static void test_resume(int mode)
     const int ref = mode == RESUME_REF;
     fmd_teacher *T;
     CHECK_OK(fmd_teacher_create_preset("ring8", &T));
-    fmd_options *o = mode == RESUME_KERNEL ? kernel_opts(40) : small_opts(), *so = student_opts();
+    fmd_options *o = mode == RESUME_KERNEL ? kernel_opts(40, 1) : small_opts(), *so = student_opts();
     if (mode == RESUME_POOL) pool_opts(o, 300);
     if (ref) {
         CHECK_OK(fmd_options_parse(o, "corr_ref=samples"));
@@ -852,77 +870,46 @@ static void test_resume(int mode)
     /* a mismatching distiller is refused naming the setting */
     fmd_options *o2 = small_opts();
     CHECK_OK(fmd_options_set_i64(o2, "seed", 4));
-    fmd_distiller *d4;
-    CHECK_OK(fmd_distiller_create(T, s3, be, o2, &d4));
-    CHECK_STATUS(fmd_distiller_resume(d4, path), FMD_ERR_INVALID_ARG);
-    CHECK(strstr(fmd_last_error(), "distiller.seed") != NULL);
-    fmd_distiller_destroy(d4);
-    fmd_options_destroy(o2);
+    expect_resume_refused(T, s3, o2, path, FMD_ERR_INVALID_ARG, "distiller.seed");
     if (mode == RESUME_KERNEL) {
         /* another bank size, or the network field, is another run */
-        for (int k = 0; k < 2; k++) {
-            o2 = k ? small_opts() : kernel_opts(41);
-            if (k) CHECK_OK(fmd_options_parse(o2, "corr_ref=samples"));
-            if (k) CHECK_OK(fmd_options_parse(o2, "ref_pool=300"));
-            CHECK_OK(fmd_distiller_create(T, s3, be, o2, &d4));
-            CHECK_STATUS(fmd_distiller_resume(d4, path), FMD_ERR_INVALID_ARG);
-            CHECK_MSG(strstr(fmd_last_error(), k ? "corr_field=kernel" : "distiller.kernel_bank") != NULL,
-                      "%s", fmd_last_error());
-            fmd_distiller_destroy(d4);
-            fmd_options_destroy(o2);
-        }
-    }
-    if (mode == RESUME_KERNEL) {
+        expect_resume_refused(T, s3, kernel_opts(41, 1), path, FMD_ERR_INVALID_ARG,
+                              "distiller.kernel_bank");
+        o2 = small_opts();
+        CHECK_OK(fmd_options_parse(o2, "corr_ref=samples"));
+        CHECK_OK(fmd_options_parse(o2, "ref_pool=300"));
+        expect_resume_refused(T, s3, o2, path, FMD_ERR_INVALID_ARG, "corr_field=kernel");
         /* a bank tensor missing or of the wrong size is refused before anything is read */
         const char *bad = "test_distiller_resume_bad.fmd";
         for (int k = 0; k < 2; k++) {
             copy_checkpoint_altered(path, bad, k ? "kernel_bank_labels" : "kernel_bank", k);
-            o2 = kernel_opts(40);
-            CHECK_OK(fmd_distiller_create(T, s3, be, o2, &d4));
-            CHECK_STATUS(fmd_distiller_resume(d4, bad), FMD_ERR_FORMAT);
-            CHECK_MSG(strstr(fmd_last_error(), "kernel_bank") != NULL, "%s", fmd_last_error());
-            CHECK(fmd_distiller_steps(d4) == 0);
-            fmd_distiller_destroy(d4);
-            fmd_options_destroy(o2);
+            expect_resume_refused(T, s3, kernel_opts(40, 1), bad, FMD_ERR_FORMAT, "kernel_bank");
         }
         remove(bad);
     }
     /* with and without the reference network do not mix */
-    o2 = mode == RESUME_KERNEL ? kernel_opts(40) : small_opts();
-    if (mode == RESUME_POOL) pool_opts(o2, 300);
     if (mode == RESUME_KERNEL) {
-        fmd_options_destroy(o2);   /* the same without the pool */
-        CHECK_OK(fmd_options_create(&o2));
-        const char *kv[] = {"batch=64", "seed=3", "corr_field=kernel", "kernel_bank=40"};
-        for (int i = 0; i < 4; i++) CHECK_OK(fmd_options_parse(o2, kv[i]));
-    } else if (!ref) CHECK_OK(fmd_options_parse(o2, "corr_ref=samples"));
-    else CHECK_OK(fmd_options_parse(o2, "aux_updates=2"));
-    CHECK_OK(fmd_distiller_create(T, s3, be, o2, &d4));
-    CHECK_STATUS(fmd_distiller_resume(d4, path), FMD_ERR_INVALID_ARG);
-    CHECK_MSG(strstr(fmd_last_error(), "corr_ref") != NULL, "%s", fmd_last_error());
-    fmd_distiller_destroy(d4);
-    fmd_options_destroy(o2);
+        o2 = kernel_opts(40, 0);   /* the same without the pool */
+    } else {
+        o2 = small_opts();
+        if (mode == RESUME_POOL) pool_opts(o2, 300);
+        if (!ref) CHECK_OK(fmd_options_parse(o2, "corr_ref=samples"));
+        else CHECK_OK(fmd_options_parse(o2, "aux_updates=2"));
+    }
+    expect_resume_refused(T, s3, o2, path, FMD_ERR_INVALID_ARG, "corr_ref");
     if (ref) { /* another pool size is another run */
         o2 = small_opts();
         CHECK_OK(fmd_options_parse(o2, "corr_ref=samples"));
         CHECK_OK(fmd_options_parse(o2, "aux_updates=2"));
-        CHECK_OK(fmd_distiller_create(T, s3, be, o2, &d4));
-        CHECK_STATUS(fmd_distiller_resume(d4, path), FMD_ERR_INVALID_ARG);
-        CHECK(strstr(fmd_last_error(), "distiller.ref_pool") != NULL);
-        fmd_distiller_destroy(d4);
-        fmd_options_destroy(o2);
+        expect_resume_refused(T, s3, o2, path, FMD_ERR_INVALID_ARG, "distiller.ref_pool");
     }
     if (mode == RESUME_POOL) { /* without the pool, or another pool, is another run */
         for (int k = 0; k < 2; k++) {
             o2 = small_opts();
             if (k == 0) CHECK_OK(fmd_options_parse(o2, "data_based=1"));
             else pool_opts(o2, 301);
-            CHECK_OK(fmd_distiller_create(T, s3, be, o2, &d4));
-            CHECK_STATUS(fmd_distiller_resume(d4, path), FMD_ERR_INVALID_ARG);
-            CHECK_MSG(strstr(fmd_last_error(), k ? "distiller.data_pool" : "data_pool") != NULL,
-                      "%s", fmd_last_error());
-            fmd_distiller_destroy(d4);
-            fmd_options_destroy(o2);
+            expect_resume_refused(T, s3, o2, path, FMD_ERR_INVALID_ARG,
+                                  k ? "distiller.data_pool" : "data_pool");
         }
     }
     free(a);
