@@ -87,18 +87,28 @@ def main():
     print("|---|---|---|---|---|")
     bands = ((0, 0.1), (0.1, 0.3), (0.3, 0.6), (0.6, 0.85), (0.85, 1.0), (0, 1.0))
     for lo, hi in bands:
-        ms, mc = (rs >= lo) & (rs < hi), (rc >= lo) & (rc < hi)
-        cnt = ms.sum(0)
-        ok = (cnt > 0) & (en > 0)
-        if not ok.any():
+        b = band(ts, rs, tc, rc, err, en, lo, hi, min_draws=1)
+        if b is None:
             continue
-        mean_t = np.where(ms[..., None], ts, 0).sum(0)[ok] / cnt[ok][:, None]
-        cos = (mean_t * err[ok]).sum(1) / (np.linalg.norm(mean_t, axis=1) * en[ok] + 1e-300)
         label = "all" if (lo, hi) == (0, 1.0) else f"[{lo}, {hi})"
-        print(f"| {label} | {ms.mean():.2f} | {np.linalg.norm(ts[ms], axis=1).mean():.4f} | "
-              f"{np.linalg.norm(tc[mc], axis=1).mean():.4f} | {cos.mean():+.3f} |")
+        print(f"| {label} | {b[0]:.2f} | {b[1]:.4f} | {b[2]:.4f} | {b[3]:+.3f} |")
     if a.png:
         plot(a, ts, rs, tc, rc, err, en)
+
+
+def band(ts, rs, tc, rc, err, en, lo, hi, min_draws):
+    """For draws with r in [lo, hi): share of the student's draws, mean |term| for
+    the student and the control, and the mean cosine between each point's mean
+    term and its exact error; None when a side has fewer than min_draws draws."""
+    ms, mc = (rs >= lo) & (rs < hi), (rc >= lo) & (rc < hi)
+    cnt = ms.sum(0)
+    ok = (cnt > 0) & (en > 0)
+    if ms.sum() < min_draws or mc.sum() < min_draws or not ok.any():
+        return None
+    mean_t = np.where(ms[..., None], ts, 0).sum(0)[ok] / cnt[ok][:, None]
+    cos = (mean_t * err[ok]).sum(1) / (np.linalg.norm(mean_t, axis=1) * en[ok] + 1e-300)
+    return (ms.mean(), np.linalg.norm(ts[ms], axis=1).mean(), np.linalg.norm(tc[mc], axis=1).mean(),
+            cos.mean())
 
 
 def plot(a, ts, rs, tc, rc, err, en):
@@ -108,23 +118,18 @@ def plot(a, ts, rs, tc, rc, err, en):
     edges = [0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.97, 1.0]
     xs, ratio, cosm = [], [], []
     for lo, hi in zip(edges[:-1], edges[1:]):
-        ms, mc = (rs >= lo) & (rs < hi), (rc >= lo) & (rc < hi)
-        cnt = ms.sum(0)
-        ok = (cnt > 0) & (en > 0)
-        if ms.sum() < 64 or mc.sum() < 64 or not ok.any():
+        b = band(ts, rs, tc, rc, err, en, lo, hi, min_draws=64)
+        if b is None:
             continue
-        mean_t = np.where(ms[..., None], ts, 0).sum(0)[ok] / cnt[ok][:, None]
-        c = (mean_t * err[ok]).sum(1) / (np.linalg.norm(mean_t, axis=1) * en[ok] + 1e-300)
         xs.append(0.5 * (lo + hi))
-        ratio.append(np.linalg.norm(ts[ms], axis=1).mean() / np.linalg.norm(tc[mc], axis=1).mean())
-        cosm.append(c.mean())
+        ratio.append(b[1] / b[2])
+        cosm.append(b[3])
     fmd.plot_curves(a.png, [ratio, cosm, [1.0] * len(xs), [0.0] * len(xs)], x=xs,
                     names=["|term| student / control", "cos(mean term, Phi - xhat)",
                            "ratio 1: no signal", "cos 0"],
                     title=a.title or "kernel correction term against noise level r", width=720,
                     height=420)
     print(a.png)
-
 
 if __name__ == "__main__":
     main()
