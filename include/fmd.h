@@ -464,9 +464,9 @@ typedef struct fmd_distiller fmd_distiller;
  * with fmd_student_destroy; the teacher may be destroyed afterwards).
  *   Network teacher: the student is the teacher's architecture in student
  *   form with the teacher's weights copied and a zero-initialised delta
- *   projection; it is fed t = 1 - delta (MATH.md section 2), so at the start
- *   F(z, delta) = v(z, 1 - delta) and f(z, delta) = z - delta v(z, 1 - delta),
- *   exact as delta -> 0.
+ *   projection; its time embedder reads the start time 1, so at the start
+ *   F(z, delta) = v(z, 1): f(z, delta) = z - delta v(z, 1) is the teacher's
+ *   Euler step (f(z, 1) its one-step Euler sample), exact as delta -> 0.
  *   Mixture and callback teachers: a fresh MLP of options width (default
  *   256), depth (4), temb_dim (256), time_scale (30), delta_scale (30); its
  *   initial map does not match the teacher (the distiller trains it).

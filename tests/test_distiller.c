@@ -786,8 +786,9 @@ static void pool_opts(fmd_options *o, int n)
     CHECK_OK(fmd_options_set_i64(o, "data_pool", n));
 }
 
-/* A copy of checkpoint src at dst with tensor `drop` left out, or with its
- * first dimension one shorter when shorten = 1 (resume must refuse both). */
+/* A copy of checkpoint src at dst with tensor or metadata key `drop` left
+ * out, or with the tensor's first dimension one shorter when shorten = 1
+ * (resume must refuse both). */
 static void copy_checkpoint_altered(const char *src, const char *dst, const char *drop, int shorten)
 {
     fmdf_reader *r = NULL;
@@ -800,7 +801,8 @@ static void copy_checkpoint_altered(const char *src, const char *dst, const char
         return;
     }
     for (int i = 0; i < fmdf_meta_count(r); i++)
-        CHECK_OK(fmdf_writer_add_meta(w, fmdf_meta_key(r, i), fmdf_meta_value(r, i)));
+        if (strcmp(fmdf_meta_key(r, i), drop) != 0)
+            CHECK_OK(fmdf_writer_add_meta(w, fmdf_meta_key(r, i), fmdf_meta_value(r, i)));
     for (int i = 0; i < fmdf_tensor_count(r); i++) {
         const fmdf_tensor_info *ti = fmdf_tensor_at(r, i);
         int altered = strcmp(ti->name, drop) == 0;
@@ -1112,11 +1114,12 @@ static void test_options_and_api(void)
     fmd_teacher_destroy(T);
 }
 
-/* Network teacher: the student copies the teacher and is fed (t = 1 - delta,
- * delta) with a zero delta projection (MATH.md section 2), so at
- * initialisation F(z, delta) = v(z, 1 - delta): f(z, delta) is one Euler step
- * of the teacher from t = 1 read at the end time 1 - delta (exact as
- * delta -> 0).  The auxiliary network is a copy of the teacher. */
+/* Network teacher: the student copies the teacher, with a zero delta
+ * projection and its time embedder reading the start time (t_start), so at
+ * initialisation F(z, delta) = v(z, 1): f(z, delta) is the teacher's Euler
+ * step from t = 1 (f(z, 1) its one-step Euler sample), exact as delta -> 0.
+ * Saving and loading keep that.  The auxiliary network is a copy of the
+ * teacher. */
 static void test_network_teacher(void)
 {
     nn_model *tn = mlp(3, 0, 32, 21);
@@ -1135,13 +1138,25 @@ static void test_network_teacher(void)
     for (int i = 0; i < N * 3; i++) z[i] = (float)tu_normal();
     for (int i = 0; i < N; i++) {
         dl[i] = (float)(i + 1) / N;
-        tt[i] = 1.0f - dl[i];
+        tt[i] = 1.0f;
     }
     CHECK_OK(fmd_student_forward(s, z, dl, NULL, N, f));
     CHECK_OK(fmd_teacher_velocity(T, v, z, tt, NULL, N));
     for (int i = 0; i < N * 3; i++) e[i] = z[i] - dl[i / 3] * v[i];
-    CHECK_MSG(tu_max_abs_diff(f, e, N * 3) < 1e-5, "f(z, d) vs z - d v(z, 1 - d): %g",
+    CHECK_MSG(tu_max_abs_diff(f, e, N * 3) < 1e-5, "f(z, d) vs z - d v(z, 1): %g",
               tu_max_abs_diff(f, e, N * 3));
+    const char *path = "test_network_student.fmd";
+    fmd_student *l = NULL;
+    CHECK_OK(fmd_student_save(s, path));
+    CHECK_OK(fmd_student_load(path, be, &l));
+    if (l) {
+        float g[N * 3];
+        CHECK_OK(fmd_student_forward(l, z, dl, NULL, N, g));
+        CHECK_MSG(tu_max_abs_diff(f, g, N * 3) == 0, "loaded network student differs by %g",
+                  tu_max_abs_diff(f, g, N * 3));
+        fmd_student_destroy(l);
+    }
+    remove(path);
     /* the student's size options do not apply to a network teacher */
     fmd_options *bad;
     CHECK_OK(fmd_options_create(&bad));
@@ -1164,6 +1179,20 @@ static void test_network_teacher(void)
     CHECK_OK(fmd_distiller_stats(d, &st));
     /* g = teacher copy: v_N - v = 0 at the first step, not later */
     CHECK(st.step == 5 && isfinite(st.loss_pred) && st.vdiff_norm > 0);
+    /* a checkpoint whose student reads the end time (the files made before
+     * t_start) is refused by name */
+    const char *ck = "test_network_ck.fmd", *old = "test_network_ck_old.fmd";
+    CHECK_OK(fmd_distiller_save(d, ck));
+    copy_checkpoint_altered(ck, old, "t_start", 0);
+    fmd_distiller_destroy(d);
+    expect_resume_refused(T, s, o, old, FMD_ERR_INVALID_ARG, "t_start");
+    CHECK_OK(fmd_options_create(&o));
+    CHECK_OK(fmd_options_set_i64(o, "batch", 32));
+    CHECK_OK(fmd_distiller_create(T, s, be, o, &d));
+    CHECK_OK(fmd_distiller_resume(d, ck));
+    CHECK(fmd_distiller_steps(d) == 5);
+    remove(ck);
+    remove(old);
     fmd_distiller_destroy(d);
     fmd_options_destroy(o);
     fmd_student_destroy(s);

@@ -457,6 +457,66 @@ static void inference_matches(nn_config c, int64_t B, const char *what)
     nn_model_destroy(m);
 }
 
+/* t_start (students converted from a network teacher): the time embedder
+ * reads t + delta.  At conversion the student fed the end time 1 - delta
+ * equals the teacher at t = 1 for every delta (F(z, delta) = v(z, 1): f is
+ * the teacher's Euler step), and its tangent along the distiller's (-1, +1)
+ * direction is exactly zero.  A teacher-form model refuses t_start. */
+static void start_time_student(nn_config tc, int64_t B, const char *what)
+{
+    nn_model *T = NULL, *S = NULL, *bad = NULL;
+    tc.student = 0;
+    tc.t_start = 1;
+    CHECK_STATUS(nn_model_create(be, &tc, 7, &bad), FMD_ERR_INVALID_ARG);
+    CHECK(bad == NULL && strstr(fmd_last_error(), "t_start") != NULL);
+    tc.t_start = 0;
+    CHECK_OK(nn_model_create(be, &tc, 7, &T));
+    nn_config sc = tc;
+    sc.student = sc.t_start = 1;
+    CHECK_OK(nn_model_create(be, &sc, 12345, &S));
+    if (!T || !S) return;
+    CHECK_OK(nn_model_randomize(T, 3, 0.2f));
+    CHECK(nn_model_copy_matching(S, T) == nn_model_num_views(T));
+    CHECK_OK(nn_model_reserve(T, B));
+    CHECK_OK(nn_model_reserve(S, B));
+    batch bt;
+    batch_init(&bt, S, B);
+    int64_t n = B * bt.D;
+    float *ht = malloc(sizeof(float) * B), *o1 = dev_new(n), *dtan_t = dev_new(B), *dtan_d = dev_new(B);
+    float *a = malloc(sizeof(float) * n), *b = malloc(sizeof(float) * n);
+    for (int64_t i = 0; i < B; i++) {
+        bt.d[i] = (float)(i + 1) / (float)B;     /* up to delta = 1 */
+        bt.t[i] = 1.0f - bt.d[i];
+        ht[i] = 1.0f;
+    }
+    up(bt.dt, bt.t, B);
+    up(bt.dd, bt.d, B);
+    int ncls = tc.num_classes;
+    up(o1, ht, B);                                /* t = 1 for the teacher */
+    CHECK_OK(nn_model_forward(T, bt.dout, bt.dx, o1, NULL, ncls ? bt.dlab : NULL, B));
+    down(a, bt.dout, n);
+    for (int64_t i = 0; i < B; i++) ht[i] = -1.0f;
+    up(dtan_t, ht, B);
+    for (int64_t i = 0; i < B; i++) ht[i] = 1.0f;
+    up(dtan_d, ht, B);
+    CHECK_OK(nn_model_forward_jvp(S, bt.dout, bt.dtout, bt.dx, bt.dt, bt.dd,
+                                  ncls ? bt.dlab : NULL, dtan_t, dtan_d, B));
+    down(b, bt.dout, n);
+    double md = tu_max_abs_diff(b, a, n), mx = 0;
+    for (int64_t i = 0; i < n; i++) mx = fmax(mx, fabs(a[i]));
+    CHECK_MSG(md <= 1e-5 * (1 + mx) && mx > 1e-3, "%s: t_start student - teacher(t = 1) = %.3g",
+              what, md);
+    down(b, bt.dtout, n);
+    double tmx = 0;
+    for (int64_t i = 0; i < n; i++) tmx = fmax(tmx, fabs(b[i]));
+    CHECK_MSG(tmx == 0.0, "%s: tangent along (-1, +1) is %.3g, not 0", what, tmx);
+    free(a); free(b); free(ht);
+    be->ops->free(be, o1); be->ops->free(be, dtan_t); be->ops->free(be, dtan_d);
+    batch_free(&bt);
+    nn_model_destroy(T);
+    nn_model_destroy(S);
+}
+
 static nn_config mlp_cfg(int student, int classes)
 {
     nn_config c = {0};
@@ -549,6 +609,12 @@ int main(void)
     run_fd(mlp_cfg(0, 0), 4, 6, 2e-3, "mlp teacher");
     run_fd(mlp_cfg(1, 3), 5, 6, 2e-3, "mlp student classes");
     student_equals_teacher(mlp_cfg(0, 3), 6, "mlp");
+    start_time_student(mlp_cfg(0, 3), 6, "mlp");
+    {
+        nn_config c = mlp_cfg(1, 3);
+        c.t_start = 1;
+        run_fd(c, 5, 6, 2e-3, "mlp student t_start");
+    }
     init_deterministic(mlp_cfg(0, 3), "mlp");
     mlp_input_init();
     no_alloc_after_reserve(mlp_cfg(1, 3), 8, "mlp");
@@ -557,6 +623,12 @@ int main(void)
     run_fd(dit_cfg(0, 0, 0), 2, 4, 2e-3, "dit teacher");
     run_fd(dit_cfg(1, 3, 1), 3, 4, 2e-3, "dit student classes learn_sigma");
     student_equals_teacher(dit_cfg(0, 3, 1), 3, "dit");
+    start_time_student(dit_cfg(0, 3, 1), 3, "dit");
+    {
+        nn_config c = dit_cfg(1, 3, 0);
+        c.t_start = 1;
+        run_fd(c, 3, 4, 2e-3, "dit student t_start");
+    }
     init_deterministic(dit_cfg(0, 3, 0), "dit");
     no_alloc_after_reserve(dit_cfg(1, 3, 1), 3, "dit");
     inference_matches(dit_cfg(1, 3, 0), 3, "dit");

@@ -12,7 +12,9 @@
  * (t0 - delta, delta) where t0 is the start time of the map.  Data-free rows
  * start at t0 = 1 (the prior), so the student sees t = 1 - delta, delta as in
  * MATH section 2; data-based rows (section 10) start at a data-noised state
- * x_t0, so the same network is the two-time map f(x, t0, t0 - delta).
+ * x_t0, so the same network is the two-time map f(x, t0, t0 - delta).  A
+ * student with t_start (from a network teacher) turns the pair into
+ * (t0, delta) inside the model (lib/nn/model.c).
  *
  * Sign convention (SiT, MATH section 1): f(x, delta) = x - delta * F, the
  * flow map condition is  F = v(f, t0 - delta) - delta * dF/ddelta  where the

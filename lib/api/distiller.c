@@ -345,14 +345,14 @@ static fmd_status make_aux(fmd_backend *backend, const fmd_teacher *teacher, con
     fmd_status st;
     if (aux_kind == AUX_COPY) {
         ac = *nn_model_config(tnet);
-        ac.student = 0;
+        ac.student = ac.t_start = 0;
         st = nn_model_create(backend, &ac, p->c.seed + 1, aux);
         if (!st && nn_model_copy_matching(*aux, tnet) <= 0)
             st = fmd_seterr(FMD_ERR_INTERNAL, "%s: could not copy the teacher into g", fn);
         return st;
     }
     ac = *scfg;
-    ac.student = 0;
+    ac.student = ac.t_start = 0;
     if (ac.arch != NN_ARCH_MLP) {
         memset(&ac, 0, sizeof ac);
         ac.arch = NN_ARCH_MLP;
@@ -643,6 +643,12 @@ static fmd_status same_config(const fmdf_reader *r, const char *prefix, const nn
         return fmd_seterr(FMD_ERR_INVALID_ARG,
                           "fmd_distiller_resume: '%s': the %s network's architecture differs "
                           "from this distiller's", path, prefix[0] ? prefix : "EMA student");
+    if (fc.t_start != mc->t_start)
+        return fmd_seterr(FMD_ERR_INVALID_ARG,
+                          "fmd_distiller_resume: '%s': the %s network reads t_start = %d, this "
+                          "distiller's %d (a network teacher's student made before libfmd read "
+                          "the start time; distil it again)",
+                          path, prefix[0] ? prefix : "EMA student", fc.t_start, mc->t_start);
     return FMD_OK;
 }
 

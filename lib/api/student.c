@@ -2,11 +2,12 @@
  * (MATH.md section 2).
  *
  * From a network teacher the student is the teacher's architecture in
- * student form with the teacher's weights copied in (nn_model_copy_matching),
- * so f(z, 1) starts as the teacher's one-step Euler sample.  Mixture and
- * callback teachers have no network to copy: the student is a fresh MLP
- * (width/depth options) whose initial map does not match the teacher; the
- * distiller trains it from there. */
+ * student form with the teacher's weights copied in (nn_model_copy_matching)
+ * and t_start set (the time embedder reads the start time, 1), so
+ * F(z, delta) = v(z, 1) and f(z, 1) starts as the teacher's one-step Euler
+ * sample.  Mixture and callback teachers have no network to copy: the
+ * student is a fresh MLP (width/depth options) whose initial map does not
+ * match the teacher; the distiller trains it from there. */
 #include <math.h>
 #include <string.h>
 #include "api/student_internal.h"
@@ -135,6 +136,12 @@ fmd_status fmd_student_create(fmd_teacher *teacher, fmd_backend *backend, const 
     uint64_t seed = 0;
     if (tnet) {
         cfg = *nn_model_config(tnet);
+        /* Feeding the end time 1 - delta instead would start f(z, 1) at
+         * z - v(z, 0), far off the data for a trained network (rms 6.8
+         * against 1 on Fashion-MNIST) where the teacher's velocity is ~200:
+         * the self-referential target diverged at every lr tried
+         * (docs/benchmarks.md, "A network teacher"). */
+        cfg.t_start = 1;
     } else {
         cfg.arch = NN_ARCH_MLP;
         cfg.dim = (int)teacher_dim(teacher);

@@ -26,6 +26,7 @@ fmd_status model_io_write_config(fmdf_writer *w, const char *prefix, const nn_co
         return fmd_seterr(FMD_ERR_INVALID_ARG, "model_io_write_config: unknown arch %d", (int)c->arch);
     st = fmdf_writer_add_meta(w, keyname(k, prefix, "arch"), c->arch == NN_ARCH_MLP ? "mlp" : "dit");
     WI("student", c->student);
+    if (c->t_start) WI("t_start", c->t_start);   /* absent in older files: 0 */
     WI("num_classes", c->num_classes);
     WI("dim", c->dim);
     WI("width", c->width);
@@ -90,6 +91,7 @@ fmd_status model_io_read_config(const fmdf_reader *r, const char *prefix, nn_con
 #define RI(name, lo, hi) if (!st) st = read_int(r, prefix, #name, lo, hi, &cfg.name)
 #define RF(name) if (!st) st = read_float(r, prefix, #name, &cfg.name)
     RI(student, 0, 1);
+    if (!st && fmdf_meta_get(r, keyname(k, prefix, "t_start"))) RI(t_start, 0, 1);
     RI(num_classes, 0, BIG);
     RI(dim, 0, BIG);
     RI(width, 0, BIG);

@@ -7,10 +7,10 @@
  *
  * The embedders are DiT's TimestepEmbedder (sinusoid of t*time_scale with
  * temb_dim frequencies, linear, SiLU, linear); d_embedder's last linear is
- * zero-initialised so a student converted from a teacher equals it at
- * t = 1 - delta.  Parameter names: t_embedder.mlp.{0,2}.{weight,bias},
- * d_embedder.mlp.{0,2}.*, y_embedder.embedding_table.weight, in_proj.*,
- * hidden.{k}.*, out_proj.*. */
+ * zero-initialised so a student converted from a teacher equals it at the
+ * time its embedder reads (t, or t + delta with t_start: model.c).
+ * Parameter names: t_embedder.mlp.{0,2}.{weight,bias}, d_embedder.mlp.{0,2}.*,
+ * y_embedder.embedding_table.weight, in_proj.*, hidden.{k}.*, out_proj.*. */
 #include <math.h>
 #include <string.h>
 #include "nn/model_internal.h"

@@ -65,6 +65,9 @@ static fmd_status validate(const nn_config *c)
                   "nn_model_create: temb_dim must be in [2, 65536] (got %d)", c->temb_dim);
     FMD_CHECK_ARG(isfinite(c->time_scale) && isfinite(c->delta_scale),
                   "nn_model_create: time_scale and delta_scale must be finite");
+    FMD_CHECK_ARG(c->t_start == 0 || (c->t_start == 1 && c->student),
+                  "nn_model_create: t_start must be 0, or 1 in a student (got %d, student %d)",
+                  c->t_start, c->student);
     if (c->arch == NN_ARCH_MLP) {
         FMD_CHECK_ARG(c->dim >= 1 && c->dim <= (1 << 24), "nn_model_create: dim must be in [1, 2^24] (got %d)", c->dim);
         FMD_CHECK_ARG(c->width >= 1 && c->width <= (1 << 16), "nn_model_create: width must be in [1, 65536] (got %d)", c->width);
@@ -318,6 +321,10 @@ fmd_status nn_model_reserve_ex(nn_model *m, int64_t max_batch, int flags)
     m->fwd_batch = 0;
     int64_t off = 0;
     nn_arena_take(NULL, &off, max_batch);                 /* null labels */
+    if (m->cfg.t_start) {
+        nn_arena_take(NULL, &off, max_batch);             /* t + delta   */
+        nn_arena_take(NULL, &off, max_batch);             /* its tangent */
+    }
     int64_t n = m->ops->layout(m, NULL, max_batch, flags);
     int64_t total = off + n;
     m->arena = be->ops->alloc(be, (size_t)total * sizeof(float));
@@ -329,6 +336,11 @@ fmd_status nn_model_reserve_ex(nn_model *m, int64_t max_batch, int flags)
     }
     off = 0;
     m->null_labels = (int32_t *)nn_arena_take(m->arena, &off, max_batch);
+    m->t_in = m->tan_t_in = NULL;
+    if (m->cfg.t_start) {
+        m->t_in = nn_arena_take(m->arena, &off, max_batch);
+        m->tan_t_in = nn_arena_take(m->arena, &off, max_batch);
+    }
     m->ops->layout(m, m->arena + off, max_batch, flags);
     if (m->cfg.num_classes > 0) {
         int32_t *h = fmd_malloc((size_t)max_batch * sizeof(int32_t));
@@ -363,11 +375,28 @@ static fmd_status check_call(nn_model *m, const char *fn, const float *out, cons
     return FMD_OK;
 }
 
+/* t_start: the time embedder reads the start time t + delta, whose tangent
+ * is tan_t + tan_delta (zero along the distiller's (-1, +1) direction). */
+static const float *start_time(nn_model *m, const float *t, const float *delta, int64_t b)
+{
+    if (!m->cfg.t_start) return t;
+    m->be->ops->axpby(m->be, m->t_in, 1.0f, t, 1.0f, delta, b);
+    return m->t_in;
+}
+static const float *start_tangent(nn_model *m, const float *tan_t, const float *tan_delta,
+                                  int64_t b)
+{
+    if (!m->cfg.t_start || !tan_delta) return tan_t;
+    m->be->ops->axpby(m->be, m->tan_t_in, 1.0f, tan_delta, tan_t ? 1.0f : 0.0f, tan_t, b);
+    return m->tan_t_in;
+}
+
 fmd_status nn_model_forward(nn_model *m, float *out, const float *x, const float *t,
                             const float *delta, const int32_t *labels, int64_t b)
 {
     fmd_status st = check_call(m, "nn_model_forward", out, x, t, delta, b);
     if (st) return st;
+    t = start_time(m, t, delta, b);
     if (m->cfg.num_classes > 0 && !labels) labels = m->null_labels;
     m->ops->forward(m, out, NULL, x, t, delta, m->cfg.num_classes > 0 ? labels : NULL, NULL,
                     NULL, b);
@@ -388,6 +417,8 @@ fmd_status nn_model_forward_jvp(nn_model *m, float *out, float *tout, const floa
     FMD_CHECK_ARG(!tan_delta || m->cfg.student,
                   "nn_model_forward_jvp: tan_delta given to a teacher model");
     if (m->cfg.num_classes > 0 && !labels) labels = m->null_labels;
+    tan_t = start_tangent(m, tan_t, tan_delta, b);
+    t = start_time(m, t, delta, b);
     m->ops->forward(m, out, tout, x, t, delta, m->cfg.num_classes > 0 ? labels : NULL, tan_t,
                     tan_delta, b);
     m->fwd_batch = b;

@@ -4,8 +4,10 @@
  * A model is v(x, t, c) in teacher form or F(z, delta, c) in student form.
  * The student form is the teacher architecture plus a second time input delta
  * whose embedding is added to the time embedding through a zero-initialised
- * projection; callers feed t = 1 - delta and delta (MATH.md section 2), so a
- * freshly converted student equals the teacher at t = 1.
+ * projection; callers feed the end time t = 1 - delta and delta (MATH.md
+ * section 2).  With t_start set, the time embedder reads the start time
+ * t + delta instead (1 in data-free training), so a student converted from a
+ * teacher starts as the teacher's Euler step, F(z, delta) = v(z, 1).
  *
  * Parameters, gradients live in flat device buffers with named views.
  * Activations live in an arena sized by nn_model_reserve(batch); forward,
@@ -27,6 +29,9 @@ typedef enum { NN_ARCH_MLP = 0, NN_ARCH_DIT = 1 } nn_arch;
 typedef struct nn_config {
     nn_arch arch;
     int student;        /* 1: F(z, delta, c) with the delta embedding        */
+    int t_start;        /* student: the time embedder reads t + delta (the   */
+                        /* start time), not t; set for students converted    */
+                        /* from a network teacher (docs/distiller.md)        */
     int num_classes;    /* 0: unconditional; else a table of num_classes + 1 */
     /* MLP */
     int dim;            /* input/output dimension d                          */

@@ -46,6 +46,7 @@ struct nn_model {
     float *buffer;               /* device                               */
 
     float *arena;                /* device activations                   */
+    float *t_in, *tan_t_in;      /* t_start: t + delta and its tangent   */
     int64_t arena_floats;
     int64_t max_batch;
     int reserve_flags;
