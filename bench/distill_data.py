@@ -33,6 +33,15 @@ def value(s: str):
     return s
 
 
+def load_teacher(path: str, cfg):
+    """The teacher at path, guided with scale cfg (None: as saved) on its own interval."""
+    T = fmd.Teacher.load(path)
+    if cfg is not None:
+        g = T.guidance
+        T.set_guidance(cfg, g[1], g[2])
+    return T
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--teacher", required=True)
@@ -46,10 +55,7 @@ def main() -> int:
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
 
-    T = fmd.Teacher.load(a.teacher)
-    if a.cfg is not None:
-        g = T.guidance
-        T.set_guidance(a.cfg, g[1], g[2])
+    T = load_teacher(a.teacher, a.cfg)
     opts = {"data_based": 1, "seed": a.seed}
     for kv in a.set:
         k, _, v = kv.partition("=")

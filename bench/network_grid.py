@@ -22,6 +22,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bindings",
                                 "python"))
 import fmd  # noqa: E402
+from distill_data import load_teacher  # noqa: E402  (bench/, this script's folder)
 
 
 def main() -> int:
@@ -35,10 +36,7 @@ def main() -> int:
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
 
-    T = fmd.Teacher.load(a.teacher)
-    if a.cfg is not None:
-        g = T.guidance
-        T.set_guidance(a.cfg, g[1], g[2])
+    T = load_teacher(a.teacher, a.cfg)
     K = max(T.num_classes, 1)
     n = K * a.per_class
     labels = (np.arange(n) % K).astype(np.int32) if T.num_classes else None
