@@ -224,14 +224,26 @@ static void fd_model(nn_model *m, int64_t B, int nsample, double tol, const char
     batch_free(&bt);
 }
 
-/* student converted from a teacher equals the teacher at t = 1 - delta */
-static void student_equals_teacher(nn_config tc, int64_t B, const char *what)
+/* A student converted from a teacher equals the teacher at the time its
+ * embedder reads: t = 1 - delta, or with t_start (students of network
+ * teachers) the start time t + delta = 1, so F(z, delta) = v(z, 1) and f is
+ * the teacher's Euler step.  With t_start the tangent along the distiller's
+ * (-1, +1) direction is exactly zero, and a teacher-form model refuses the
+ * flag. */
+static void student_equals_teacher(nn_config tc, int64_t B, const char *what, int t_start)
 {
     nn_model *T = NULL, *S = NULL;
     tc.student = 0;
+    if (t_start) {
+        tc.t_start = 1;
+        CHECK_STATUS(nn_model_create(be, &tc, 7, &T), FMD_ERR_INVALID_ARG);
+        CHECK(T == NULL && strstr(fmd_last_error(), "t_start") != NULL);
+        tc.t_start = 0;
+    }
     CHECK_OK(nn_model_create(be, &tc, 7, &T));
     nn_config sc = tc;
     sc.student = 1;
+    sc.t_start = t_start;
     CHECK_OK(nn_model_create(be, &sc, 12345, &S));
     if (!T || !S) return;
     CHECK_OK(nn_model_randomize(T, 3, 0.2f));          /* a "trained" teacher */
@@ -244,30 +256,50 @@ static void student_equals_teacher(nn_config tc, int64_t B, const char *what)
     CHECK_OK(nn_model_reserve(S, B));
     batch bt;
     batch_init(&bt, S, B);
-    for (int64_t i = 0; i < B; i++) bt.t[i] = 1.0f - bt.d[i];
-    up(bt.dt, bt.t, B);
-    float *o1 = dev_new(B * bt.D);
-    int ncls = tc.num_classes;
-    CHECK_OK(nn_model_forward(T, o1, bt.dx, bt.dt, NULL, ncls ? bt.dlab : NULL, B));
-    CHECK_OK(nn_model_forward(S, bt.dout, bt.dx, bt.dt, bt.dd, ncls ? bt.dlab : NULL, B));
     int64_t n = B * bt.D;
+    int ncls = tc.num_classes;
+    float *o1 = dev_new(n), *dtt = dev_new(B), *dtan_t = dev_new(B), *dtan_d = dev_new(B);
     float *a = malloc(sizeof(float) * n), *b = malloc(sizeof(float) * n);
-    down(a, o1, n);
-    down(b, bt.dout, n);
-    double md = tu_max_abs_diff(b, a, n), mx = 0;
-    for (int64_t i = 0; i < n; i++) mx = fmax(mx, fabs(a[i]));
-    CHECK_MSG(md <= 1e-6 * (1 + mx) && mx > 1e-3, "%s: student - teacher = %.3g (max %.3g)", what, md, mx);
-    /* and at delta = 1 (t = 0 fed to the teacher's embedder): the one-step map */
-    for (int64_t i = 0; i < B; i++) { bt.d[i] = 1.0f; bt.t[i] = 0.0f; }
-    up(bt.dt, bt.t, B);
-    up(bt.dd, bt.d, B);
-    CHECK_OK(nn_model_forward(T, o1, bt.dx, bt.dt, NULL, ncls ? bt.dlab : NULL, B));
-    CHECK_OK(nn_model_forward(S, bt.dout, bt.dx, bt.dt, bt.dd, ncls ? bt.dlab : NULL, B));
-    down(a, o1, n);
-    down(b, bt.dout, n);
-    CHECK(tu_max_abs_diff(b, a, n) <= 1e-6 * (1 + mx));
-    free(a); free(b);
-    be->ops->free(be, o1);
+    float *tt = malloc(sizeof(float) * B), *h = malloc(sizeof(float) * B);
+    for (int64_t i = 0; i < B; i++) h[i] = -1.0f;
+    up(dtan_t, h, B);
+    for (int64_t i = 0; i < B; i++) h[i] = 1.0f;
+    up(dtan_d, h, B);
+    double mx = 0;
+    /* first at random delta, then at delta = 1 (t = 0): the one-step map */
+    for (int pass = 0; pass < 2; pass++) {
+        for (int64_t i = 0; i < B; i++) {
+            if (pass) bt.d[i] = 1.0f;
+            bt.t[i] = pass ? 0.0f : 1.0f - bt.d[i];
+            tt[i] = t_start ? bt.t[i] + bt.d[i] : bt.t[i];   /* the teacher's time */
+        }
+        up(bt.dt, bt.t, B);
+        up(bt.dd, bt.d, B);
+        up(dtt, tt, B);
+        CHECK_OK(nn_model_forward(T, o1, bt.dx, dtt, NULL, ncls ? bt.dlab : NULL, B));
+        if (t_start)
+            CHECK_OK(nn_model_forward_jvp(S, bt.dout, bt.dtout, bt.dx, bt.dt, bt.dd,
+                                          ncls ? bt.dlab : NULL, dtan_t, dtan_d, B));
+        else
+            CHECK_OK(nn_model_forward(S, bt.dout, bt.dx, bt.dt, bt.dd, ncls ? bt.dlab : NULL, B));
+        down(a, o1, n);
+        down(b, bt.dout, n);
+        if (!pass)
+            for (int64_t i = 0; i < n; i++) mx = fmax(mx, fabs(a[i]));
+        double md = tu_max_abs_diff(b, a, n);
+        CHECK_MSG(md <= 1e-6 * (1 + mx) && mx > 1e-3, "%s%s pass %d: student - teacher = %.3g "
+                  "(max %.3g)", what, t_start ? " t_start" : "", pass, md, mx);
+        if (t_start) {
+            down(b, bt.dtout, n);
+            double tmx = 0;
+            for (int64_t i = 0; i < n; i++) tmx = fmax(tmx, fabs(b[i]));
+            CHECK_MSG(tmx == 0.0, "%s pass %d: tangent along (-1, +1) is %.3g, not 0", what,
+                      pass, tmx);
+        }
+    }
+    free(a); free(b); free(tt); free(h);
+    be->ops->free(be, o1); be->ops->free(be, dtt);
+    be->ops->free(be, dtan_t); be->ops->free(be, dtan_d);
     batch_free(&bt);
     nn_model_destroy(T);
     nn_model_destroy(S);
@@ -457,66 +489,6 @@ static void inference_matches(nn_config c, int64_t B, const char *what)
     nn_model_destroy(m);
 }
 
-/* t_start (students converted from a network teacher): the time embedder
- * reads t + delta.  At conversion the student fed the end time 1 - delta
- * equals the teacher at t = 1 for every delta (F(z, delta) = v(z, 1): f is
- * the teacher's Euler step), and its tangent along the distiller's (-1, +1)
- * direction is exactly zero.  A teacher-form model refuses t_start. */
-static void start_time_student(nn_config tc, int64_t B, const char *what)
-{
-    nn_model *T = NULL, *S = NULL, *bad = NULL;
-    tc.student = 0;
-    tc.t_start = 1;
-    CHECK_STATUS(nn_model_create(be, &tc, 7, &bad), FMD_ERR_INVALID_ARG);
-    CHECK(bad == NULL && strstr(fmd_last_error(), "t_start") != NULL);
-    tc.t_start = 0;
-    CHECK_OK(nn_model_create(be, &tc, 7, &T));
-    nn_config sc = tc;
-    sc.student = sc.t_start = 1;
-    CHECK_OK(nn_model_create(be, &sc, 12345, &S));
-    if (!T || !S) return;
-    CHECK_OK(nn_model_randomize(T, 3, 0.2f));
-    CHECK(nn_model_copy_matching(S, T) == nn_model_num_views(T));
-    CHECK_OK(nn_model_reserve(T, B));
-    CHECK_OK(nn_model_reserve(S, B));
-    batch bt;
-    batch_init(&bt, S, B);
-    int64_t n = B * bt.D;
-    float *ht = malloc(sizeof(float) * B), *o1 = dev_new(n), *dtan_t = dev_new(B), *dtan_d = dev_new(B);
-    float *a = malloc(sizeof(float) * n), *b = malloc(sizeof(float) * n);
-    for (int64_t i = 0; i < B; i++) {
-        bt.d[i] = (float)(i + 1) / (float)B;     /* up to delta = 1 */
-        bt.t[i] = 1.0f - bt.d[i];
-        ht[i] = 1.0f;
-    }
-    up(bt.dt, bt.t, B);
-    up(bt.dd, bt.d, B);
-    int ncls = tc.num_classes;
-    up(o1, ht, B);                                /* t = 1 for the teacher */
-    CHECK_OK(nn_model_forward(T, bt.dout, bt.dx, o1, NULL, ncls ? bt.dlab : NULL, B));
-    down(a, bt.dout, n);
-    for (int64_t i = 0; i < B; i++) ht[i] = -1.0f;
-    up(dtan_t, ht, B);
-    for (int64_t i = 0; i < B; i++) ht[i] = 1.0f;
-    up(dtan_d, ht, B);
-    CHECK_OK(nn_model_forward_jvp(S, bt.dout, bt.dtout, bt.dx, bt.dt, bt.dd,
-                                  ncls ? bt.dlab : NULL, dtan_t, dtan_d, B));
-    down(b, bt.dout, n);
-    double md = tu_max_abs_diff(b, a, n), mx = 0;
-    for (int64_t i = 0; i < n; i++) mx = fmax(mx, fabs(a[i]));
-    CHECK_MSG(md <= 1e-5 * (1 + mx) && mx > 1e-3, "%s: t_start student - teacher(t = 1) = %.3g",
-              what, md);
-    down(b, bt.dtout, n);
-    double tmx = 0;
-    for (int64_t i = 0; i < n; i++) tmx = fmax(tmx, fabs(b[i]));
-    CHECK_MSG(tmx == 0.0, "%s: tangent along (-1, +1) is %.3g, not 0", what, tmx);
-    free(a); free(b); free(ht);
-    be->ops->free(be, o1); be->ops->free(be, dtan_t); be->ops->free(be, dtan_d);
-    batch_free(&bt);
-    nn_model_destroy(T);
-    nn_model_destroy(S);
-}
-
 static nn_config mlp_cfg(int student, int classes)
 {
     nn_config c = {0};
@@ -608,8 +580,8 @@ int main(void)
     /* MLP: teacher, student, with and without classes */
     run_fd(mlp_cfg(0, 0), 4, 6, 2e-3, "mlp teacher");
     run_fd(mlp_cfg(1, 3), 5, 6, 2e-3, "mlp student classes");
-    student_equals_teacher(mlp_cfg(0, 3), 6, "mlp");
-    start_time_student(mlp_cfg(0, 3), 6, "mlp");
+    student_equals_teacher(mlp_cfg(0, 3), 6, "mlp", 0);
+    student_equals_teacher(mlp_cfg(0, 3), 6, "mlp", 1);
     {
         nn_config c = mlp_cfg(1, 3);
         c.t_start = 1;
@@ -622,8 +594,8 @@ int main(void)
 #ifndef NN_TEST_MLP_ONLY
     run_fd(dit_cfg(0, 0, 0), 2, 4, 2e-3, "dit teacher");
     run_fd(dit_cfg(1, 3, 1), 3, 4, 2e-3, "dit student classes learn_sigma");
-    student_equals_teacher(dit_cfg(0, 3, 1), 3, "dit");
-    start_time_student(dit_cfg(0, 3, 1), 3, "dit");
+    student_equals_teacher(dit_cfg(0, 3, 1), 3, "dit", 0);
+    student_equals_teacher(dit_cfg(0, 3, 1), 3, "dit", 1);
     {
         nn_config c = dit_cfg(1, 3, 0);
         c.t_start = 1;
