@@ -1205,7 +1205,7 @@ static void test_ring8_beats_euler2(void)
 {
     fmd_teacher *T;
     CHECK_OK(fmd_teacher_create_preset("ring8", &T));
-    fmd_options *so, *o, *eo, *e2;
+    fmd_options *so, *o;
     CHECK_OK(fmd_options_create(&so));
     CHECK_OK(fmd_options_set_i64(so, "width", 128));
     CHECK_OK(fmd_options_set_i64(so, "temb_dim", 64));
@@ -1213,41 +1213,25 @@ static void test_ring8_beats_euler2(void)
     CHECK_OK(fmd_options_set_i64(o, "batch", 256));
     CHECK_OK(fmd_options_set_f64(o, "lr", 1e-3));
     CHECK_OK(fmd_options_set_f64(o, "step_h", 0.1));
-    CHECK_OK(fmd_options_create(&eo));
-    CHECK_OK(fmd_options_set_i64(eo, "n", 1000));
-    CHECK_OK(fmd_options_create(&e2));
-    CHECK_OK(fmd_options_set_str(e2, "solver", "euler"));
-    CHECK_OK(fmd_options_set_i64(e2, "steps", 2));
     fmd_student *s;
     fmd_distiller *d;
-    fmd_evaluator *ev;
     CHECK_OK(fmd_student_create(T, be, so, &s));
     CHECK_OK(fmd_distiller_create(T, s, be, o, &d));
-    CHECK_OK(fmd_evaluator_create(T, eo, &ev));
     double t0 = fmd_now();
     CHECK_OK(fmd_distiller_run(d, 500, NULL, NULL));
     double secs = fmd_now() - t0;
-    fmd_student *ema;
-    CHECK_OK(fmd_distiller_ema_student(d, &ema));
     fmd_eval_result rs, re;
-    memset(&rs, 0, sizeof rs);
-    memset(&re, 0, sizeof re);
-    rs.struct_size = re.struct_size = sizeof rs;
-    CHECK_OK(fmd_evaluator_student(ev, ema, &rs));
-    CHECK_OK(fmd_evaluator_teacher(ev, e2, &re));
+    tu_eval_vs_euler(T, d, 1000, 2, &rs, &re);
     printf("ring8, 500 steps (%.1f s): student map %.4f ED %.5f modes %d/%d; "
            "Euler-2 map %.4f ED %.5f; floor %.5f\n", secs, rs.map_error, rs.energy_distance,
            rs.modes_covered, rs.modes_total, re.map_error, re.energy_distance, rs.energy_floor);
     CHECK(rs.map_error < re.map_error);
     CHECK(rs.energy_distance < re.energy_distance);
     CHECK(rs.modes_total == 8 && rs.modes_covered == 8);
-    fmd_evaluator_destroy(ev);
     fmd_distiller_destroy(d);
     fmd_student_destroy(s);
     fmd_options_destroy(so);
     fmd_options_destroy(o);
-    fmd_options_destroy(eo);
-    fmd_options_destroy(e2);
     fmd_teacher_destroy(T);
 }
 

@@ -58,32 +58,20 @@ static int on_progress(const fmd_train_stats *s, void *user)
  * Euler on map error and energy distance. */
 static void distill_network_teacher(fmd_backend *be, fmd_teacher *T)
 {
-    fmd_options *o, *eo, *e2;
+    fmd_options *o;
     CHECK_OK(fmd_options_create(&o));
     CHECK_OK(fmd_options_set_i64(o, "batch", 256));
     CHECK_OK(fmd_options_set_f64(o, "lr", 3e-4));
-    CHECK_OK(fmd_options_create(&eo));
-    CHECK_OK(fmd_options_set_i64(eo, "n", 1000));
-    CHECK_OK(fmd_options_create(&e2));
-    CHECK_OK(fmd_options_set_str(e2, "solver", "euler"));
-    CHECK_OK(fmd_options_set_i64(e2, "steps", 2));
-    fmd_student *s = NULL, *ema = NULL;
+    fmd_student *s = NULL;
     fmd_distiller *d = NULL;
-    fmd_evaluator *ev = NULL;
     CHECK_OK(fmd_student_create(T, be, NULL, &s));
     if (s) CHECK_OK(fmd_distiller_create(T, s, be, o, &d));
-    CHECK_OK(fmd_evaluator_create(T, eo, &ev));
-    if (d && ev) {
+    if (d) {
         double t0 = fmd_now();
         CHECK_OK(fmd_distiller_run(d, 400, NULL, NULL));
         double secs = fmd_now() - t0;
-        CHECK_OK(fmd_distiller_ema_student(d, &ema));
         fmd_eval_result rs, re;
-        memset(&rs, 0, sizeof rs);
-        memset(&re, 0, sizeof re);
-        rs.struct_size = re.struct_size = sizeof rs;
-        if (ema) CHECK_OK(fmd_evaluator_student(ev, ema, &rs));
-        CHECK_OK(fmd_evaluator_teacher(ev, e2, &re));
+        tu_eval_vs_euler(T, d, 1000, 2, &rs, &re);
         printf("ring8 network teacher distilled, 400 steps (%.1f s): student map %.4f ED %.5f; "
                "Euler-2 map %.4f ED %.5f; floor %.5f\n", secs, rs.map_error, rs.energy_distance,
                re.map_error, re.energy_distance, rs.energy_floor);
@@ -92,12 +80,9 @@ static void distill_network_teacher(fmd_backend *be, fmd_teacher *T)
         CHECK_MSG(rs.energy_distance < re.energy_distance, "energy distance %g, Euler-2's %g",
                   rs.energy_distance, re.energy_distance);
     }
-    fmd_evaluator_destroy(ev);
     fmd_distiller_destroy(d);
     fmd_student_destroy(s);
     fmd_options_destroy(o);
-    fmd_options_destroy(eo);
-    fmd_options_destroy(e2);
 }
 
 static void test_ring8(fmd_backend *be)

@@ -122,3 +122,28 @@ void tu_free(void *p, void *user)
         free(p);
     }
 }
+
+void tu_eval_vs_euler(fmd_teacher *T, fmd_distiller *d, int64_t n, int k,
+                      fmd_eval_result *student, fmd_eval_result *euler)
+{
+    fmd_options *eo = NULL, *ek = NULL;
+    fmd_evaluator *ev = NULL;
+    fmd_student *ema = NULL;
+    memset(student, 0, sizeof *student);
+    memset(euler, 0, sizeof *euler);
+    student->struct_size = euler->struct_size = sizeof *student;
+    CHECK_OK(fmd_options_create(&eo));
+    CHECK_OK(fmd_options_set_i64(eo, "n", n));
+    CHECK_OK(fmd_options_create(&ek));
+    CHECK_OK(fmd_options_set_str(ek, "solver", "euler"));
+    CHECK_OK(fmd_options_set_i64(ek, "steps", k));
+    CHECK_OK(fmd_evaluator_create(T, eo, &ev));
+    CHECK_OK(fmd_distiller_ema_student(d, &ema));
+    if (ev && ema) {
+        CHECK_OK(fmd_evaluator_student(ev, ema, student));
+        CHECK_OK(fmd_evaluator_teacher(ev, ek, euler));
+    }
+    fmd_evaluator_destroy(ev);
+    fmd_options_destroy(eo);
+    fmd_options_destroy(ek);
+}

@@ -49,6 +49,12 @@ extern int tu_checks;
         }                                                                                  \
     } while (0)
 
+/* Score the EMA student of d and the teacher's k-step Euler sampler on n
+ * evaluation samples of T (fmd_evaluator, seed default) into *student and
+ * *euler; each call is a CHECK_OK. */
+void tu_eval_vs_euler(fmd_teacher *T, fmd_distiller *d, int64_t n, int k,
+                      fmd_eval_result *student, fmd_eval_result *euler);
+
 /* Print the summary and return the process exit code (0 pass, 1 fail). */
 int tu_finish(const char *name);
 /* Print "SKIPPED: why" and return 77 (ctest's skip code). */
