@@ -48,7 +48,7 @@ enum { FMDB_ACT_SILU = 0, FMDB_ACT_GELU_TANH = 1 };
 /* Scalar reductions for ->reduce. */
 enum { FMDB_RED_SUM = 0, FMDB_RED_SUMSQ = 1, FMDB_RED_MAXABS = 2 };
 
-/* The backend object.  Owned by lib/api/backend.c; ops see it as context. */
+/* The backend object.  Owned by backends/backend.c; ops see it as context. */
 struct fmd_backend {
     const fmd_backend_ops *ops;
     void *ctx;              /* backend-private state                           */

@@ -3,7 +3,7 @@
  * 1, odd sizes, non-multiples of the vector width, large; all GEMM
  * transposes and beta paths.  "cuda" without a GPU reports SKIPPED (77). */
 #include <string.h>
-#include "api/opcheck.h"
+#include "opcheck.h"
 #include "testutil.h"
 
 int main(int argc, char **argv)

@@ -1,5 +1,5 @@
 /* cuda_backend.cu - the CUDA backend of libfmd, built as the plugin
- * libfmd-cuda.so and loaded with dlopen by lib/api/backend.c.
+ * libfmd-cuda.so and loaded with dlopen by backends/backend.c.
  *
  * Every op of backends/backend.h runs on one CUDA stream per backend:
  * matrix products through cuBLAS (row-major calls mapped onto column-major

@@ -17,15 +17,6 @@
 #define GMM_STREAM_NOISE 0x676d6d6e6f6973ull /* "gmmnois" */
 #define LOG_2PI 1.8378770664093454836
 
-/* Prefix the current last error (copied first: fmd_seterr must not read the
- * buffer it writes). */
-static fmd_status err_prefix(fmd_status st, const char *prefix)
-{
-    char m[512];
-    snprintf(m, sizeof m, "%s", fmd_last_error());
-    return fmd_seterr(st, "%s: %s", prefix, m);
-}
-
 void gmm_destroy(gmm *g)
 {
     if (!g) return;
@@ -337,7 +328,7 @@ fmd_status gmm_parse_spec(const char *text, const char *label, gmm **out)
         if (st == FMD_ERR_INVALID_ARG) {
             char pre[300];
             snprintf(pre, sizeof pre, "mixture spec '%s'", label);
-            st = err_prefix(FMD_ERR_FORMAT, pre);
+            st = fmd_err_prefix(FMD_ERR_FORMAT, pre);
         }
     }
     spec_free(&a);

@@ -6,15 +6,6 @@
 #include "algo/ode.h"
 #include "util/util.h"
 
-/* Prefix the current last error (copied first: fmd_seterr must not read the
- * buffer it writes). */
-static fmd_status err_prefix(fmd_status st, const char *prefix)
-{
-    char m[512];
-    snprintf(m, sizeof m, "%s", fmd_last_error());
-    return fmd_seterr(st, "%s: %s", prefix, m);
-}
-
 void ode_config_default(ode_config *c)
 {
     memset(c, 0, sizeof *c);
@@ -76,7 +67,7 @@ fmd_status ode_config_from_options(ode_config *c, const fmd_options *o, const ch
             {
                 char pre[160];
                 snprintf(pre, sizeof pre, "%s: option solver", fn);
-                return err_prefix(st, pre);
+                return fmd_err_prefix(st, pre);
             }
         } else if (strcmp(k, "steps") == 0 || strcmp(k, "max_steps") == 0) {
             if ((st = fmd_options_get_i64(o, k, &i)))

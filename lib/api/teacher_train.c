@@ -12,15 +12,6 @@
 #include "util/fpmode.h"
 #include "util/util.h"
 
-/* Prefix the current last error (copied first: fmd_seterr must not read the
- * buffer it writes). */
-static fmd_status err_prefix(fmd_status st, const char *prefix)
-{
-    char m[512];
-    snprintf(m, sizeof m, "%s", fmd_last_error());
-    return fmd_seterr(st, "%s: %s", prefix, m);
-}
-
 struct fmd_dataset {
     int64_t n, dim;
     int num_classes;
@@ -329,7 +320,7 @@ fmd_status fmd_teacher_train(fmd_backend *be, const fmd_dataset *data, const fmd
             cfg.dit_depth = (int)opt_i(opts, "depth", 6);
             cfg.num_heads = (int)opt_i(opts, "num_heads", 4);
         } else if ((st = nn_config_preset(&cfg, arch))) {
-            return err_prefix(st, "fmd_teacher_train: option arch");
+            return fmd_err_prefix(st, "fmd_teacher_train: option arch");
         }
         cfg.mlp_ratio = (float)opt_f(opts, "mlp_ratio", 4);
         cfg.temb_dim = (int)opt_i(opts, "temb_dim", 256);

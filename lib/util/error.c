@@ -43,6 +43,11 @@ fmd_status fmd_seterr(fmd_status st, const char *fmt, ...)
     return st;
 }
 
+fmd_status fmd_err_prefix(fmd_status st, const char *prefix)
+{
+    return fmd_seterr(st, "%s: %s", prefix, tl_msg);   /* fmd_seterr copies first */
+}
+
 const char *fmd_last_error(void) { return tl_msg; }
 fmd_status fmd_last_status(void) { return tl_status; }
 

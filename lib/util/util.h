@@ -16,6 +16,8 @@
 /* Set this thread's last error and return st.  The message should name the
  * function and the bad argument: "fmd_x_create: dim must be > 0 (got -3)". */
 fmd_status fmd_seterr(fmd_status st, const char *fmt, ...) FMD_PRINTF(2, 3);
+/* Set status st with the current message prefixed: "prefix: <last error>". */
+fmd_status fmd_err_prefix(fmd_status st, const char *prefix);
 
 /* Host memory through the hooks of fmd_set_allocator.  fmd_xmalloc and
  * fmd_xcalloc set FMD_ERR_OOM as the last error on failure (naming what). */

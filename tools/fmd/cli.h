@@ -84,6 +84,39 @@ void cli_progress_end(cli_progress *p);
 int cli_write_samples(const char *path, const float *x, int64_t n, int64_t dim, const char *shape,
                       const char *range, const char *title);
 
+/* ---- shared by the subcommands (cmd_common.c) ---- */
+#include <signal.h>
+/* Set by SIGINT after catch_sigint(); a second Ctrl-C ends the program. */
+extern volatile sig_atomic_t g_interrupted;
+void catch_sigint(void);
+double wall(void);                                   /* monotonic seconds */
+int has_key(const fmd_options *o, const char *k);
+int ensure_opts(fmd_options **o);                    /* create *o if NULL */
+void json_str(FILE *f, const char *s);              /* a JSON string literal */
+
+/* A growable series of training statistics for the loss curve. */
+typedef struct {
+    int64_t n, cap;
+    double *step, *a, *b, *c;
+} series;
+void series_free(series *s);
+void series_add(series *s, double step, double a, double b, double c);
+
+/* Load the student (if given) and the teacher (if given) on the backend of --backend. */
+int load_models(const cli_common *co, const char *student, const char *teacher, const char *arch,
+                const fmd_options *topts, fmd_backend **be, fmd_student **S, fmd_teacher **T);
+
+/* The distillation loop of distill and demo: progress display, loss curve, Ctrl-C. */
+typedef struct {
+    cli_progress prog;
+    series curve;
+    int64_t total;
+} distill_ctx;
+int distill_cb(const fmd_distill_stats *s, void *user);
+int write_curve(const char *path, const series *s);
+/* Run d to `steps` total steps (from where it stands). */
+int run_distiller(fmd_distiller *d, int64_t steps, int quiet, distill_ctx *ctx);
+
 /* Subcommands. */
 int cmd_info(int argc, char **argv);
 int cmd_train_teacher(int argc, char **argv);

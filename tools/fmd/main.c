@@ -1,5 +1,5 @@
 /* main.c - `fmd`, the command-line face of libfmd: dispatch to the
- * subcommands (commands.c).  Every error is one line on stderr and a
+ * subcommands (cmd_*.c).  Every error is one line on stderr and a
  * non-zero exit (1: failure, 2: usage). */
 #include <stdio.h>
 #include <stdlib.h>

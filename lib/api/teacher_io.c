@@ -1,0 +1,268 @@
+/* teacher_io.c - loading and saving teachers: .fmd files (mixture or
+ * network, with their guidance), safetensors checkpoints of SiT/DiT or MLP
+ * networks, and fmd_teacher_save. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include "api/teacher_impl.h"
+#include "io/fmdfile.h"
+#include "io/model_io.h"
+#include "io/safetensors.h"
+#include "util/util.h"
+
+static fmd_status parse_convention(const char *fn, const char *s, int *sit)
+{
+    if (strcmp(s, "libfmd") == 0 || strcmp(s, "repa") == 0) *sit = 0;
+    else if (strcmp(s, "sit") == 0) *sit = 1;
+    else return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: time_convention '%.32s' (expected libfmd or "
+                           "sit)", fn, s);
+    return FMD_OK;
+}
+
+static fmd_status read_guidance_meta(fmdf_reader *r, fmd_teacher *T)
+{
+    double s = 1, lo = 0, hi = 1;
+    fmd_status st = FMD_OK;
+    if (fmdf_meta_get(r, "guidance_scale")) {
+        st = fmdf_meta_f64(r, "guidance_scale", &s);
+        if (!st) st = fmdf_meta_f64(r, "guidance_t_lo", &lo);
+        if (!st) st = fmdf_meta_f64(r, "guidance_t_hi", &hi);
+        if (st) return st;
+        if (fmd_teacher_set_guidance(T, s, lo, hi) != FMD_OK)
+            return fmd_seterr(FMD_ERR_FORMAT, "teacher file: bad guidance %g [%g, %g]", s, lo, hi);
+    }
+    return FMD_OK;
+}
+
+static fmd_status load_mixture(fmdf_reader *r, fmd_teacher **out)
+{
+    int64_t d, k, nc;
+    fmd_status st = fmdf_meta_i64(r, "dim", &d);
+    if (!st) st = fmdf_meta_i64(r, "num_components", &k);
+    if (!st) st = fmdf_meta_i64(r, "num_classes", &nc);
+    if (st) return st;
+    if (d < 1 || d > (1 << 24) || k < 1 || k > (1 << 20) || nc < 0 || nc > (1 << 20) ||
+        d * k > ((int64_t)1 << 28))
+        return fmd_seterr(FMD_ERR_FORMAT, "mixture file: dim %lld / components %lld / classes %lld "
+                          "out of range", (long long)d, (long long)k, (long long)nc);
+    double *w = fmd_calloc((size_t)k, sizeof(double)), *s = fmd_calloc((size_t)k, sizeof(double));
+    double *mu = fmd_calloc((size_t)(k * d), sizeof(double));
+    int32_t *cls = nc ? fmd_calloc((size_t)k, sizeof(int32_t)) : NULL;
+    if (!w || !s || !mu || (nc && !cls)) {
+        st = fmd_seterr(FMD_ERR_OOM, "mixture file: out of memory");
+        goto out;
+    }
+    int64_t shk[1] = {k}, shm[2] = {k, d};
+    if ((st = fmdf_read_tensor(r, "mixture.weights", FMDF_F64, 1, shk, w, (size_t)k * 8))) goto out;
+    if ((st = fmdf_read_tensor(r, "mixture.stds", FMDF_F64, 1, shk, s, (size_t)k * 8))) goto out;
+    if ((st = fmdf_read_tensor(r, "mixture.means", FMDF_F64, 2, shm, mu, (size_t)(k * d) * 8)))
+        goto out;
+    if (nc && (st = fmdf_read_tensor(r, "mixture.classes", FMDF_I32, 1, shk, cls, (size_t)k * 4)))
+        goto out;
+    gmm *g;
+    st = gmm_create((int)d, (int)k, w, mu, s, cls, (int)nc, &g);
+    if (!st) st = wrap_mixture(g, out);
+out:
+    /* a tensor of the wrong shape or an invalid mixture is a corrupt file */
+    if (st == FMD_ERR_INVALID_ARG) st = fmd_err_prefix(FMD_ERR_FORMAT, "mixture file");
+    fmd_free(w);
+    fmd_free(s);
+    fmd_free(mu);
+    fmd_free(cls);
+    return st;
+}
+
+fmd_status fmd_teacher_load(fmd_backend *backend, const char *path, const fmd_options *opts,
+                            fmd_teacher **out)
+{
+    static const char *fn = "fmd_teacher_load";
+    FMD_CHECK_ARG(path, "%s: path is NULL", fn);
+    FMD_CHECK_ARG(out, "%s: out is NULL", fn);
+    int sit_override = -1;
+    for (int i = 0; i < fmd_options_count(opts); i++) {
+        const char *k = fmd_options_key(opts, i);
+        if (strcmp(k, "time_convention") != 0)
+            return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: unknown option '%s' (known: "
+                              "time_convention)", fn, k);
+        const char *s;
+        fmd_status st = fmd_options_get_str(opts, k, &s);
+        if (st) return st;
+        if ((st = parse_convention(fn, s, &sit_override))) return st;
+    }
+    fmdf_reader *r;
+    fmd_status st = fmdf_open(path, &r);
+    if (st) return st;
+    const char *tk = fmdf_meta_get(r, "teacher_kind");
+    fmd_teacher *T = NULL;
+    if (tk && strcmp(tk, "mixture") == 0) {
+        st = load_mixture(r, &T);
+    } else if (!tk || strcmp(tk, "network") == 0) {
+        int sit = 0;
+        const char *conv = fmdf_meta_get(r, "time_convention");
+        if (conv && (st = parse_convention(fn, conv, &sit)))
+            st = fmd_seterr(FMD_ERR_FORMAT, "%s: '%s': bad time_convention '%.32s'", fn, path, conv);
+        if (sit_override >= 0) sit = sit_override;
+        if (!st && !backend)
+            st = fmd_seterr(FMD_ERR_INVALID_ARG, "%s: '%s' holds a network: backend must not be "
+                            "NULL", fn, path);
+        nn_model *net = NULL;
+        if (!st) st = model_io_load_from(backend, r, "", &net);
+        if (!st) st = teacher_wrap_network(backend, net, sit, &T);
+    } else {
+        st = fmd_seterr(FMD_ERR_FORMAT, "%s: '%s': unknown teacher_kind '%.32s'", fn, path, tk);
+    }
+    if (!st) st = read_guidance_meta(r, T);
+    fmdf_close(r);
+    if (st) {
+        fmd_teacher_destroy(T);
+        return st;
+    }
+    *out = T;
+    return FMD_OK;
+}
+
+fmd_status fmd_teacher_load_safetensors(fmd_backend *backend, const char *path, const char *arch,
+                                        const fmd_options *opts, fmd_teacher **out)
+{
+    static const char *fn = "fmd_teacher_load_safetensors";
+    FMD_CHECK_ARG(backend, "%s: backend is NULL", fn);
+    FMD_CHECK_ARG(path, "%s: path is NULL", fn);
+    FMD_CHECK_ARG(arch, "%s: arch is NULL", fn);
+    FMD_CHECK_ARG(out, "%s: out is NULL", fn);
+    nn_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    int preset = 0, sit = 0, is_mlp = 0;
+    if (strcmp(arch, "mlp") == 0) {
+        cfg.arch = NN_ARCH_MLP;
+        is_mlp = 1;
+    } else if (strcmp(arch, "dit") == 0) {
+        cfg.arch = NN_ARCH_DIT;
+        cfg.input_size = 32;
+        cfg.in_channels = 4;
+        cfg.time_scale = 1.0f;
+    } else {
+        fmd_status st = nn_config_preset(&cfg, arch);
+        if (st) {
+            char pre[200];
+            snprintf(pre, sizeof pre, "%s: arch '%.40s' is not mlp, dit or a SiT/DiT preset", fn, arch);
+            return fmd_err_prefix(st, pre);
+        }
+        preset = 1;
+        cfg.num_classes = 1000;
+        cfg.input_size = 32;
+        cfg.in_channels = 4;
+        cfg.learn_sigma = 1;
+        /* SiT (and REPA) embed t in [0, 1]; DiT embeds integer steps 0..999 */
+        cfg.time_scale = strncmp(arch, "DiT-", 4) == 0 ? 1000.0f : 1.0f;
+        sit = strncmp(arch, "SiT-", 4) == 0;
+    }
+    int skip_unused = 0;
+    static const char *const mlp_keys[] = {"dim", "width", "depth", "temb_dim", "time_scale",
+                                           "num_classes", "time_convention", "skip_unused"};
+    static const char *const dit_keys[] = {"input_size", "patch_size", "in_channels", "hidden_size",
+                                           "depth", "num_heads", "mlp_ratio", "num_classes",
+                                           "learn_sigma", "time_scale", "temb_dim",
+                                           "time_convention", "skip_unused"};
+    for (int i = 0; i < fmd_options_count(opts); i++) {
+        const char *k = fmd_options_key(opts, i);
+        const char *const *keys = is_mlp ? mlp_keys : dit_keys;
+        int nk = is_mlp ? 8 : 13, known = 0;
+        for (int j = 0; j < nk; j++) known |= strcmp(k, keys[j]) == 0;
+        if (!known || (preset && (!strcmp(k, "patch_size") || !strcmp(k, "hidden_size") ||
+                                  !strcmp(k, "depth") || !strcmp(k, "num_heads"))))
+            return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option '%s' does not apply to arch '%s'", fn,
+                              k, arch);
+        fmd_status st;
+        if (strcmp(k, "time_convention") == 0) {
+            const char *s;
+            if ((st = fmd_options_get_str(opts, k, &s))) return st;
+            if ((st = parse_convention(fn, s, &sit))) return st;
+            continue;
+        }
+        if (strcmp(k, "time_scale") == 0 || strcmp(k, "mlp_ratio") == 0) {
+            double f;
+            if ((st = fmd_options_get_f64(opts, k, &f))) return st;
+            FMD_CHECK_ARG(isfinite(f) && f > 0 && f < 1e6, "%s: option %s = %g out of range", fn, k, f);
+            if (k[0] == 't') cfg.time_scale = (float)f;
+            else cfg.mlp_ratio = (float)f;
+            continue;
+        }
+        int64_t v;
+        if ((st = fmd_options_get_i64(opts, k, &v)))
+            return fmd_seterr(st, "%s: option %s must be an integer", fn, k);
+        FMD_CHECK_ARG(v >= 0 && v <= (1 << 24), "%s: option %s = %lld out of range", fn, k,
+                      (long long)v);
+        int iv = (int)v;
+        if (!strcmp(k, "dim")) cfg.dim = iv;
+        else if (!strcmp(k, "width")) cfg.width = iv;
+        else if (!strcmp(k, "depth")) { if (is_mlp) cfg.depth = iv; else cfg.dit_depth = iv; }
+        else if (!strcmp(k, "temb_dim")) cfg.temb_dim = iv;
+        else if (!strcmp(k, "num_classes")) cfg.num_classes = iv;
+        else if (!strcmp(k, "input_size")) cfg.input_size = iv;
+        else if (!strcmp(k, "patch_size")) cfg.patch_size = iv;
+        else if (!strcmp(k, "in_channels")) cfg.in_channels = iv;
+        else if (!strcmp(k, "hidden_size")) cfg.hidden_size = iv;
+        else if (!strcmp(k, "num_heads")) cfg.num_heads = iv;
+        else if (!strcmp(k, "learn_sigma")) cfg.learn_sigma = iv != 0;
+        else skip_unused = iv != 0;
+    }
+    nn_model *net = NULL;
+    fmd_status st = nn_model_create(backend, &cfg, 0, &net);
+    if (st) return fmd_err_prefix(st, fn);
+    st_file *f = NULL;
+    st = st_open(path, &f);
+    char *skipped = NULL;
+    if (!st) st = st_load_model(f, net, skip_unused ? ST_LOAD_SKIP_UNUSED : 0, &skipped);
+    if (skipped) {
+        fmd_log(FMD_LOG_INFO, "%s: '%s': skipped tensors not used by %s: %.400s", fn, path, arch,
+                skipped);
+        fmd_free(skipped);
+    }
+    st_close(f);
+    if (st) {
+        nn_model_destroy(net);
+        return st;
+    }
+    return teacher_wrap_network(backend, net, sit, out);
+}
+
+fmd_status fmd_teacher_save(fmd_teacher *T, const char *path)
+{
+    static const char *fn = "fmd_teacher_save";
+    FMD_CHECK_ARG(T, "%s: teacher is NULL", fn);
+    FMD_CHECK_ARG(path, "%s: path is NULL", fn);
+    if (T->kind == TK_CALLBACK)
+        return fmd_seterr(FMD_ERR_UNSUPPORTED, "%s: a callback teacher cannot be saved", fn);
+    fmdf_writer *w;
+    fmd_status st = fmdf_writer_begin(path, &w);
+    if (st) return st;
+    st = fmdf_writer_add_meta(w, "format", "libfmd");
+    if (!st) st = fmdf_writer_add_meta(w, "library_version", FMD_VERSION_STRING);
+    if (!st) st = fmdf_writer_add_meta(w, "kind", "teacher");
+    if (!st) st = fmdf_writer_add_meta(w, "teacher_kind", T->kind == TK_MIXTURE ? "mixture" : "network");
+    if (!st) st = fmdf_writer_add_meta_f64(w, "guidance_scale", T->guid.scale);
+    if (!st) st = fmdf_writer_add_meta_f64(w, "guidance_t_lo", T->guid.t_lo);
+    if (!st) st = fmdf_writer_add_meta_f64(w, "guidance_t_hi", T->guid.t_hi);
+    if (T->kind == TK_MIXTURE) {
+        const gmm *g = T->g;
+        int64_t shk[1] = {g->k}, shm[2] = {g->k, g->d};
+        if (!st) st = fmdf_writer_add_meta_i64(w, "dim", g->d);
+        if (!st) st = fmdf_writer_add_meta_i64(w, "num_components", g->k);
+        if (!st) st = fmdf_writer_add_meta_i64(w, "num_classes", g->num_classes);
+        if (!st) st = fmdf_writer_add_tensor(w, "mixture.weights", FMDF_F64, 1, shk, g->w);
+        if (!st) st = fmdf_writer_add_tensor(w, "mixture.stds", FMDF_F64, 1, shk, g->s);
+        if (!st) st = fmdf_writer_add_tensor(w, "mixture.means", FMDF_F64, 2, shm, g->mu);
+        if (!st && g->num_classes)
+            st = fmdf_writer_add_tensor(w, "mixture.classes", FMDF_I32, 1, shk, g->cls);
+    } else {
+        if (!st) st = fmdf_writer_add_meta(w, "time_convention", T->sit ? "sit" : "libfmd");
+        if (!st) st = model_io_write_config(w, "", nn_model_config(T->net));
+        if (!st) st = fmdf_writer_add_meta_i64(w, "num_params", nn_model_num_params(T->net));
+        if (!st) st = model_io_write_tensors(w, "", T->nbe, T->net, NULL);
+    }
+    if (st) {
+        fmdf_writer_abort(w);
+        return st;
+    }
+    return fmdf_writer_commit(w);
+}

@@ -1,0 +1,157 @@
+/* cmd_distill.c - `fmd distill`: distill a teacher into a one-step student, with checkpoints and resume. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "cli.h"
+
+#define NFLAGS(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+/* --------------------------------------------------------------- distill */
+
+int cmd_distill(int argc, char **argv)
+{
+    static const cli_cmd cmd = {
+        "distill", "--teacher T --out S.fmd [--steps N] [--resume] [--set key=value ...]",
+        "Distill a teacher into a one-step student without data (FreeFlow) and save the\n"
+        "training state to S.fmd (its EMA student loads with --student S.fmd).",
+        "--set keys are the distiller's options (docs/distiller.md): batch, lr, target,\n"
+        "alpha, ema, corr, pred, guidance, ...; --student-set keys those of the student\n"
+        "network (width, depth, temb_dim, time_scale, delta_scale, seed).  With --resume the\n"
+        "run continues from S.fmd up to --steps in total.  Ctrl-C stops at the next progress\n"
+        "report and keeps the last checkpoint.\n"};
+    const char *teacher = NULL, *outp = NULL, *curve = NULL, *arch = NULL, *cfgi = NULL;
+    int64_t steps = 2000, seed = -1, batch = -1, ckpt_every = -1;
+    double lr = -1, cfg = NAN;
+    int resume = 0;
+    fmd_options *dopts = NULL, *sopts = NULL, *topts = NULL;
+    cli_flag fl[] = {
+        {"--teacher", F_STR, &teacher, "T", "mixture:NAME, spec:FILE, FILE.fmd or FILE.safetensors"},
+        {"--out", F_STR, &outp, "S.fmd", "the distiller checkpoint to write"},
+        {"--steps", F_I64, &steps, "N", "total distillation steps (default 2000)"},
+        {"--resume", F_BOOL, &resume, NULL, "continue from --out"},
+        {"--seed", F_I64, &seed, "S", "seed of the distiller and the student initialisation"},
+        {"--batch", F_I64, &batch, "B", "batch size (default 512)"},
+        {"--lr", F_F64, &lr, "LR", "student learning rate (default 3e-4)"},
+        {"--cfg", F_F64, &cfg, "W", "teacher guidance scale (conditional teachers)"},
+        {"--cfg-interval", F_STR, &cfgi, "LO,HI", "guidance interval in t (default 0,1)"},
+        {"--checkpoint-every", F_I64, &ckpt_every, "N", "save --out every N steps (default steps/10)"},
+        {"--curve", F_STR, &curve, "FILE.png", "also draw the loss curve"},
+        {"--arch", F_STR, &arch, "ARCH", "architecture of a safetensors teacher"},
+        {"--teacher-set", F_KV, &topts, "KEY=VALUE", "teacher loading option (repeatable)"},
+        {"--student-set", F_KV, &sopts, "KEY=VALUE", "student network option (repeatable)"},
+        {"--set", F_KV, &dopts, "KEY=VALUE", "distiller option (repeatable)"},
+    };
+    cli_common co;
+    const char *pos[1];
+    int npos;
+    fmd_backend *be = NULL;
+    fmd_teacher *T = NULL;
+    fmd_student *S = NULL;
+    fmd_distiller *D = NULL;
+    distill_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    int rc = cli_parse(&cmd, fl, NFLAGS(fl), &co, argc, argv, pos, 0, &npos);
+    if (rc || co.help) goto out;
+    if (!teacher || !outp) {
+        rc = cli_err(CLI_USAGE, "--teacher and --out are required (see fmd distill --help)");
+        goto out;
+    }
+    if (steps < 0) {
+        rc = cli_err(CLI_USAGE, "--steps must be >= 0");
+        goto out;
+    }
+    if (resume && access(outp, R_OK) != 0) {
+        rc = cli_err(CLI_FAIL, "--resume: cannot read '%s' (%s)", outp, strerror(errno));
+        goto out;
+    }
+    if ((rc = ensure_opts(&dopts)) || (rc = ensure_opts(&sopts))) goto out;
+    {
+        fmd_status st = FMD_OK;
+        if (seed >= 0 && !has_key(dopts, "seed")) st = fmd_options_set_i64(dopts, "seed", seed);
+        if (!st && seed >= 0 && !has_key(sopts, "seed")) st = fmd_options_set_i64(sopts, "seed", seed);
+        if (!st && batch >= 0) st = fmd_options_set_i64(dopts, "batch", batch);
+        if (!st && lr >= 0) st = fmd_options_set_f64(dopts, "lr", lr);
+        if (!st && !has_key(dopts, "checkpoint")) st = fmd_options_set_str(dopts, "checkpoint", outp);
+        if (!st && !has_key(dopts, "checkpoint_every"))
+            st = fmd_options_set_i64(dopts, "checkpoint_every",
+                                     ckpt_every > 0 ? ckpt_every : (steps / 10 > 0 ? steps / 10 : 1));
+        if (!st && !has_key(dopts, "progress_every")) st = fmd_options_set_i64(dopts, "progress_every", 10);
+        if (st) {
+            rc = cli_lib_err("bad option");
+            goto out;
+        }
+    }
+    if ((rc = cli_backend(&co, &be))) goto out;
+    if ((rc = cli_teacher(teacher, be, arch, topts, &T))) goto out;
+    if (!isnan(cfg) || cfgi) {
+        double lo = 0, hi = 1, w = isnan(cfg) ? 1.0 : cfg;
+        if (cfgi && cli_pair(cfgi, &lo, &hi) != 0) {
+            rc = cli_err(CLI_USAGE, "--cfg-interval expects LO,HI (got '%s')", cfgi);
+            goto out;
+        }
+        if (fmd_teacher_set_guidance(T, w, lo, hi) != FMD_OK) {
+            rc = cli_lib_err("--cfg");
+            goto out;
+        }
+    }
+    if (fmd_student_create(T, be, sopts, &S) != FMD_OK) {
+        rc = cli_lib_err("cannot create the student");
+        goto out;
+    }
+    /* the teacher pools are solved inside fmd_distiller_create, which can take
+     * a while on a network teacher: a transient note on a terminal (cleared,
+     * so that an error stays one line), the time taken once it is done */
+    const char *ref = NULL;
+    int pools = has_key(dopts, "data_pool") ||
+                (fmd_options_get_str(dopts, "corr_ref", &ref) == FMD_OK && !strcmp(ref, "samples"));
+    pools = pools && !co.quiet && !co.json;
+    int tty = isatty(2);
+    if (pools && tty) fprintf(stderr, "solving the teacher's ODE for its sample pool...");
+    double tc = wall();
+    fmd_status cst = fmd_distiller_create(T, S, be, dopts, &D);
+    if (pools && tty) fprintf(stderr, "\r\033[K");
+    if (cst != FMD_OK) {
+        rc = cli_lib_err("cannot create the distiller");
+        goto out;
+    }
+    double pool_s = wall() - tc;
+    if (resume && fmd_distiller_resume(D, outp) != FMD_OK) {
+        rc = cli_lib_err("cannot resume");
+        goto out;
+    }
+    if (pools) fprintf(stderr, "fmd distill: teacher sample pool solved in %.1f s\n", pool_s);
+    double t0 = wall();
+    if ((rc = run_distiller(D, steps, co.quiet || co.json, &ctx))) goto out;
+    if (fmd_distiller_save(D, outp) != FMD_OK) {
+        rc = cli_lib_err("cannot save");
+        goto out;
+    }
+    if (curve && ctx.curve.n > 0 && (rc = write_curve(curve, &ctx.curve))) goto out;
+    fmd_distill_stats s;
+    memset(&s, 0, sizeof s);
+    s.struct_size = sizeof s;
+    fmd_distiller_stats(D, &s);
+    if (co.json) {
+        printf("{\"out\": ");
+        json_str(stdout, outp);
+        printf(", \"steps\": %lld, \"seconds\": %.3f, \"loss_pred\": %.6g, \"loss_corr\": %.6g, "
+               "\"loss_aux\": %.6g, \"num_params\": %lld}\n",
+               (long long)fmd_distiller_steps(D), wall() - t0, s.loss_pred, s.loss_corr, s.loss_aux,
+               (long long)fmd_student_num_params(S));
+    } else if (!co.quiet) {
+        printf("wrote %s (step %lld, %.1f s)\n", outp, (long long)fmd_distiller_steps(D), wall() - t0);
+    }
+out:
+    series_free(&ctx.curve);
+    fmd_distiller_destroy(D);
+    fmd_student_destroy(S);
+    fmd_teacher_destroy(T);
+    fmd_backend_destroy(be);
+    fmd_options_destroy(dopts);
+    fmd_options_destroy(sopts);
+    fmd_options_destroy(topts);
+    return rc;
+}
