@@ -34,10 +34,10 @@ extern "C" {
  * Versions.  The shared object's SONAME carries the ABI major (libfmd.so.0).
  * ---------------------------------------------------------------------- */
 #define FMD_VERSION_MAJOR 0
-#define FMD_VERSION_MINOR 1
+#define FMD_VERSION_MINOR 2
 #define FMD_VERSION_PATCH 0
 #define FMD_VERSION_HEX ((FMD_VERSION_MAJOR << 16) | (FMD_VERSION_MINOR << 8) | FMD_VERSION_PATCH)
-#define FMD_VERSION_STRING "0.1.0"
+#define FMD_VERSION_STRING "0.2.0"
 
 #if defined(_WIN32)
 #define FMD_API
@@ -153,6 +153,36 @@ FMD_API fmd_status fmd_options_get_str(const fmd_options *opts, const char *key,
  * out of range).  The string is owned by opts. */
 FMD_API int fmd_options_count(const fmd_options *opts);
 FMD_API const char *fmd_options_key(const fmd_options *opts, int index);
+
+/* What every consumer of options takes, read from the library's own option
+ * tables (one per consumer: key, type, range or allowed strings, default,
+ * the condition under which the key acts, help), so that a --help text or a
+ * documentation table generated from them cannot disagree with the library.
+ * Consumers: "distiller" (fmd_distiller_create), "student"
+ * (fmd_student_create), "train" (fmd_teacher_train), "sampler"
+ * (fmd_sampler_create / _sample), "solver" (fmd_teacher_solve / _sample),
+ * "evaluator" (fmd_evaluator_create), "teacher_load" (fmd_teacher_load),
+ * "safetensors" (fmd_teacher_load_safetensors).  A key given where its
+ * condition does not hold is refused (FMD_ERR_INVALID_ARG), so every
+ * accepted option acts. */
+typedef enum fmd_option_field {
+    FMD_OPTION_KEY = 0,       /* "lr"                                              */
+    FMD_OPTION_TYPE = 1,      /* "int", "num" or "str"                             */
+    FMD_OPTION_DEFAULT = 2,   /* "0.001", "cosine", or words ("the teacher's")     */
+    FMD_OPTION_RANGE = 3,     /* "(0, 10]", "[0, inf)", "cosine|linear|none", ""   */
+    FMD_OPTION_APPLIES = 4,   /* "" or the condition, e.g. "target=fd", "corr=1"  */
+    FMD_OPTION_HELP = 5       /* one line                                          */
+} fmd_option_field;
+/* The index-th consumer name (static string), NULL past the end. */
+FMD_API const char *fmd_option_consumer(int index);
+/* Number of keys the consumer takes; -1 for an unknown consumer. */
+FMD_API int fmd_option_count(const char *consumer);
+/* Field `what` (fmd_option_field) of the index-th key of consumer as text
+ * into buf (len bytes, NUL-terminated, truncated when short).  Errors:
+ * FMD_ERR_INVALID_ARG (unknown consumer or field, index out of range, buf
+ * NULL or len 0). */
+FMD_API fmd_status fmd_option_describe(const char *consumer, int index, int what, char *buf,
+                                       size_t len);
 
 /* ------------------------------------------------------------------------
  * Backends: compute devices chosen at run time.
@@ -574,6 +604,10 @@ FMD_API fmd_status fmd_distiller_run(fmd_distiller *d, int64_t steps,
 FMD_API fmd_status fmd_distiller_stats(const fmd_distiller *d, fmd_distill_stats *out);
 /* Steps completed (0 for NULL). */
 FMD_API int64_t fmd_distiller_steps(const fmd_distiller *d);
+/* The planned length of the run (option steps): the step at which the
+ * learning rate's decay ends.  0 until it is known (option steps unset and
+ * no run yet); a resumed distiller has its checkpoint's.  0 for NULL. */
+FMD_API int64_t fmd_distiller_planned_steps(const fmd_distiller *d);
 /* The EMA student (borrowed: owned by d, valid until d is destroyed; use it
  * for sampling, fmd_student_forward or fmd_student_save).  Errors:
  * FMD_ERR_INVALID_ARG. */

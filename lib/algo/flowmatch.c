@@ -24,36 +24,6 @@ struct fm_trainer {
     int32_t *lab;
 };
 
-void fm_config_default(fm_config *c)
-{
-    memset(c, 0, sizeof *c);
-    c->steps = 5000;
-    c->batch = 256;
-    c->lr = 1e-3f;
-    c->min_lr = 1e-4f;
-    c->warmup = 100;
-    c->cosine = 1;
-    c->beta1 = 0.9f;
-    c->beta2 = 0.999f;
-    c->eps = 1e-8f;
-    c->grad_clip = 1.0f;
-    c->ema = 0.999f;
-    c->class_dropout = 0.1f;
-    c->conditional = 1;
-    c->t_std = 1.0f;
-}
-
-double fm_lr_at(const fm_config *c, int64_t k)
-{
-    if (c->warmup > 0 && k < c->warmup) return c->lr * (double)(k + 1) / (double)c->warmup;
-    if (!c->cosine) return c->lr;
-    int64_t span = c->steps - c->warmup;
-    if (span <= 0) return c->lr;
-    double p = (double)(k - c->warmup) / (double)span;
-    if (p > 1) p = 1;
-    return c->min_lr + 0.5 * (c->lr - c->min_lr) * (1 + cos(M_PI * p));
-}
-
 void fm_destroy(fm_trainer *tr)
 {
     if (!tr) return;
@@ -181,19 +151,15 @@ fmd_status fm_step(fm_trainer *tr, double *loss_out, double *gnorm_out, double *
     be->ops->affine(be, tr->out, (float)(2.0 / (double)n), 0.0f, n);
     if ((st = nn_model_zero_grad(tr->net))) return st;
     if ((st = nn_model_backward(tr->net, tr->out, NULL, B))) return st;
-    double gss = 0;
-    be->ops->reduce(be, FMDB_RED_SUMSQ, nn_model_grads(tr->net), tr->np, &gss);
-    if ((st = be->ops->sync(be))) return fmd_seterr(st, "flow matching: %s", be->errmsg);
-    double gnorm = sqrt(gss);
+    double gnorm = 0;
+    if ((st = optim_grad_norm(be, nn_model_grads(tr->net), tr->np, &gnorm))) return st;
     if (!isfinite(loss) || !isfinite(gnorm))
         return fmd_seterr(FMD_ERR_NONFINITE, "flow matching: step %lld: loss %g, gradient norm %g "
                           "(nothing updated; lower lr?)", (long long)tr->step, loss, gnorm);
-    double lr = fm_lr_at(c, tr->step);
-    float scale = (c->grad_clip > 0 && gnorm > c->grad_clip) ? (float)(c->grad_clip / gnorm) : 1.0f;
-    be->ops->adamw(be, nn_model_params(tr->net), nn_model_grads(tr->net), tr->m, tr->v, tr->np,
-                   (float)lr, c->beta1, c->beta2, c->eps, c->weight_decay, tr->step + 1, scale);
-    double decay = fmin((double)c->ema, (1.0 + (double)tr->step) / (10.0 + (double)tr->step));
-    be->ops->ema(be, tr->ema, nn_model_params(tr->net), tr->np, (float)decay);
+    double lr = optim_lr_at(&c->opt, tr->step);
+    optim_adamw(be, &c->opt, nn_model_params(tr->net), nn_model_grads(tr->net), tr->m, tr->v,
+                tr->np, lr, gnorm, tr->step);
+    optim_ema(be, &c->opt, tr->ema, nn_model_params(tr->net), tr->np, tr->step);
     if ((st = be->ops->sync(be))) return fmd_seterr(st, "flow matching: %s", be->errmsg);
     tr->step++;
     if (loss_out) *loss_out = loss;

@@ -2,10 +2,9 @@
  *
  * One step: draw a batch of data rows x0 (with replacement), times t, noise
  * eps, labels with class dropout to the null class; x_t = (1 - t) x0 + t eps;
- * loss = mean over rows and dims of (v(x_t, t, c) - (eps - x0))^2; AdamW
- * with linear warm-up and cosine decay, global-norm gradient clipping, and
- * an EMA of the weights (decay min(ema, (1 + k) / (10 + k)) at step k, so
- * short runs are not dominated by the initialisation).
+ * loss = mean over rows and dims of (v(x_t, t, c) - (eps - x0))^2; then the
+ * optimiser of algo/optim.h (warm-up and decay, clipping, AdamW, EMA), the
+ * same one the distiller uses.
  *
  * All randomness is Philox keyed by (seed, stream, step, row): the run is
  * reproducible on a backend and independent of thread count.  The data
@@ -19,17 +18,12 @@
 #include <stdint.h>
 #include "fmd.h"
 #include "backend.h"
+#include "algo/optim.h"
 #include "nn/model.h"
 
 typedef struct fm_config {
-    int64_t steps;        /* total steps (for the schedule)               */
     int64_t batch;
-    float lr, min_lr;
-    int64_t warmup;
-    int cosine;           /* 1: cosine decay to min_lr, 0: constant       */
-    float weight_decay, beta1, beta2, eps;
-    float grad_clip;      /* 0: off                                       */
-    float ema;
+    optim_config opt;     /* opt.steps: the planned length                */
     float class_dropout;
     int conditional;      /* 0: labels ignored (null class everywhere)    */
     int t_logit_normal;
@@ -47,7 +41,6 @@ typedef struct fm_data {
 
 typedef struct fm_trainer fm_trainer;
 
-void fm_config_default(fm_config *c);
 /* Borrow net (teacher form, on be) and data.  Errors: FMD_ERR_INVALID_ARG
  * (shape mismatch, bad config), FMD_ERR_OOM. */
 fmd_status fm_create(fmd_backend *be, nn_model *net, const fm_data *data, const fm_config *cfg,
@@ -59,7 +52,5 @@ fmd_status fm_step(fm_trainer *tr, double *loss, double *grad_norm, double *lr);
 int64_t fm_steps_done(const fm_trainer *tr);
 /* The EMA weights (device, parameter layout of net). */
 float *fm_ema(fm_trainer *tr);
-/* Learning rate at step k (0-based) of the schedule. */
-double fm_lr_at(const fm_config *c, int64_t k);
 
 #endif

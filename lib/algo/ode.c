@@ -4,94 +4,41 @@
 #include <stdio.h>
 #include <string.h>
 #include "algo/ode.h"
+#include "util/optable.h"
 #include "util/util.h"
+
+#define OPT_CFG ode_config
+static const opt_spec k_solver_spec[] = {
+    ODE_OPT_ENTRIES(),
+    OPT_NUM("t_start", t_start, 0, 1, 1, 0, NULL, "time the state is at on entry (1: noise)"),
+    OPT_NUM("t_end", t_end, 0, 1, 0, 0, NULL, "time to integrate to (0: data)"),
+    OPT_NUM("h0", h0, 0, 1, 0.02, OPT_LO_OPEN, "solver=dopri5", "dopri5: first step size"),
+    OPT_INT("max_steps", max_steps, 1, 1e12, 100000, 0, "solver=dopri5", "dopri5: step attempts per row before it gives up"),
+};
+#undef OPT_CFG
+const opt_table opt_table_solver = OPT_TABLE("solver", "fmd_teacher_solve", k_solver_spec, NULL);
 
 void ode_config_default(ode_config *c)
 {
     memset(c, 0, sizeof *c);
-    c->method = ODE_DOPRI5;
-    c->steps = 32;
-    c->shift = 1.0;
-    c->rtol = 1e-5;
-    c->atol = 1e-5;
-    c->t_start = 1.0;
-    c->t_end = 0.0;
-    c->h0 = 0.02;
-    c->max_steps = 100000;
+    opt_defaults(&opt_table_solver, c);
 }
 
 static const char *const METHOD_NAMES[] = {"euler", "heun", "midpoint", "rk4", "dopri5"};
 
-const char *ode_method_name(ode_method m)
+const char *ode_method_name(int m)
 {
     return (m >= ODE_EULER && m <= ODE_DOPRI5) ? METHOD_NAMES[m] : "?";
 }
 
-fmd_status ode_method_parse(const char *name, ode_method *out)
-{
-    FMD_CHECK_ARG(name && out, "ode_method_parse: NULL argument");
-    for (int i = 0; i <= ODE_DOPRI5; i++)
-        if (strcmp(name, METHOD_NAMES[i]) == 0) {
-            *out = (ode_method)i;
-            return FMD_OK;
-        }
-    if (strcmp(name, "dp5") == 0 || strcmp(name, "dopri") == 0) {
-        *out = ODE_DOPRI5;
-        return FMD_OK;
-    }
-    return fmd_seterr(FMD_ERR_INVALID_ARG, "unknown solver '%.32s' (expected euler, heun, midpoint, "
-                      "rk4, dopri5)", name);
-}
-
-int ode_option_key(const char *k)
-{
-    static const char *const keys[] = {"solver", "steps", "shift", "rtol", "atol",
-                                       "t_start", "t_end", "h0", "max_steps"};
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        if (strcmp(k, keys[i]) == 0) return 1;
-    return 0;
-}
-
 fmd_status ode_config_from_options(ode_config *c, const fmd_options *o, const char *fn)
 {
-    if (!o) return FMD_OK;
-    const char *s;
-    double f;
-    int64_t i;
-    fmd_status st;
-    for (int n = 0; n < fmd_options_count(o); n++) {
-        const char *k = fmd_options_key(o, n);
-        if (strcmp(k, "solver") == 0) {
-            if ((st = fmd_options_get_str(o, k, &s))) return st;
-            if ((st = ode_method_parse(s, &c->method)))
-            {
-                char pre[160];
-                snprintf(pre, sizeof pre, "%s: option solver", fn);
-                return fmd_err_prefix(st, pre);
-            }
-        } else if (strcmp(k, "steps") == 0 || strcmp(k, "max_steps") == 0) {
-            if ((st = fmd_options_get_i64(o, k, &i)))
-                return fmd_seterr(st, "%s: option %s must be an integer", fn, k);
-            if (k[0] == 's') {
-                FMD_CHECK_ARG(i >= 1 && i <= 1000000, "%s: option steps must be in 1..1e6 (got %lld)",
-                              fn, (long long)i);
-                c->steps = (int)i;
-            } else {
-                FMD_CHECK_ARG(i >= 1, "%s: option max_steps must be >= 1", fn);
-                c->max_steps = i;
-            }
-        } else if (ode_option_key(k)) {
-            if ((st = fmd_options_get_f64(o, k, &f)))
-                return fmd_seterr(st, "%s: option %s must be a number", fn, k);
-            if (strcmp(k, "shift") == 0) c->shift = f;
-            else if (strcmp(k, "rtol") == 0) c->rtol = f;
-            else if (strcmp(k, "atol") == 0) c->atol = f;
-            else if (strcmp(k, "t_start") == 0) c->t_start = f;
-            else if (strcmp(k, "t_end") == 0) c->t_end = f;
-            else c->h0 = f;
-        }
-    }
-    return FMD_OK;
+    opt_table t = opt_table_solver;
+    t.fn = fn;
+    unsigned char given[sizeof k_solver_spec / sizeof k_solver_spec[0]] = {0};
+    fmd_status st = opt_apply(&t, o, c, given);
+    if (!st) st = opt_check_applies(&t, c, given);
+    return st;
 }
 
 double ode_grid_time(int i, int steps, double t_start, double t_end, double shift)

@@ -30,7 +30,7 @@ typedef fmd_status (*ode_field_fn)(void *ctx, double *v, const double *x, const 
 typedef enum { ODE_EULER = 0, ODE_HEUN, ODE_MIDPOINT, ODE_RK4, ODE_DOPRI5 } ode_method;
 
 typedef struct ode_config {
-    ode_method method;   /* default ODE_DOPRI5                               */
+    int method;          /* ode_method; default ODE_DOPRI5                   */
     int steps;           /* fixed-step methods: number of steps (default 32) */
     double shift;        /* time-grid shift, > 0 (default 1 = uniform)      */
     double rtol, atol;   /* dopri5 tolerances (default 1e-5, 1e-5)           */
@@ -47,16 +47,27 @@ typedef struct ode_stats {
     int64_t rejected;     /* dopri5: rejected steps summed over rows          */
 } ode_stats;
 
+/* The option-table entries (util/optable.h) of the solver keys a sampler
+ * offers too, for a config that holds an ode_config at path P (e.g. `ode.`;
+ * empty in the solver's own table): one definition for both tables. */
+#define ODE_OPT_ENTRIES(P)                                                                      \
+    OPT_CHOICE("solver", P method, "euler|heun|midpoint|rk4|dopri5", 4, 0, NULL,                \
+               "the ODE solver: fixed-step Euler, Heun, midpoint, RK4, or adaptive Dormand-Prince 5(4)"), \
+    OPT_INT("steps", P steps, 1, 1000000, 32, 0, "solver=euler|heun|midpoint|rk4",             \
+            "steps of a fixed-step solver"),                                                    \
+    OPT_NUM("shift", P shift, 0, 1e6, 1, OPT_LO_OPEN, "solver=euler|heun|midpoint|rk4",         \
+            "time-grid shift t = s u / (1 + (s - 1) u) of a fixed-step solver (1: uniform)"),   \
+    OPT_NUM("rtol", P rtol, 0, 1, 1e-5, 0, "solver=dopri5", "dopri5: relative tolerance"),     \
+    OPT_NUM("atol", P atol, 0, 1, 1e-5, 0, "solver=dopri5", "dopri5: absolute tolerance")
+
+/* The defaults of the solver's option table (ode.c; consumer "solver"). */
 void ode_config_default(ode_config *c);
-/* "euler", "heun", "midpoint", "rk4", "dopri5" (also "dp5"). */
-fmd_status ode_method_parse(const char *name, ode_method *out);
-const char *ode_method_name(ode_method m);
-/* Read the keys solver, steps, shift, rtol, atol, t_start, t_end, h0,
- * max_steps from opts (NULL: keep c).  Unknown keys are ignored here (the
- * caller checks the key set).  Errors: FMD_ERR_INVALID_ARG naming the key. */
+const char *ode_method_name(int m);
+/* Apply opts (may be NULL) to c through the solver's option table (keys
+ * solver, steps, shift, rtol, atol, t_start, t_end, h0, max_steps); fn
+ * names the public call in messages.  Errors: FMD_ERR_INVALID_ARG naming the
+ * key (unknown, bad value, or a key that does not apply to the solver). */
 fmd_status ode_config_from_options(ode_config *c, const fmd_options *opts, const char *fn);
-/* 1 when key is one of the keys above. */
-int ode_option_key(const char *key);
 /* Time of grid point i (0..steps) of a fixed-step solve. */
 double ode_grid_time(int i, int steps, double t_start, double t_end, double shift);
 

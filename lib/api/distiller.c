@@ -1,352 +1,206 @@
-/* distiller.c - fmd_distiller: options, the auxiliary network, run loop with
- * progress and cancellation, checkpoints (save / resume) around the
- * FreeFlow step of lib/algo/freeflow.c.
+/* distiller.c - fmd_distiller: its option table, the auxiliary network, the
+ * run loop (planned length, progress, cancellation, periodic checkpoints)
+ * and checkpoints (save / resume) around the FreeFlow trainer
+ * (lib/algo/freeflow.h).
  *
- * Checkpoint layout (.fmd, docs/file-format.md): metadata "format"="libfmd",
- * "kind"="distiller", "library_version", "distiller.step", "distiller.batch",
- * "distiller.seed", "distiller.pred", "distiller.corr", "distiller.aux";
- * tensors: the EMA student under prefix "" (so fmd_student_load reads a
- * checkpoint as its EMA student), the raw student under "student.", its
- * AdamW moments under "adam_m." / "adam_v.", the auxiliary network under
- * "aux." with moments "aux_adam_m." / "aux_adam_v.", and with
- * corr_ref=samples the reference network under "ref." / "ref_adam_m." /
- * "ref_adam_v." with "distiller.ref_pool" and "distiller.ref_steps" (its pool
- * is regenerated from the seed); with data_pool the metadata
- * "distiller.data_pool" and "distiller.data_pool_steps" (that pool is
- * regenerated too).  Configs are stored with each model prefix and compared
- * on resume. */
+ * Checkpoint layout (.fmd; docs/distiller.md, "Checkpoints"): metadata
+ * "kind" = "distiller", "distiller.format" = 2, "distiller.step",
+ * "distiller.teacher" (teacher_identity), "distiller.aux_kind", and every
+ * option of the table below that is not OPT_NO_SAVE as
+ * "distiller.option.KEY"; tensors: the EMA student under prefix "" (so
+ * fmd_student_load reads a checkpoint as its EMA student), the raw student
+ * under "student.", its AdamW moments under "adam_m." / "adam_v.", and the
+ * auxiliary network under "aux." with moments "aux_adam_m." / "aux_adam_v.".
+ * Each network's config is stored with its prefix.  Files of format 1
+ * (libfmd 0.1: no stored options) load as students but do not resume. */
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
 #include "algo/freeflow.h"
+#include "api/distiller_internal.h"
+#include "api/option_tables.h"
 #include "api/student_internal.h"
 #include "api/teacher_internal.h"
 #include "io/model_io.h"
 #include "util/fpmode.h"
+#include "util/optable.h"
 #include "util/util.h"
 
 enum { AUX_AUTO = 0, AUX_RESIDUAL = 1, AUX_COPY = 2 };
+enum { DIST_FORMAT = 2 };
+/* The planned length when the first call is fmd_distiller_step (a run
+ * tells its own). */
+enum { DEFAULT_PLANNED_STEPS = 10000 };
+
+/* Everything fmd_distiller_create takes (the option table fills it). */
+typedef struct dist_config {
+    ff_config ff;
+    int aux;                        /* AUX_*                                   */
+    int64_t aux_width, aux_depth;   /* residual g: 0 = the student's           */
+    double lr_min;                  /* final lr as a fraction of lr            */
+    int64_t data_pool, data_pool_steps;
+    const char *checkpoint;
+    int64_t checkpoint_every, progress_every;
+} dist_config;
+
+#define OPT_CFG dist_config
+static const opt_spec k_spec[] = {
+    OPT_INT("batch", ff.batch, 2, 1 << 20, 512, 0, NULL, "rows per step (prediction + correction)"),
+    OPT_INT("seed", ff.seed, 0, 9.2e18, 0, 0, NULL, "Philox seed of every draw"),
+    OPT_INT_CTX("steps", ff.opt.steps, 0, 1e15, "the first run's length", OPT_RESUMABLE, NULL,
+                "planned length of the run: the learning rate decays over it (0: the first run's length; 10000 when the first call is fmd_distiller_step)"),
+    OPT_CHOICE("target", ff.target, "teacher-step|jvp|fd", 0, 0, "pred=1",
+               "form of the prediction target: a Heun step of the teacher, the exact JVP, or a finite difference"),
+    OPT_NUM("step_h", ff.step_h, 0, 1, 0.1, OPT_LO_OPEN, "target=teacher-step", "h of the teacher-step target"),
+    OPT_NUM("fd_eps", ff.fd_eps, 1e-6, 0.1, 1e-3, 0, "target=fd", "half-width in delta of the finite difference"),
+    OPT_NUM("delta_one", ff.delta_one, 0, 1, 0.25, 0, "pred=1", "share of prediction rows with delta = 1 (the others: delta ~ U(0, 1))"),
+    OPT_INT("pred", ff.pred, 0, 1, 1, 0, NULL, "the prediction objective"),
+    OPT_INT("corr", ff.corr, 0, 1, 1, 0, NULL, "the correction objective"),
+    OPT_NUM("corr_frac", ff.corr_frac, 0.001, 0.999, 0.25, 0, "pred=1,corr=1", "share of the batch for the correction"),
+    OPT_NUM("weight_k", ff.weight_k, 0, 4, 0, 0, "pred=1", "adaptive weight 1/(|Delta|^2/d + weight_eps)^k of the prediction rows (0: plain MSE)"),
+    OPT_NUM("weight_eps", ff.weight_eps, 1e-12, 1e6, 1e-3, 0, "weight_k>0", "eps of the adaptive weight"),
+    OPT_NUM("alpha", ff.alpha, 0, 1e4, 0.3, 0, "corr=1", "gradient balance: the correction's gradient is alpha times the prediction's"),
+    OPT_NUM("lambda_eps", ff.lambda_eps, 1e-12, 1e6, 1e-3, 0, "corr=1", "eps in lambda's denominator"),
+    OPT_NUM("r_loc", ff.r_loc, -10, 10, 0.8, 0, "corr=1", "logit-normal r of the correction: location"),
+    OPT_NUM("r_scale", ff.r_scale, 1e-3, 10, 1, 0, "corr=1", "logit-normal r of the correction: scale"),
+    OPT_NUM_CTX("guidance", ff.pred_g.scale, -1e3, 1e3, "the teacher's", 0, NULL, "CFG scale of the prediction's teacher calls (1: none)"),
+    OPT_NUM_CTX("guidance_lo", ff.pred_g.t_lo, 0, 1, "the teacher's", 0, "guidance!=1", "guidance interval in t: low end"),
+    OPT_NUM_CTX("guidance_hi", ff.pred_g.t_hi, 0, 1, "the teacher's", 0, "guidance!=1", "guidance interval in t: high end"),
+    OPT_NUM_CTX("corr_guidance", ff.corr_g.scale, -1e3, 1e3, "guidance", 0, "corr=1", "CFG scale of the correction's teacher calls"),
+    OPT_NUM_CTX("corr_guidance_lo", ff.corr_g.t_lo, 0, 1, "min(guidance_lo, corr_guidance_hi)", 0, "corr=1,corr_guidance!=1", "correction guidance interval: low end"),
+    OPT_NUM_CTX("corr_guidance_hi", ff.corr_g.t_hi, 0, 1, "min(guidance_hi, 0.7)", 0, "corr=1,corr_guidance!=1", "correction guidance interval: high end"),
+    OPT_CHOICE("aux", aux, "auto|residual|copy", 0, 0, "corr=1",
+               "the auxiliary network g: a copy of a network teacher, or teacher + zero-initialised residual MLP; auto picks copy for network teachers"),
+    OPT_INT_CTX("aux_width", aux_width, 0, 65536, "the student's (256 for DiT students)", 0, "corr=1,aux!=copy", "width of the residual MLP"),
+    OPT_INT_CTX("aux_depth", aux_depth, 0, 64, "the student's (4 for DiT students)", 0, "corr=1,aux!=copy", "depth of the residual MLP"),
+    OPT_NUM("aux_lr", ff.aux_lr, 0, 10, 1e-3, OPT_LO_OPEN, "corr=1", "AdamW learning rate of g (constant)"),
+    OPT_INT("aux_updates", ff.aux_updates, 1, 1000, 1, 0, "corr=1", "g updates per student step"),
+    OPT_NUM("lr", ff.opt.lr, 0, 10, 1e-3, OPT_LO_OPEN, NULL, "AdamW peak learning rate of the student"),
+    OPT_CHOICE("lr_decay", ff.opt.decay, "cosine|linear|none", 0, 0, NULL, "decay of the learning rate over the planned steps"),
+    OPT_NUM("lr_min", lr_min, 0, 1, 0.1, 0, "lr_decay!=none", "final learning rate as a fraction of lr"),
+    OPT_INT("lr_warmup", ff.opt.warmup, 0, 1e15, 0, 0, NULL, "linear learning-rate warm-up steps"),
+    OPT_NUM("beta1", ff.opt.beta1, 0, 0.999999, 0.9, 0, NULL, "AdamW beta1"),
+    OPT_NUM("beta2", ff.opt.beta2, 0, 0.999999999, 0.999, 0, NULL, "AdamW beta2"),
+    OPT_NUM("adam_eps", ff.opt.eps, 1e-30, 1, 1e-8, 0, NULL, "AdamW epsilon"),
+    OPT_NUM("weight_decay", ff.opt.weight_decay, 0, 10, 0, 0, NULL, "AdamW decoupled weight decay of the student"),
+    OPT_NUM("grad_clip", ff.opt.grad_clip, 0, 1e12, 1, 0, NULL, "global gradient-norm clip of the student and of g (0: off)"),
+    OPT_NUM("ema", ff.opt.ema, 0, 0.999999999, 0.999, 0, NULL, "EMA decay of the student's weights (with a (1+k)/(10+k) warm-up)"),
+    OPT_INT("data_based", ff.data_based, 0, 1, 0, 0, "pred=1", "1: the data-based baseline (needs fmd_distiller_set_data or data_pool)"),
+    OPT_NUM("data_frac", ff.data_frac, 0, 1, 1, 0, "data_based=1", "share of the prediction rows that start from data-noised states"),
+    OPT_INT_CTX("data_pool", data_pool, 0, 2147483647.0, "0 (none)", 0, "data_based=1", "data drawn from the teacher's own ODE at create: this many samples"),
+    OPT_INT("data_pool_steps", data_pool_steps, 1, 100000, 32, 0, "data_pool>0", "Heun steps of the data pool's ODE solves"),
+    OPT_STRING("checkpoint", checkpoint, OPT_NO_SAVE | OPT_RESUMABLE, NULL, "path fmd_distiller_run saves the state to (atomically)"),
+    OPT_INT_CTX("checkpoint_every", checkpoint_every, 0, 1e15, "0 (at the end of a run only)", OPT_NO_SAVE | OPT_RESUMABLE, "checkpoint!=", "save every N steps during a run"),
+    OPT_INT("progress_every", progress_every, 1, 1e15, 100, OPT_NO_SAVE | OPT_RESUMABLE, NULL, "steps between progress callbacks"),
+};
+#undef OPT_CFG
+enum { NOPTS = (int)(sizeof k_spec / sizeof k_spec[0]) };
+
+#define REMOVED(why) "removed (" why "; docs/research.md has the measurements)"
+static const opt_gone k_gone[] = {
+    {"decay_steps", "renamed 'steps' (the planned length; the learning rate decays over it by default)"},
+    {"warmup", "removed (a ramp of the correction's weight); the learning-rate warm-up is 'lr_warmup'"},
+    {"step_h_end", REMOVED("a curriculum in h, which no code applied")},
+    {"delta_dist", REMOVED("delta is U(0, 1) with a share delta_one at 1; the other laws did not help")},
+    {"delta_loc", REMOVED("the logit-normal delta did not help")},
+    {"delta_scale", REMOVED("the logit-normal delta did not help; the student's delta_scale is a student option")},
+    {"delta_min", REMOVED("a floor on delta did not help")},
+    {"alpha_end", REMOVED("an alpha schedule did not help")},
+    {"aux_decay", REMOVED("decaying g's learning rate did not help")},
+    {"corr_ref", REMOVED("a reference network fitted to teacher samples did not help")},
+    {"ref_pool", REMOVED("a reference network fitted to teacher samples did not help")},
+    {"ref_steps", REMOVED("a reference network fitted to teacher samples did not help")},
+    {"corr_field", REMOVED("the kernel estimate of v_N found no signal to correct")},
+    {"kernel_bank", REMOVED("the kernel estimate of v_N found no signal to correct")},
+    {NULL, NULL}};
+const opt_table opt_table_distiller = OPT_TABLE("distiller", "fmd_distiller_create", k_spec, k_gone);
+
+static int key_index(const char *key) { return opt_find(&opt_table_distiller, key); }
+
+void distiller_default_ff_config(ff_config *c)
+{
+    dist_config dc;
+    memset(&dc, 0, sizeof dc);
+    opt_defaults(&opt_table_distiller, &dc);
+    dc.ff.pred_g = (fmd_guidance){1.0f, 0.0f, 1.0f};
+    dc.ff.corr_g = (fmd_guidance){1.0f, 0.0f, 0.7f};
+    dc.ff.opt.lr_end = dc.lr_min * dc.ff.opt.lr;
+    *c = dc.ff;
+}
 
 struct fmd_distiller {
     fmd_backend *be;
     fmd_teacher *teacher;
     fmd_student *student;
-    fmd_student *ema;        /* owned; its network's parameters are the EMA */
-    nn_model *aux;           /* owned, NULL without correction              */
-    nn_model *ref;           /* owned, NULL unless corr_ref = samples       */
-    int aux_kind;
-    int64_t ref_pool, ref_steps;   /* reference pool (0 without one)        */
-    int64_t data_pool, data_pool_steps;  /* teacher pool as data (0: none)  */
-    ff_config cfg;
+    fmd_student *ema;          /* owned; its network's parameters are the EMA  */
+    nn_model *aux;             /* owned, NULL without the correction           */
+    int aux_kind;              /* resolved: AUX_RESIDUAL or AUX_COPY           */
+    dist_config cfg;
+    unsigned char given[NOPTS];   /* the keys the caller set                   */
+    char *ckpt_path;           /* owned copy of cfg.checkpoint                  */
+    char teacher_id[256];
     ff_trainer *tr;
-    char *ckpt_path;
-    int64_t ckpt_every, progress_every;
     fmd_distill_stats stats;
 };
 
-/* ---- options --------------------------------------------------------------- */
+/* ---- options ---------------------------------------------------------------------- */
 
-typedef enum { O_I64, O_F64, O_STR } otype;
-typedef struct {
-    const char *key;
-    otype type;
-    double lo, hi;           /* inclusive range for numbers                  */
-} opt_spec;
-
-/* The option table (defaults are in ff_config_default and docs/distiller.md). */
-static const opt_spec k_opts[] = {
-    {"batch", O_I64, 2, 1 << 20},
-    {"seed", O_I64, 0, 9.2e18},
-    {"target", O_STR, 0, 0},
-    {"step_h", O_F64, 1e-6, 1},
-    {"step_h_end", O_F64, 0, 1},
-    {"fd_eps", O_F64, 1e-6, 0.1},
-    {"delta_dist", O_STR, 0, 0},
-    {"delta_one", O_F64, 0, 1},
-    {"delta_loc", O_F64, -10, 10},
-    {"delta_scale", O_F64, 1e-3, 10},
-    {"delta_min", O_F64, 0, 0.99},
-    {"corr_frac", O_F64, 0.001, 0.999},
-    {"pred", O_I64, 0, 1},
-    {"corr", O_I64, 0, 1},
-    {"weight_k", O_F64, 0, 4},
-    {"weight_eps", O_F64, 1e-12, 1e6},
-    {"alpha", O_F64, 0, 1e4},
-    {"alpha_end", O_F64, 0, 1e4},
-    {"lambda_eps", O_F64, 1e-12, 1e6},
-    {"warmup", O_I64, 0, 1e15},
-    {"r_loc", O_F64, -10, 10},
-    {"r_scale", O_F64, 1e-3, 10},
-    {"guidance", O_F64, 0, 1e3},
-    {"guidance_lo", O_F64, 0, 1},
-    {"guidance_hi", O_F64, 0, 1},
-    {"corr_guidance", O_F64, 0, 1e3},
-    {"corr_guidance_lo", O_F64, 0, 1},
-    {"corr_guidance_hi", O_F64, 0, 1},
-    {"aux", O_STR, 0, 0},
-    {"aux_width", O_I64, 1, 65536},
-    {"aux_depth", O_I64, 1, 64},
-    {"aux_lr", O_F64, 1e-12, 10},
-    {"aux_updates", O_I64, 1, 1000},
-    {"aux_decay", O_I64, 0, 1},
-    {"corr_ref", O_STR, 0, 0},
-    {"corr_field", O_STR, 0, 0},
-    {"kernel_bank", O_I64, 1, 1 << 20},
-    {"ref_pool", O_I64, 1, 2147483647.0},
-    {"ref_steps", O_I64, 1, 100000},
-    {"lr", O_F64, 1e-12, 10},
-    {"beta1", O_F64, 0, 0.999999},
-    {"beta2", O_F64, 0, 0.999999999},
-    {"adam_eps", O_F64, 1e-30, 1},
-    {"weight_decay", O_F64, 0, 10},
-    {"grad_clip", O_F64, 0, 1e12},
-    {"ema", O_F64, 0, 0.999999999},
-    {"lr_decay", O_STR, 0, 0},
-    {"decay_steps", O_I64, 0, 1e15},
-    {"lr_warmup", O_I64, 0, 1e15},
-    {"lr_min", O_F64, 0, 1},
-    {"data_based", O_I64, 0, 1},
-    {"data_frac", O_F64, 0, 1},
-    {"data_pool", O_I64, 1, 2147483647.0},
-    {"data_pool_steps", O_I64, 1, 100000},
-    {"checkpoint", O_STR, 0, 0},
-    {"checkpoint_every", O_I64, 0, 1e15},
-    {"progress_every", O_I64, 1, 1e15},
-};
-
-typedef struct {
-    ff_config c;
-    int aux_kind;
-    int64_t aux_width, aux_depth;
-    int corr_ref;            /* 1: g_ref fitted to teacher ODE samples       */
-    int have_kernel_bank;
-    const char *aux_opt;     /* the first option given that sets g, or NULL */
-    int64_t ref_pool, ref_steps;
-    int64_t data_pool, data_pool_steps;
-    const char *ckpt;
-    int64_t ckpt_every, progress_every;
-    int have_corr_g, have_corr_g_lo, have_corr_g_hi;
-} parsed_opts;
-
-/* *out = the index of v in names[0..n), or FMD_ERR_INVALID_ARG naming the
- * option, the value and the names expected. */
-static fmd_status str_pick(const char *key, const char *v, const char *const *names, int n,
-                           int *out)
+/* cfg from the caller's options and the teacher's guidance; given[] receives
+ * the keys the caller set. */
+static fmd_status parse_options(const fmd_options *o, const fmd_teacher *T, dist_config *c,
+                                unsigned char *given)
 {
-    char list[256] = "";
-    for (int i = 0; i < n; i++) {
-        if (strcmp(v, names[i]) == 0) {
-            *out = i;
-            return FMD_OK;
-        }
-        size_t l = strlen(list);
-        snprintf(list + l, sizeof list - l, "%s%s", i ? ", " : "", names[i]);
-    }
-    return fmd_seterr(FMD_ERR_INVALID_ARG, "fmd_distiller_create: option '%s' = '%s' (expected %s)",
-                      key, v, list);
-}
-
-static fmd_status parse_options(const fmd_options *o, const fmd_guidance *tg, parsed_opts *p)
-{
-    const char *fn = "fmd_distiller_create";
-    ff_config_default(&p->c);
-    /* guidance defaults: the teacher's; the correction's interval is cut at
-     * t <= 0.7 (MATH.md section 4) */
-    if (tg) {
-        p->c.pred_g = (ff_guidance){tg->scale, tg->t_lo, tg->t_hi};
-        float hi = tg->t_hi < 0.7f ? tg->t_hi : 0.7f;
-        p->c.corr_g = (ff_guidance){tg->scale, tg->t_lo < hi ? tg->t_lo : hi, hi};
-    }
-    int n = fmd_options_count(o);
-    for (int i = 0; i < n; i++) {
-        const char *k = fmd_options_key(o, i);
-        const opt_spec *sp = NULL;
-        for (size_t j = 0; j < sizeof k_opts / sizeof k_opts[0]; j++)
-            if (strcmp(k, k_opts[j].key) == 0) sp = &k_opts[j];
-        if (!sp)
-            return fmd_seterr(FMD_ERR_INVALID_ARG,
-                              "%s: unknown option '%s' (see docs/distiller.md)", fn, k);
-        double f = 0;
-        int64_t iv = 0;
-        const char *sv = NULL;
-        if (sp->type == O_STR) {
-            if (fmd_options_get_str(o, k, &sv))
-                return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option '%s' must be a string", fn, k);
-        } else if (sp->type == O_I64) {
-            if (fmd_options_get_i64(o, k, &iv))
-                return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option '%s' must be an integer", fn, k);
-            f = (double)iv;
-        } else {
-            if (fmd_options_get_f64(o, k, &f))
-                return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option '%s' must be a number", fn, k);
-        }
-        if (sp->type != O_STR && !(f >= sp->lo && f <= sp->hi))
-            return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option '%s' = %g outside [%g, %g]", fn, k,
-                              f, sp->lo, sp->hi);
-        ff_config *c = &p->c;
-#define IS(name) (strcmp(k, name) == 0)
-        if (IS("batch")) c->batch = iv;
-        else if (IS("seed")) c->seed = (uint64_t)iv;
-        else if (IS("target")) {
-            static const char *const names[] = {"teacher-step", "jvp", "fd"};
-            fmd_status st = str_pick(k, sv, names, 3, &c->target);
-            if (st) return st;
-        } else if (IS("step_h")) c->step_h = f;
-        else if (IS("fd_eps")) c->fd_eps = f;
-        else if (IS("delta_dist")) {
-            static const char *const names[] = {"uniform", "logit-normal", "one"};
-            fmd_status st = str_pick(k, sv, names, 3, &c->delta_dist);
-            if (st) return st;
-        } else if (IS("delta_one")) c->delta_one = f;
-        else if (IS("delta_loc")) c->delta_loc = f;
-        else if (IS("delta_scale")) c->delta_scale = f;
-        else if (IS("delta_min")) c->delta_min = f;
-        else if (IS("corr_frac")) c->corr_frac = f;
-        else if (IS("pred")) c->use_pred = (int)iv;
-        else if (IS("corr")) c->use_corr = (int)iv;
-        else if (IS("weight_k")) c->weight_k = f;
-        else if (IS("weight_eps")) c->weight_eps = f;
-        else if (IS("alpha")) c->alpha = f;
-        else if (IS("alpha_end")) c->alpha_end = f;
-        else if (IS("lambda_eps")) c->lambda_eps = f;
-        else if (IS("warmup")) c->warmup = iv;
-        else if (IS("r_loc")) c->r_loc = f;
-        else if (IS("r_scale")) c->r_scale = f;
-        else if (IS("guidance")) c->pred_g.scale = (float)f;
-        else if (IS("guidance_lo")) c->pred_g.t_lo = (float)f;
-        else if (IS("guidance_hi")) c->pred_g.t_hi = (float)f;
-        else if (IS("corr_guidance")) { c->corr_g.scale = (float)f; p->have_corr_g = 1; }
-        else if (IS("corr_guidance_lo")) { c->corr_g.t_lo = (float)f; p->have_corr_g_lo = 1; }
-        else if (IS("corr_guidance_hi")) { c->corr_g.t_hi = (float)f; p->have_corr_g_hi = 1; }
-        else if (IS("aux")) {
-            static const char *const names[] = {"auto", "residual", "copy"};
-            fmd_status st = str_pick(k, sv, names, 3, &p->aux_kind);
-            if (st) return st;
-        } else if (IS("aux_width")) p->aux_width = iv;
-        else if (IS("aux_depth")) p->aux_depth = iv;
-        else if (IS("aux_lr")) c->aux_lr = f;
-        else if (IS("aux_updates")) c->aux_updates = iv;
-        else if (IS("aux_decay")) c->aux_decay = (int)iv;
-        else if (IS("corr_field")) {
-            static const char *const names[] = {"net", "kernel"};
-            fmd_status st = str_pick(k, sv, names, 2, &c->corr_field);
-            if (st) return st;
-        } else if (IS("kernel_bank")) { c->kernel_bank = iv; p->have_kernel_bank = 1; }
-        else if (IS("corr_ref")) {
-            static const char *const names[] = {"teacher", "samples"};
-            fmd_status st = str_pick(k, sv, names, 2, &p->corr_ref);
-            if (st) return st;
-        } else if (IS("ref_pool")) p->ref_pool = iv;
-        else if (IS("ref_steps")) p->ref_steps = iv;
-        else if (IS("lr")) c->lr = f;
-        else if (IS("beta1")) c->beta1 = f;
-        else if (IS("beta2")) c->beta2 = f;
-        else if (IS("adam_eps")) c->adam_eps = f;
-        else if (IS("weight_decay")) c->weight_decay = f;
-        else if (IS("grad_clip")) c->grad_clip = f;
-        else if (IS("ema")) c->ema = f;
-        else if (IS("lr_decay")) {
-            static const char *const names[] = {"none", "cosine", "linear"};
-            fmd_status st = str_pick(k, sv, names, 3, &c->lr_decay);
-            if (st) return st;
-        } else if (IS("decay_steps")) c->decay_steps = iv;
-        else if (IS("lr_warmup")) c->lr_warmup = iv;
-        else if (IS("lr_min")) c->lr_min = f;
-        else if (IS("data_based")) c->data_based = (int)iv;
-        else if (IS("data_frac")) c->data_frac = f;
-        else if (IS("data_pool")) p->data_pool = iv;
-        else if (IS("data_pool_steps")) p->data_pool_steps = iv;
-        else if (IS("checkpoint")) {
-            if (!sv[0])
-                return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option 'checkpoint' is empty", fn);
-            p->ckpt = sv;
-        } else if (IS("checkpoint_every")) p->ckpt_every = iv;
-        else if (IS("progress_every")) p->progress_every = iv;
-        if (!p->aux_opt && !strncmp(k, "aux", 3)) p->aux_opt = k;
-#undef IS
-    }
-    ff_config *c = &p->c;
-    /* the correction's guidance scale follows the prediction's unless set */
-    if (!p->have_corr_g) c->corr_g.scale = c->pred_g.scale;
-    if (c->pred_g.t_lo > c->pred_g.t_hi)
-        return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option 'guidance_lo' > 'guidance_hi'", fn);
-    if (c->corr_g.t_lo > c->corr_g.t_hi)
-        return fmd_seterr(FMD_ERR_INVALID_ARG,
-                          "%s: option 'corr_guidance_lo' > 'corr_guidance_hi'", fn);
-    if (!c->use_pred && !c->use_corr)
+    const opt_table *tab = &opt_table_distiller;
+    const char *fn = tab->fn;
+    opt_defaults(tab, c);
+    /* context defaults: the teacher's guidance; the correction's follows it
+     * with its interval cut at t <= 0.7 (docs/math.md, "Guidance") */
+    c->ff.pred_g = *teacher_guidance(T);
+    fmd_status st = opt_apply(tab, o, c, given);
+    if (st) return st;
+    fmd_guidance *pg = &c->ff.pred_g, *cg = &c->ff.corr_g;
+    if (!given[key_index("corr_guidance")]) cg->scale = pg->scale;
+    if (!given[key_index("corr_guidance_hi")]) cg->t_hi = pg->t_hi < 0.7f ? pg->t_hi : 0.7f;
+    if (!given[key_index("corr_guidance_lo")]) cg->t_lo = pg->t_lo < cg->t_hi ? pg->t_lo : cg->t_hi;
+    if ((st = opt_check_applies(tab, c, given))) return st;
+    if (pg->t_lo > pg->t_hi)
+        return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option 'guidance_lo' (%g) > 'guidance_hi' (%g)",
+                          fn, pg->t_lo, pg->t_hi);
+    if (cg->t_lo > cg->t_hi)
+        return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option 'corr_guidance_lo' (%g) > "
+                          "'corr_guidance_hi' (%g)", fn, cg->t_lo, cg->t_hi);
+    if (teacher_num_classes(T) == 0 && (pg->scale != 1.0f || (c->ff.corr && cg->scale != 1.0f)))
+        return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option '%s' = %g: the teacher has no classes to "
+                          "guide", fn, pg->scale != 1.0f ? "guidance" : "corr_guidance",
+                          pg->scale != 1.0f ? pg->scale : cg->scale);
+    if (!c->ff.pred && !c->ff.corr)
         return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: options 'pred' and 'corr' are both 0", fn);
-    if (c->data_based && !c->use_pred)
-        return fmd_seterr(FMD_ERR_INVALID_ARG,
-                          "%s: option 'data_based' needs the prediction objective (pred=1)", fn);
-    if (c->data_frac != 1.0 && !c->data_based)
-        return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option 'data_frac' applies to data_based=1 only", fn);
-    if (p->data_pool && !c->data_based)
-        return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option 'data_pool' applies to data_based=1 only", fn);
-    if (p->data_pool_steps && !p->data_pool)
-        return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option 'data_pool_steps' needs 'data_pool'", fn);
-    if (p->data_pool && !p->data_pool_steps) p->data_pool_steps = 32;
-    if (p->corr_ref && !c->use_corr)
-        return fmd_seterr(FMD_ERR_INVALID_ARG,
-                          "%s: option 'corr_ref' = 'samples' needs the correction (corr=1)", fn);
-    if ((p->ref_pool || p->ref_steps) && !p->corr_ref)
-        return fmd_seterr(FMD_ERR_INVALID_ARG,
-                          "%s: options 'ref_pool'/'ref_steps' apply to corr_ref=samples only", fn);
-    if (c->corr_field == FF_FIELD_KERNEL && !c->use_corr)
-        return fmd_seterr(FMD_ERR_INVALID_ARG,
-                          "%s: option 'corr_field' = 'kernel' needs the correction (corr=1)", fn);
-    if (c->corr_field == FF_FIELD_KERNEL && p->aux_opt)
-        return fmd_seterr(FMD_ERR_INVALID_ARG,
-                          "%s: option '%s' sets the auxiliary network, which corr_field=kernel "
-                          "does not use", fn, p->aux_opt);
-    if (p->have_kernel_bank && c->corr_field != FF_FIELD_KERNEL)
-        return fmd_seterr(FMD_ERR_INVALID_ARG,
-                          "%s: option 'kernel_bank' applies to corr_field=kernel only", fn);
-    if (!p->ref_pool) p->ref_pool = 16384;
-    if (!p->ref_steps) p->ref_steps = 32;
-    if (p->ckpt_every > 0 && !p->ckpt)
-        return fmd_seterr(FMD_ERR_INVALID_ARG,
-                          "%s: option 'checkpoint_every' needs 'checkpoint'", fn);
+    c->ff.opt.lr_end = c->lr_min * c->ff.opt.lr;
     return FMD_OK;
 }
 
-/* ---- teacher adapter ----------------------------------------------------------- */
+/* ---- the auxiliary network and the trainer -------------------------------------------- */
 
 static fmd_status dist_velocity(void *ctx, float *v, const float *x, const float *t,
-                                const int32_t *labels, int64_t b, const ff_guidance *g)
+                                const int32_t *labels, int64_t b, const fmd_guidance *g)
 {
     fmd_distiller *d = ctx;
-    fmd_guidance gg = {g->scale, g->t_lo, g->t_hi};
-    return teacher_velocity_dev(d->teacher, d->be, v, x, t, labels, b, &gg);
+    return teacher_velocity_dev(d->teacher, d->be, v, x, t, labels, b, g);
 }
 
-/* ---- lifetime -------------------------------------------------------------------- */
-
-void fmd_distiller_destroy(fmd_distiller *d)
-{
-    if (!d) return;
-    ff_destroy(d->tr);
-    fmd_student_destroy(d->ema);
-    nn_model_destroy(d->aux);
-    nn_model_destroy(d->ref);
-    fmd_free(d->ckpt_path);
-    fmd_free(d);
-}
-
-/* An auxiliary network g (teacher form): a copy of a network teacher, or
- * an MLP residual with a zero output layer (g = teacher + 0).  The
- * reference network of corr_ref = samples is made the same way, with the
- * same seed, so that g - g_ref starts at exactly zero. */
-static fmd_status make_aux(fmd_backend *backend, const fmd_teacher *teacher, const nn_config *scfg,
-                           const parsed_opts *p, int aux_kind, nn_model **aux)
+/* The auxiliary network g (teacher form): a copy of a network teacher, or an
+ * MLP residual with a zero output layer (g = teacher + 0 at the start). */
+static fmd_status make_aux(fmd_distiller *d, const dist_config *c, nn_model **aux)
 {
     const char *fn = "fmd_distiller_create";
-    const nn_model *tnet = teacher_network(teacher);
+    const nn_model *tnet = teacher_network(d->teacher);
+    const nn_config *scfg = nn_model_config(student_net(d->student));
     nn_config ac;
     fmd_status st;
-    if (aux_kind == AUX_COPY) {
+    if (d->aux_kind == AUX_COPY) {
         ac = *nn_model_config(tnet);
         ac.student = ac.t_start = 0;
-        st = nn_model_create(backend, &ac, p->c.seed + 1, aux);
+        st = nn_model_create(d->be, &ac, c->ff.seed + 1, aux);
         if (!st && nn_model_copy_matching(*aux, tnet) <= 0)
             st = fmd_seterr(FMD_ERR_INTERNAL, "%s: could not copy the teacher into g", fn);
         return st;
@@ -356,22 +210,68 @@ static fmd_status make_aux(fmd_backend *backend, const fmd_teacher *teacher, con
     if (ac.arch != NN_ARCH_MLP) {
         memset(&ac, 0, sizeof ac);
         ac.arch = NN_ARCH_MLP;
-        ac.dim = (int)teacher_dim(teacher);
-        ac.num_classes = teacher_num_classes(teacher);
+        ac.dim = (int)teacher_dim(d->teacher);
+        ac.num_classes = teacher_num_classes(d->teacher);
         ac.width = 256;
         ac.depth = 4;
     }
-    if (p->aux_width) ac.width = (int)p->aux_width;
-    if (p->aux_depth) ac.depth = (int)p->aux_depth;
-    st = nn_model_create(backend, &ac, p->c.seed + 1, aux);
+    if (c->aux_width) ac.width = (int)c->aux_width;
+    if (c->aux_depth) ac.depth = (int)c->aux_depth;
+    st = nn_model_create(d->be, &ac, c->ff.seed + 1, aux);
     if (st) return st;
-    /* residual starts at zero: g = v_teacher + 0 */
     const nn_param *w = nn_model_find(*aux, "out_proj.weight");
     const nn_param *bb = nn_model_find(*aux, "out_proj.bias");
     if (!w || !bb) return fmd_seterr(FMD_ERR_INTERNAL, "%s: residual g has no out_proj", fn);
     float *pp = nn_model_params(*aux);
-    backend->ops->memset0(backend, pp + w->offset, (size_t)w->numel * sizeof(float));
-    backend->ops->memset0(backend, pp + bb->offset, (size_t)bb->numel * sizeof(float));
+    d->be->ops->memset0(d->be, pp + w->offset, (size_t)w->numel * sizeof(float));
+    d->be->ops->memset0(d->be, pp + bb->offset, (size_t)bb->numel * sizeof(float));
+    return FMD_OK;
+}
+
+/* g and the trainer for config c into *aux, *tr (nothing of d changes). */
+static fmd_status build_trainer(fmd_distiller *d, const dist_config *c, nn_model **aux,
+                                ff_trainer **tr)
+{
+    *aux = NULL;
+    *tr = NULL;
+    fmd_status st = c->ff.corr ? make_aux(d, c, aux) : FMD_OK;
+    if (!st)
+        st = ff_create(d->be, &c->ff, student_net(d->student), student_net(d->ema), *aux,
+                       d->aux_kind == AUX_RESIDUAL, dist_velocity, d, tr);
+    if (!st && c->data_pool) st = ff_make_data_pool(*tr, c->data_pool, c->data_pool_steps);
+    if (st) {
+        ff_destroy(*tr);
+        nn_model_destroy(*aux);
+        *aux = NULL;
+        *tr = NULL;
+    }
+    return st;
+}
+
+/* ---- lifetime ------------------------------------------------------------------------- */
+
+void fmd_distiller_destroy(fmd_distiller *d)
+{
+    if (!d) return;
+    ff_destroy(d->tr);
+    fmd_student_destroy(d->ema);
+    nn_model_destroy(d->aux);
+    fmd_free(d->ckpt_path);
+    fmd_free(d);
+}
+
+/* Keep a copy of the checkpoint path (the caller's options may go away). */
+static fmd_status own_checkpoint_path(fmd_distiller *d, dist_config *c)
+{
+    if (!c->checkpoint || (d->ckpt_path && strcmp(d->ckpt_path, c->checkpoint) == 0)) {
+        c->checkpoint = d->ckpt_path;
+        return FMD_OK;
+    }
+    char *p = fmd_strdup(c->checkpoint);
+    if (!p) return fmd_seterr(FMD_ERR_OOM, "fmd_distiller: out of memory");
+    fmd_free(d->ckpt_path);
+    d->ckpt_path = p;
+    c->checkpoint = p;
     return FMD_OK;
 }
 
@@ -393,19 +293,18 @@ fmd_status fmd_distiller_create(fmd_teacher *teacher, fmd_student *student, fmd_
     FMD_CHECK_ARG(scfg->num_classes == teacher_num_classes(teacher),
                   "%s: student has %d classes, the teacher %d", fn, scfg->num_classes,
                   teacher_num_classes(teacher));
-    parsed_opts p;
-    memset(&p, 0, sizeof p);
-    p.progress_every = 100;
-    fmd_status st = parse_options(opts, teacher_guidance(teacher), &p);
+    dist_config c;
+    unsigned char given[NOPTS] = {0};
+    fmd_status st = parse_options(opts, teacher, &c, given);
     if (st) return st;
-    const nn_model *tnet = teacher_network(teacher);
-    int aux_kind = p.aux_kind == AUX_AUTO ? (tnet ? AUX_COPY : AUX_RESIDUAL) : p.aux_kind;
-    if (aux_kind == AUX_COPY && !tnet)
-        return fmd_seterr(FMD_ERR_INVALID_ARG,
-                          "%s: option 'aux' = 'copy' needs a network teacher", fn);
-    if (aux_kind == AUX_COPY && (p.aux_width || p.aux_depth))
-        return fmd_seterr(FMD_ERR_INVALID_ARG,
-                          "%s: options 'aux_width'/'aux_depth' apply to aux=residual only", fn);
+    const int network = teacher_network(teacher) != NULL;
+    const int aux_kind = c.aux == AUX_AUTO ? (network ? AUX_COPY : AUX_RESIDUAL) : c.aux;
+    if (c.ff.corr && aux_kind == AUX_COPY && !network)
+        return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option 'aux' = 'copy' needs a network teacher", fn);
+    if (c.ff.corr && aux_kind == AUX_COPY &&
+        (given[key_index("aux_width")] || given[key_index("aux_depth")]))
+        return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: options 'aux_width'/'aux_depth' apply to the "
+                          "residual g only (this teacher's g is a copy of it)", fn);
 
     fmd_distiller *d = fmd_xcalloc(1, sizeof *d, "fmd_distiller");
     if (!d) return FMD_ERR_OOM;
@@ -413,33 +312,17 @@ fmd_status fmd_distiller_create(fmd_teacher *teacher, fmd_student *student, fmd_
     d->teacher = teacher;
     d->student = student;
     d->aux_kind = aux_kind;
-    d->cfg = p.c;
-    d->ckpt_every = p.ckpt_every;
-    d->progress_every = p.progress_every;
-    if (p.ckpt && !(d->ckpt_path = fmd_strdup(p.ckpt))) st = FMD_ERR_OOM;
-
+    memcpy(d->given, given, sizeof given);
+    st = own_checkpoint_path(d, &c);
+    d->cfg = c;
+    if (!st) st = teacher_identity(teacher, d->teacher_id, sizeof d->teacher_id);
     /* EMA student: same architecture (its parameters become the EMA) */
     nn_model *enet = NULL;
     if (!st) st = nn_model_create(backend, scfg, 0, &enet);
     if (!st) st = student_wrap(backend, enet, &d->ema);
-    /* auxiliary network g (teacher form) and the reference g_ref */
-    const int kernel = p.c.corr_field == FF_FIELD_KERNEL;   /* no g, no g_ref */
-    if (!st && p.c.use_corr && !kernel)
-        st = make_aux(backend, teacher, scfg, &p, aux_kind, &d->aux);
-    if (!st && p.corr_ref && !kernel) st = make_aux(backend, teacher, scfg, &p, aux_kind, &d->ref);
-    if (p.corr_ref) {
-        d->ref_pool = p.ref_pool;
-        d->ref_steps = p.ref_steps;
-    }
-    if (!st)
-        st = ff_create(backend, &p.c, snet, student_net(d->ema), d->aux,
-                       aux_kind == AUX_RESIDUAL, dist_velocity, d, &d->tr);
-    if (!st && p.corr_ref) st = ff_set_reference(d->tr, d->ref, p.ref_pool, p.ref_steps);
-    d->data_pool = p.data_pool;
-    d->data_pool_steps = p.data_pool_steps;
-    if (!st && p.data_pool) st = ff_make_data_pool(d->tr, p.data_pool, p.data_pool_steps);
+    if (!st) st = build_trainer(d, &d->cfg, &d->aux, &d->tr);
     /* ff_create sized the student's arena for exactly one batch */
-    student_note_reserved(student, st ? 0 : p.c.batch);
+    student_note_reserved(student, st ? 0 : c.ff.batch);
     if (st) {
         if (st == FMD_ERR_OOM && fmd_last_status() != FMD_ERR_OOM)
             fmd_seterr(FMD_ERR_OOM, "%s: out of memory", fn);
@@ -458,19 +341,16 @@ fmd_status fmd_distiller_set_data(fmd_distiller *d, const float *x0, const int32
     return ff_set_data(d->tr, x0, labels, n);
 }
 
-/* ---- steps ------------------------------------------------------------------------- */
+/* ---- steps ------------------------------------------------------------------------------ */
 
-static void fill_stats(fmd_distiller *d, const ff_step_stats *s)
+/* Fix the planned length the first time it is needed (option steps unset). */
+static void plan(fmd_distiller *d, int64_t steps, const char *why)
 {
-    d->stats.step = ff_steps_done(d->tr);
-    d->stats.loss_pred = s->loss_pred;
-    d->stats.loss_corr = s->loss_corr;
-    d->stats.loss_aux = s->loss_aux;
-    d->stats.delta_norm = s->delta_norm;
-    d->stats.vdiff_norm = s->vdiff_norm;
-    d->stats.lambda = s->lambda;
-    d->stats.lr = s->lr;
-    d->stats.grad_norm = s->grad_norm;
+    if (d->cfg.ff.opt.steps > 0) return;
+    d->cfg.ff.opt.steps = steps;
+    ff_set_planned_steps(d->tr, steps);
+    fmd_log(FMD_LOG_INFO, "fmd_distiller: planned length %lld steps (%s); the learning rate "
+            "decays over it", (long long)steps, why);
 }
 
 static fmd_status step_once(fmd_distiller *d)
@@ -478,7 +358,15 @@ static fmd_status step_once(fmd_distiller *d)
     ff_step_stats s;
     fmd_status st = ff_step(d->tr, &s);
     if (st) return st;
-    fill_stats(d, &s);
+    d->stats.step = ff_steps_done(d->tr);
+    d->stats.loss_pred = s.loss_pred;
+    d->stats.loss_corr = s.loss_corr;
+    d->stats.loss_aux = s.loss_aux;
+    d->stats.delta_norm = s.delta_norm;
+    d->stats.vdiff_norm = s.vdiff_norm;
+    d->stats.lambda = s.lambda;
+    d->stats.lr = s.lr;
+    d->stats.grad_norm = s.grad_norm;
     return FMD_OK;
 }
 
@@ -487,14 +375,17 @@ static fmd_status step_once(fmd_distiller *d)
 fmd_status fmd_distiller_step(fmd_distiller *d)
 {
     FMD_CHECK_ARG(d, "fmd_distiller_step: distiller is NULL");
+    plan(d, DEFAULT_PLANNED_STEPS, "fmd_distiller_step without option 'steps'");
     fmd_fpmode_enter(d->be->threads);
     fmd_status st = step_once(d);
     fmd_fpmode_leave(d->be->threads);
     return st;
 }
 
-static fmd_status run_steps(fmd_distiller *d, int64_t steps, fmd_distill_progress_fn progress, void *user)
+static fmd_status run_steps(fmd_distiller *d, int64_t steps, fmd_distill_progress_fn progress,
+                            void *user)
 {
+    const dist_config *c = &d->cfg;
     double t0 = fmd_now();
     int64_t since = 0;
     for (int64_t i = 0; i < steps; i++) {
@@ -503,11 +394,10 @@ static fmd_status run_steps(fmd_distiller *d, int64_t steps, fmd_distill_progres
         since++;
         int64_t done = ff_steps_done(d->tr);
         int last = i + 1 == steps;
-        if (d->ckpt_path && d->ckpt_every > 0 && done % d->ckpt_every == 0 && !last) {
-            st = fmd_distiller_save(d, d->ckpt_path);
-            if (st) return st;
-        }
-        if (done % d->progress_every == 0 || last) {
+        if (c->checkpoint && c->checkpoint_every > 0 && done % c->checkpoint_every == 0 && !last &&
+            (st = fmd_distiller_save(d, c->checkpoint)))
+            return st;
+        if (done % c->progress_every == 0 || last) {
             double now = fmd_now();
             d->stats.steps_per_s = now > t0 ? (double)since / (now - t0) : 0.0;
             t0 = now;
@@ -518,13 +408,12 @@ static fmd_status run_steps(fmd_distiller *d, int64_t steps, fmd_distill_progres
                 int stop = progress(&d->stats, user);
                 fmd_fpmode_resume(&ps);
                 if (stop)
-                    return fmd_seterr(FMD_ERR_CANCELLED,
-                                      "fmd_distiller_run: cancelled by the progress callback at step %lld",
-                                      (long long)done);
+                    return fmd_seterr(FMD_ERR_CANCELLED, "fmd_distiller_run: cancelled by the "
+                                      "progress callback at step %lld", (long long)done);
             }
         }
     }
-    if (d->ckpt_path && steps > 0) return fmd_distiller_save(d, d->ckpt_path);
+    if (c->checkpoint && steps > 0) return fmd_distiller_save(d, c->checkpoint);
     return FMD_OK;
 }
 
@@ -533,6 +422,7 @@ fmd_status fmd_distiller_run(fmd_distiller *d, int64_t steps, fmd_distill_progre
 {
     FMD_CHECK_ARG(d, "fmd_distiller_run: distiller is NULL");
     FMD_CHECK_ARG(steps >= 0, "fmd_distiller_run: steps must be >= 0 (got %lld)", (long long)steps);
+    if (steps > 0) plan(d, ff_steps_done(d->tr) + steps, "the first fmd_distiller_run");
     fmd_fpmode_enter(d->be->threads);
     fmd_status st = run_steps(d, steps, progress, user);
     fmd_fpmode_leave(d->be->threads);
@@ -553,6 +443,8 @@ fmd_status fmd_distiller_stats(const fmd_distiller *d, fmd_distill_stats *out)
 }
 
 int64_t fmd_distiller_steps(const fmd_distiller *d) { return d ? ff_steps_done(d->tr) : 0; }
+int64_t fmd_distiller_planned_steps(const fmd_distiller *d) { return d ? d->cfg.ff.opt.steps : 0; }
+const ff_config *distiller_ff_config(const fmd_distiller *d) { return ff_get_config(d->tr); }
 
 fmd_status fmd_distiller_ema_student(fmd_distiller *d, fmd_student **out)
 {
@@ -561,7 +453,12 @@ fmd_status fmd_distiller_ema_student(fmd_distiller *d, fmd_student **out)
     return FMD_OK;
 }
 
-/* ---- checkpoints ---------------------------------------------------------------------- */
+/* ---- checkpoints ------------------------------------------------------------------------ */
+
+static void option_meta_key(char *buf, size_t len, const char *key)
+{
+    snprintf(buf, len, "distiller.option.%s", key);
+}
 
 fmd_status fmd_distiller_save(fmd_distiller *d, const char *path)
 {
@@ -571,16 +468,21 @@ fmd_status fmd_distiller_save(fmd_distiller *d, const char *path)
     fmd_status st = fmdf_writer_begin(path, &w);
     if (st) return st;
     nn_model *s = student_net(d->student), *e = student_net(d->ema);
-    const ff_config *c = &d->cfg;
     st = fmdf_writer_add_meta(w, "format", "libfmd");
     if (!st) st = fmdf_writer_add_meta(w, "kind", "distiller");
     if (!st) st = fmdf_writer_add_meta(w, "library_version", fmd_version());
+    if (!st) st = fmdf_writer_add_meta_i64(w, "distiller.format", DIST_FORMAT);
     if (!st) st = fmdf_writer_add_meta_i64(w, "distiller.step", ff_steps_done(d->tr));
-    if (!st) st = fmdf_writer_add_meta_i64(w, "distiller.batch", c->batch);
-    if (!st) st = fmdf_writer_add_meta_i64(w, "distiller.seed", (int64_t)c->seed);
-    if (!st) st = fmdf_writer_add_meta_i64(w, "distiller.pred", c->use_pred);
-    if (!st) st = fmdf_writer_add_meta_i64(w, "distiller.corr", c->use_corr);
-    if (!st) st = fmdf_writer_add_meta_i64(w, "distiller.aux", d->aux_kind);
+    if (!st) st = fmdf_writer_add_meta(w, "distiller.teacher", d->teacher_id);
+    if (!st) st = fmdf_writer_add_meta(w, "distiller.aux_kind",
+                                       !d->aux ? "none" : d->aux_kind == AUX_COPY ? "copy" : "residual");
+    for (int i = 0; i < NOPTS && !st; i++) {
+        if (k_spec[i].flags & OPT_NO_SAVE) continue;
+        char key[96], val[128];
+        option_meta_key(key, sizeof key, k_spec[i].key);
+        opt_value_text(&k_spec[i], &d->cfg, val, sizeof val);
+        st = fmdf_writer_add_meta(w, key, val);
+    }
     if (!st) st = model_io_write_config(w, "", nn_model_config(e));
     if (!st) st = model_io_write_tensors(w, "", d->be, e, NULL);
     if (!st) st = model_io_write_config(w, "student.", nn_model_config(s));
@@ -593,36 +495,6 @@ fmd_status fmd_distiller_save(fmd_distiller *d, const char *path)
         if (!st) st = model_io_write_tensors(w, "aux_adam_m.", d->be, d->aux, ff_aux_adam_m(d->tr));
         if (!st) st = model_io_write_tensors(w, "aux_adam_v.", d->be, d->aux, ff_aux_adam_v(d->tr));
     }
-    if (!st && d->ref_pool) {
-        st = fmdf_writer_add_meta_i64(w, "distiller.ref_pool", d->ref_pool);
-        if (!st) st = fmdf_writer_add_meta_i64(w, "distiller.ref_steps", d->ref_steps);
-    }
-    if (!st && ff_kernel_bank(d->tr, NULL, NULL)) {
-        float *bank;
-        int32_t *lab;
-        const int64_t M = ff_kernel_bank(d->tr, &bank, &lab), D = nn_model_dim(s);
-        float *h = fmd_xcalloc((size_t)(M * D), sizeof(float), "kernel bank");
-        if (!h) st = FMD_ERR_OOM;
-        if (!st) {
-            d->be->ops->download(d->be, h, bank, (size_t)(M * D) * sizeof(float));
-            st = d->be->ops->sync(d->be);
-        }
-        const int64_t shape[2] = {M, D};
-        if (!st) st = fmdf_writer_add_meta_i64(w, "distiller.kernel_bank", M);
-        if (!st) st = fmdf_writer_add_tensor(w, "kernel_bank", FMDF_F32, 2, shape, h);
-        if (!st) st = fmdf_writer_add_tensor(w, "kernel_bank_labels", FMDF_I32, 1, shape, lab);
-        fmd_free(h);
-    }
-    if (!st && d->ref) {
-        st = model_io_write_config(w, "ref.", nn_model_config(d->ref));
-        if (!st) st = model_io_write_tensors(w, "ref.", d->be, d->ref, NULL);
-        if (!st) st = model_io_write_tensors(w, "ref_adam_m.", d->be, d->ref, ff_ref_adam_m(d->tr));
-        if (!st) st = model_io_write_tensors(w, "ref_adam_v.", d->be, d->ref, ff_ref_adam_v(d->tr));
-    }
-    if (!st && d->data_pool) {
-        st = fmdf_writer_add_meta_i64(w, "distiller.data_pool", d->data_pool);
-        if (!st) st = fmdf_writer_add_meta_i64(w, "distiller.data_pool_steps", d->data_pool_steps);
-    }
     if (st) {
         fmdf_writer_abort(w);
         return st;
@@ -630,40 +502,23 @@ fmd_status fmd_distiller_save(fmd_distiller *d, const char *path)
     return fmdf_writer_commit(w);
 }
 
+#define RESUME "fmd_distiller_resume"
+
+/* The network of the checkpoint under prefix has m's architecture. */
 static fmd_status same_config(const fmdf_reader *r, const char *prefix, const nn_model *m,
                               const char *path)
 {
     nn_config fc;
     fmd_status st = model_io_read_config(r, prefix, &fc);
     if (st) return st;
-    const nn_config *mc = nn_model_config(m);
-    if (fc.arch != mc->arch || fc.student != mc->student || fc.num_classes != mc->num_classes ||
-        fc.dim != mc->dim || fc.width != mc->width || fc.depth != mc->depth ||
-        fc.hidden_size != mc->hidden_size || fc.dit_depth != mc->dit_depth)
-        return fmd_seterr(FMD_ERR_INVALID_ARG,
-                          "fmd_distiller_resume: '%s': the %s network's architecture differs "
-                          "from this distiller's", path, prefix[0] ? prefix : "EMA student");
-    if (fc.t_start != mc->t_start)
-        return fmd_seterr(FMD_ERR_INVALID_ARG,
-                          "fmd_distiller_resume: '%s': the %s network reads t_start = %d, this "
-                          "distiller's %d (a network teacher's student made before libfmd read "
-                          "the start time; distil it again)",
-                          path, prefix[0] ? prefix : "EMA student", fc.t_start, mc->t_start);
+    char what[160];
+    if (model_io_config_diff(&fc, nn_model_config(m), what, sizeof what))
+        return fmd_seterr(FMD_ERR_INVALID_ARG, RESUME ": '%s': the %s network differs from this "
+                          "distiller's: %s", path, prefix[0] ? prefix : "EMA student", what);
     return FMD_OK;
 }
 
-static fmd_status check_meta(const fmdf_reader *r, const char *key, int64_t want, const char *path)
-{
-    int64_t v;
-    fmd_status st = fmdf_meta_i64(r, key, &v);
-    if (st) return st;
-    if (v != want)
-        return fmd_seterr(FMD_ERR_INVALID_ARG,
-                          "fmd_distiller_resume: '%s' has %s = %lld, this distiller %lld", path,
-                          key, (long long)v, (long long)want);
-    return FMD_OK;
-}
-
+/* Every view of m is in the checkpoint under prefix, as f32 of its size. */
 static fmd_status check_tensors(fmdf_reader *r, const char *prefix, const nn_model *m)
 {
     char name[512];
@@ -671,117 +526,125 @@ static fmd_status check_tensors(fmdf_reader *r, const char *prefix, const nn_mod
         const nn_param *p = nn_model_view(m, i);
         snprintf(name, sizeof name, "%s%s", prefix, p->name);
         const fmdf_tensor_info *ti = fmdf_tensor_find(r, name);
-        if (!ti)
-            return fmd_seterr(FMD_ERR_FORMAT, "fmd_distiller_resume: tensor '%s' missing", name);
+        if (!ti) return fmd_seterr(FMD_ERR_FORMAT, RESUME ": tensor '%s' missing", name);
         if (ti->dtype != FMDF_F32 || ti->numel != p->numel)
-            return fmd_seterr(FMD_ERR_FORMAT,
-                              "fmd_distiller_resume: tensor '%s' has %lld %s numbers, expected %lld f32",
-                              name, (long long)ti->numel, fmdf_dtype_name(ti->dtype),
+            return fmd_seterr(FMD_ERR_FORMAT, RESUME ": tensor '%s' has %lld %s numbers, expected "
+                              "%lld f32", name, (long long)ti->numel, fmdf_dtype_name(ti->dtype),
                               (long long)p->numel);
     }
     return FMD_OK;
 }
 
-/* The kernel field's bank tensors: present, of M x D f32 and M i32. */
-static fmd_status check_bank(fmdf_reader *r, int64_t M, int64_t D)
+/* The run the checkpoint recorded, merged with what the caller gave: a key
+ * the caller did not set takes the stored value; one the caller set to
+ * another value is refused unless it may change mid-run (OPT_RESUMABLE:
+ * applied, and logged).  *rebuild = 1 when the result needs another
+ * trainer than d has. */
+static fmd_status merge_stored_options(fmd_distiller *d, const fmdf_reader *r, const char *path,
+                                       dist_config *nc, int *rebuild)
 {
-    const fmdf_tensor_info *b = fmdf_tensor_find(r, "kernel_bank");
-    const fmdf_tensor_info *l = fmdf_tensor_find(r, "kernel_bank_labels");
-    if (!b || !l)
-        return fmd_seterr(FMD_ERR_FORMAT, "fmd_distiller_resume: tensor '%s' missing",
-                          b ? "kernel_bank_labels" : "kernel_bank");
-    if (b->dtype != FMDF_F32 || b->numel != M * D || l->dtype != FMDF_I32 || l->numel != M)
-        return fmd_seterr(FMD_ERR_FORMAT,
-                          "fmd_distiller_resume: tensors 'kernel_bank' / 'kernel_bank_labels' hold %lld %s / %lld %s "
-                          "numbers, expected %lld f32 / %lld i32", (long long)b->numel,
-                          fmdf_dtype_name(b->dtype), (long long)l->numel, fmdf_dtype_name(l->dtype),
-                          (long long)(M * D), (long long)M);
-    return FMD_OK;
-}
-
-/* The kernel field's bank from a checkpoint (checked by check_bank). */
-static fmd_status read_bank(fmd_distiller *d, fmdf_reader *r)
-{
-    float *bank;
-    int32_t *lab;
-    const int64_t M = ff_kernel_bank(d->tr, &bank, &lab), D = nn_model_dim(student_net(d->student));
-    const int64_t shape[2] = {M, D};
-    float *h = fmd_xcalloc((size_t)(M * D), sizeof(float), "kernel bank");
-    if (!h) return FMD_ERR_OOM;
-    fmd_status st = fmdf_read_tensor(r, "kernel_bank", FMDF_F32, 2, shape, h,
-                                     (size_t)(M * D) * sizeof(float));
-    if (!st) st = fmdf_read_tensor(r, "kernel_bank_labels", FMDF_I32, 1, shape, lab,
-                                   (size_t)M * sizeof(int32_t));
-    if (!st) {
-        d->be->ops->upload(d->be, bank, h, (size_t)(M * D) * sizeof(float));
-        st = ff_kernel_bank_labels_changed(d->tr);
+    const opt_table *tab = &opt_table_distiller;
+    *nc = d->cfg;
+    *rebuild = 0;
+    for (int i = 0; i < NOPTS; i++) {
+        const opt_spec *s = &k_spec[i];
+        if (s->flags & OPT_NO_SAVE) continue;
+        char key[96], mine[128];
+        option_meta_key(key, sizeof key, s->key);
+        const char *text = fmdf_meta_get(r, key);
+        if (!text)
+            return fmd_seterr(FMD_ERR_FORMAT, RESUME ": '%s' does not record option '%s'", path,
+                              s->key);
+        dist_config stored = d->cfg;
+        fmd_status st = opt_parse_text(tab, s, text, &stored);
+        if (st) return st;
+        if (opt_same(s, &stored, &d->cfg)) continue;
+        opt_value_text(s, &d->cfg, mine, sizeof mine);
+        if (d->given[i] && !(s->flags & OPT_RESUMABLE))
+            return fmd_seterr(FMD_ERR_INVALID_ARG, RESUME ": option '%s' = %s here, but '%s' was "
+                              "trained with %s (leave it out to continue that run)", s->key, mine,
+                              path, text);
+        if (d->given[i]) {
+            fmd_log(FMD_LOG_INFO, RESUME ": option '%s' changes from %s to %s", s->key, text, mine);
+            continue;
+        }
+        opt_parse_text(tab, s, text, nc);
+        if (s->offset != offsetof(dist_config, ff.opt.steps)) *rebuild = 1;
+        else if (nc->ff.opt.steps > 0) fmd_log(FMD_LOG_INFO, RESUME ": planned length %lld steps "
+                                               "(from '%s')", (long long)nc->ff.opt.steps, path);
     }
-    fmd_free(h);
-    return st;
+    nc->ff.opt.lr_end = nc->lr_min * nc->ff.opt.lr;
+    return FMD_OK;
 }
 
 fmd_status fmd_distiller_resume(fmd_distiller *d, const char *path)
 {
-    FMD_CHECK_ARG(d, "fmd_distiller_resume: distiller is NULL");
-    FMD_CHECK_ARG(path, "fmd_distiller_resume: path is NULL");
+    FMD_CHECK_ARG(d, RESUME ": distiller is NULL");
+    FMD_CHECK_ARG(path, RESUME ": path is NULL");
     fmdf_reader *r = NULL;
     fmd_status st = fmdf_open(path, &r);
     if (st) return st;
     nn_model *s = student_net(d->student), *e = student_net(d->ema);
-    const ff_config *c = &d->cfg;
     const char *kind = fmdf_meta_get(r, "kind");
-    int64_t step = 0;
+    const char *tid = fmdf_meta_get(r, "distiller.teacher");
+    const char *ak = fmdf_meta_get(r, "distiller.aux_kind");
+    const char *mine_ak = !d->aux ? "none" : d->aux_kind == AUX_COPY ? "copy" : "residual";
+    int64_t step = 0, format = 1;
+    dist_config nc;
+    int rebuild = 0;
+    nn_model *aux = NULL;
+    ff_trainer *tr = NULL;
     if (!kind || strcmp(kind, "distiller") != 0)
-        st = fmd_seterr(FMD_ERR_FORMAT, "fmd_distiller_resume: '%s' is not a distiller checkpoint",
-                        path);
+        st = fmd_seterr(FMD_ERR_FORMAT, RESUME ": '%s' is not a distiller checkpoint", path);
+    if (!st && fmdf_meta_get(r, "distiller.format")) st = fmdf_meta_i64(r, "distiller.format", &format);
+    if (!st && format < DIST_FORMAT)
+        st = fmd_seterr(FMD_ERR_FORMAT, RESUME ": '%s' was written by libfmd 0.1, which did not record "
+                        "the run's options, so it cannot be continued (its EMA student still loads: "
+                        "fmd_student_load, `fmd export`)", path);
+    if (!st && format > DIST_FORMAT)
+        st = fmd_seterr(FMD_ERR_VERSION, RESUME ": '%s' has checkpoint format %lld; this libfmd "
+                        "(%s) reads up to %d", path, (long long)format, fmd_version(), DIST_FORMAT);
     if (!st) st = fmdf_meta_i64(r, "distiller.step", &step);
-    if (!st && step < 0)
-        st = fmd_seterr(FMD_ERR_FORMAT, "fmd_distiller_resume: '%s': negative step", path);
-    if (!st) st = check_meta(r, "distiller.batch", c->batch, path);
-    if (!st) st = check_meta(r, "distiller.seed", (int64_t)c->seed, path);
-    if (!st) st = check_meta(r, "distiller.pred", c->use_pred, path);
-    if (!st) st = check_meta(r, "distiller.corr", c->use_corr, path);
-    if (!st) st = check_meta(r, "distiller.aux", d->aux_kind, path);
-    /* the kernel field's bank: both sides must agree on it and its size */
-    const int64_t bank_rows = ff_kernel_bank(d->tr, NULL, NULL);
-    int has_bank = fmdf_meta_get(r, "distiller.kernel_bank") != NULL;
-    if (!st && has_bank != (bank_rows > 0))
-        st = fmd_seterr(FMD_ERR_INVALID_ARG, "fmd_distiller_resume: '%s' was saved %s corr_field=kernel, "
-                        "this distiller runs %s it", path, has_bank ? "with" : "without",
-                        bank_rows ? "with" : "without");
-    if (!st && bank_rows) st = check_meta(r, "distiller.kernel_bank", bank_rows, path);
-    if (!st && bank_rows) st = check_bank(r, bank_rows, nn_model_dim(s));
-    if (!st) st = same_config(r, "", e, path);
-    if (!st) st = same_config(r, "student.", s, path);
-    if (!st && d->aux) st = same_config(r, "aux.", d->aux, path);
-    static const char *const sp[] = {"", "student.", "adam_m.", "adam_v."};
-    for (int i = 0; i < 4 && !st; i++) st = check_tensors(r, sp[i], s);
-    static const char *const ap[] = {"aux.", "aux_adam_m.", "aux_adam_v."};
-    for (int i = 0; i < 3 && !st && d->aux; i++) st = check_tensors(r, ap[i], d->aux);
-    /* the reference network (corr_ref = samples): both sides must agree on
-     * having one, and on its pool (regenerated from the seed, not stored) */
-    int has_ref = fmdf_meta_get(r, "distiller.ref_pool") != NULL;
-    if (!st && has_ref != (d->ref_pool != 0))
-        st = fmd_seterr(FMD_ERR_INVALID_ARG, "fmd_distiller_resume: '%s' was saved %s corr_ref=samples, "
-                        "this distiller runs %s it", path, has_ref ? "with" : "without",
-                        d->ref_pool ? "with" : "without");
-    if (!st && d->ref_pool) st = check_meta(r, "distiller.ref_pool", d->ref_pool, path);
-    if (!st && d->ref_pool) st = check_meta(r, "distiller.ref_steps", d->ref_steps, path);
-    if (!st && d->ref) st = same_config(r, "ref.", d->ref, path);
-    static const char *const rp[] = {"ref.", "ref_adam_m.", "ref_adam_v."};
-    for (int i = 0; i < 3 && !st && d->ref; i++) st = check_tensors(r, rp[i], d->ref);
-    /* the teacher pool of data_pool: regenerated from the seed, so the
-     * checkpoint's and this distiller's settings must match */
-    int has_pool = fmdf_meta_get(r, "distiller.data_pool") != NULL;
-    if (!st && has_pool != (d->data_pool > 0))
-        st = fmd_seterr(FMD_ERR_INVALID_ARG, "fmd_distiller_resume: '%s' was saved %s data_pool, "
-                        "this distiller runs %s it", path, has_pool ? "with" : "without",
-                        d->data_pool ? "with" : "without");
-    if (!st && d->data_pool) st = check_meta(r, "distiller.data_pool", d->data_pool, path);
-    if (!st && d->data_pool)
-        st = check_meta(r, "distiller.data_pool_steps", d->data_pool_steps, path);
-    /* everything checked: read */
-    if (!st) st = model_io_read_tensors(r, "", d->be, e, NULL);
+    if (!st && step < 0) st = fmd_seterr(FMD_ERR_FORMAT, RESUME ": '%s': negative step", path);
+    if (!st && (!tid || strcmp(tid, d->teacher_id) != 0))
+        st = fmd_seterr(FMD_ERR_INVALID_ARG, RESUME ": '%s' was distilled from the teacher '%s'; "
+                        "this distiller's is '%s'", path, tid ? tid : "(not recorded)", d->teacher_id);
+    if (!st) st = merge_stored_options(d, r, path, &nc, &rebuild);
+    if (!st && rebuild) st = build_trainer(d, &nc, &aux, &tr);
+    if (!st) {
+        nn_model *g = rebuild ? aux : d->aux;
+        const char *want_ak = !g ? "none" : d->aux_kind == AUX_COPY ? "copy" : "residual";
+        if (!ak || strcmp(ak, want_ak) != 0)
+            st = fmd_seterr(FMD_ERR_INVALID_ARG, RESUME ": '%s' has the auxiliary network '%s', "
+                            "this distiller '%s' (option aux)", path, ak ? ak : "?", rebuild ? want_ak : mine_ak);
+        if (!st) st = same_config(r, "", e, path);
+        if (!st) st = same_config(r, "student.", s, path);
+        if (!st && g) st = same_config(r, "aux.", g, path);
+        static const char *const sp[] = {"", "student.", "adam_m.", "adam_v."};
+        for (int i = 0; i < 4 && !st; i++) st = check_tensors(r, sp[i], s);
+        static const char *const ap[] = {"aux.", "aux_adam_m.", "aux_adam_v."};
+        for (int i = 0; i < 3 && !st && g; i++) st = check_tensors(r, ap[i], g);
+    }
+    if (st) {
+        ff_destroy(tr);
+        nn_model_destroy(aux);
+        fmdf_close(r);
+        return st;
+    }
+    /* everything checked: swap in the rebuilt trainer, then read */
+    if (rebuild) {
+        if (!nc.data_pool) ff_take_data(tr, d->tr);   /* data set by the caller */
+        ff_destroy(d->tr);
+        nn_model_destroy(d->aux);
+        d->tr = tr;
+        d->aux = aux;
+        d->cfg = nc;
+        student_note_reserved(d->student, nc.ff.batch);
+    } else if (nc.ff.opt.steps != d->cfg.ff.opt.steps) {
+        d->cfg.ff.opt.steps = nc.ff.opt.steps;
+        ff_set_planned_steps(d->tr, nc.ff.opt.steps);
+    }
+    st = model_io_read_tensors(r, "", d->be, e, NULL);
     if (!st) st = model_io_read_tensors(r, "student.", d->be, s, NULL);
     if (!st) st = model_io_read_tensors(r, "adam_m.", d->be, s, ff_adam_m(d->tr));
     if (!st) st = model_io_read_tensors(r, "adam_v.", d->be, s, ff_adam_v(d->tr));
@@ -790,12 +653,6 @@ fmd_status fmd_distiller_resume(fmd_distiller *d, const char *path)
         if (!st) st = model_io_read_tensors(r, "aux_adam_m.", d->be, d->aux, ff_aux_adam_m(d->tr));
         if (!st) st = model_io_read_tensors(r, "aux_adam_v.", d->be, d->aux, ff_aux_adam_v(d->tr));
     }
-    if (!st && d->ref) {
-        st = model_io_read_tensors(r, "ref.", d->be, d->ref, NULL);
-        if (!st) st = model_io_read_tensors(r, "ref_adam_m.", d->be, d->ref, ff_ref_adam_m(d->tr));
-        if (!st) st = model_io_read_tensors(r, "ref_adam_v.", d->be, d->ref, ff_ref_adam_v(d->tr));
-    }
-    if (!st && bank_rows) st = read_bank(d, r);
     fmdf_close(r);
     if (st) return st;
     ff_set_steps_done(d->tr, step);

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <string.h>
 #include "algo/metrics.h"
+#include "api/option_tables.h"
 #include "api/teacher_internal.h"
 #include "util/philox.h"
 #include "util/util.h"
@@ -42,35 +43,34 @@ static void draw(float *z, int64_t n, int64_t D, uint64_t seed, uint64_t stream)
     fmd_philox_normal_fill(z, n * D, seed, stream, 0);
 }
 
+/* The evaluator's options (docs/api.md). */
+typedef struct eval_opts {
+    int64_t n;
+    uint64_t seed;
+    double rtol, atol;
+} eval_opts;
+
+#define OPT_CFG eval_opts
+static const opt_spec k_eval_spec[] = {
+    OPT_INT("n", n, 2, 1e8, 2000, 0, NULL, "evaluation samples (noises)"),
+    OPT_INT("seed", seed, 0, 9.2e18, 1234, 0, NULL, "seed of the noises and of the two teacher sample sets"),
+    OPT_NUM("rtol", rtol, 0, 1, 1e-6, OPT_LO_OPEN, NULL, "relative tolerance of the reference Dormand-Prince solve"),
+    OPT_NUM("atol", atol, 0, 1, 1e-6, OPT_LO_OPEN, NULL, "absolute tolerance of the reference Dormand-Prince solve"),
+};
+#undef OPT_CFG
+const opt_table opt_table_evaluator = OPT_TABLE("evaluator", "fmd_evaluator_create", k_eval_spec, NULL);
+
 fmd_status fmd_evaluator_create(fmd_teacher *T, const fmd_options *opts, fmd_evaluator **out)
 {
     const char *fn = "fmd_evaluator_create";
     FMD_CHECK_ARG(T && out, "%s: NULL argument", fn);
-    int64_t n = 2000, seed = 1234;
-    double rtol = 1e-6, atol = 1e-6;
-    for (int i = 0; i < fmd_options_count(opts); i++) {
-        const char *k = fmd_options_key(opts, i);
-        fmd_status st;
-        if (strcmp(k, "n") == 0) {
-            st = fmd_options_get_i64(opts, k, &n);
-            if (st || n < 2 || n > 100000000)
-                return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option 'n' must be an integer in [2, 1e8]", fn);
-        } else if (strcmp(k, "seed") == 0) {
-            st = fmd_options_get_i64(opts, k, &seed);
-            if (st || seed < 0)
-                return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option 'seed' must be an integer >= 0", fn);
-        } else if (strcmp(k, "rtol") == 0 || strcmp(k, "atol") == 0) {
-            double v;
-            st = fmd_options_get_f64(opts, k, &v);
-            if (st || !(v > 0 && v < 1))
-                return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option '%s' must be in (0, 1)", fn, k);
-            if (k[0] == 'r') rtol = v;
-            else atol = v;
-        } else {
-            return fmd_seterr(FMD_ERR_INVALID_ARG,
-                              "%s: unknown option '%s' (expected n, seed, rtol, atol)", fn, k);
-        }
-    }
+    eval_opts eo;
+    opt_defaults(&opt_table_evaluator, &eo);
+    fmd_status st0 = opt_apply(&opt_table_evaluator, opts, &eo, NULL);
+    if (st0) return st0;
+    const int64_t n = eo.n;
+    const uint64_t seed = eo.seed;
+    const double rtol = eo.rtol, atol = eo.atol;
     fmd_evaluator *ev = fmd_xcalloc(1, sizeof *ev, "fmd_evaluator");
     if (!ev) return FMD_ERR_OOM;
     ev->T = T;

@@ -12,6 +12,8 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include "api/option_tables.h"
+#include "api/teacher_internal.h"
 #include "util/philox.h"
 #include "util/util.h"
 
@@ -37,166 +39,94 @@ struct fmd_sampler {
 
 enum { M_STUDENT = 0, M_TEACHER = 1 };
 
+/* The options of a call: the per-call bag over the create bag over these
+ * defaults (docs/api.md, the SAMPLER section of fmd.h). */
+typedef struct smp_opts {
+    int method;                 /* M_*; default: student when there is one    */
+    double delta;
+    int finish, refine;
+    double cfg, cfg_lo, cfg_hi; /* default: the teacher's guidance            */
+    ode_config ode;             /* solver, steps, shift, rtol, atol           */
+} smp_opts;
+
+#define OPT_CFG smp_opts
+static const opt_spec k_smp_spec[] = {
+    OPT_E_("method", OT_CHOICE, method, 0, 0, 0, 0, "student|teacher", "student when the sampler has one",
+           NULL, "one network evaluation of the student, or the teacher's ODE"),
+    OPT_NUM("delta", delta, 0, 1, 1, OPT_LO_OPEN, "method=student", "student jump: f(z, delta) is the state at t = 1 - delta (1: the sample)"),
+    OPT_INT("finish", finish, 0, 1, 0, 0, "method=student,delta<1", "1: integrate the teacher from t = 1 - delta to 0 after the jump"),
+    OPT_INT("refine", refine, 0, 1, 0, 0, NULL, "best-of-N only: 1 integrates the teacher's ODE from the best noise"),
+    OPT_NUM_CTX("cfg", cfg, -1e3, 1e3, "the teacher's", 0, NULL, "guidance scale of the call's teacher evaluations"),
+    OPT_NUM_CTX("cfg_lo", cfg_lo, 0, 1, "the teacher's", 0, NULL, "guidance interval in t: low end"),
+    OPT_NUM_CTX("cfg_hi", cfg_hi, 0, 1, "the teacher's", 0, NULL, "guidance interval in t: high end"),
+    ODE_OPT_ENTRIES(ode.),
+};
+#undef OPT_CFG
+enum { NSMP = (int)(sizeof k_smp_spec / sizeof k_smp_spec[0]) };
+const opt_table opt_table_sampler = OPT_TABLE("sampler", "fmd_sampler_sample", k_smp_spec, NULL);
+
 typedef struct smp_call {
     int method;
     float delta;
     int finish, refine;
     int has_cfg;
     double cfg, cfg_lo, cfg_hi;
-    fmd_options *solver;        /* solver keys for fmd_teacher_solve (owned)  */
-    fmd_options *finish_solver; /* the same plus t_start = 1 - delta (owned)  */
+    ode_config solver;          /* the teacher's solve of the call            */
+    ode_config finish_solver;   /* the same from t_start = 1 - delta           */
 } smp_call;
 
-static const char *const k_keys[] = {"method", "delta",  "finish", "solver", "steps", "shift",
-                                      "rtol",   "atol",   "cfg",    "cfg_lo", "cfg_hi", "refine"};
-static const char *const k_solver_keys[] = {"solver", "steps", "shift", "rtol", "atol"};
-
-static int known_key(const char *k)
+static int was_given(const unsigned char *given, const char *key)
 {
-    for (size_t i = 0; i < sizeof k_keys / sizeof k_keys[0]; i++)
-        if (strcmp(k, k_keys[i]) == 0) return 1;
-    return 0;
-}
-
-static fmd_status check_keys(const char *fn, const fmd_options *o)
-{
-    for (int i = 0; i < fmd_options_count(o); i++) {
-        const char *k = fmd_options_key(o, i);
-        if (!known_key(k))
-            return fmd_seterr(FMD_ERR_INVALID_ARG,
-                              "%s: unknown option '%s' (known: method, delta, finish, solver, "
-                              "steps, shift, rtol, atol, cfg, cfg_lo, cfg_hi, refine)", fn, k);
-    }
-    return FMD_OK;
-}
-
-/* Copy key from src into dst keeping its type. */
-static fmd_status copy_key(fmd_options *dst, const fmd_options *src, const char *k)
-{
-    int64_t i;
-    double d;
-    const char *s;
-    if (fmd_options_get_i64(src, k, &i) == FMD_OK) return fmd_options_set_i64(dst, k, i);
-    if (fmd_options_get_f64(src, k, &d) == FMD_OK) return fmd_options_set_f64(dst, k, d);
-    if (fmd_options_get_str(src, k, &s) == FMD_OK) return fmd_options_set_str(dst, k, s);
-    return fmd_seterr(FMD_ERR_INTERNAL, "fmd_sampler: option '%s' unreadable", k);
-}
-
-static int has_key(const fmd_options *o, const char *k)
-{
-    for (int i = 0; i < fmd_options_count(o); i++)
-        if (strcmp(fmd_options_key(o, i), k) == 0) return 1;
-    return 0;
-}
-
-/* The options object holding key k for this call (per-call first), or NULL. */
-static const fmd_options *lookup(const fmd_sampler *s, const fmd_options *opts, const char *k)
-{
-    if (has_key(opts, k)) return opts;
-    if (has_key(s->defaults, k)) return s->defaults;
-    return NULL;
-}
-
-static fmd_status get_num(const char *fn, const fmd_sampler *s, const fmd_options *opts,
-                          const char *k, double *v)
-{
-    const fmd_options *o = lookup(s, opts, k);
-    if (!o) return FMD_OK;
-    if (fmd_options_get_f64(o, k, v) != FMD_OK || !isfinite(*v))
-        return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option '%s' must be a number", fn, k);
-    return FMD_OK;
-}
-
-static fmd_status get_flag(const char *fn, const fmd_sampler *s, const fmd_options *opts,
-                           const char *k, int *v)
-{
-    const fmd_options *o = lookup(s, opts, k);
-    if (!o) return FMD_OK;
-    int64_t x;
-    if (fmd_options_get_i64(o, k, &x) != FMD_OK || (x != 0 && x != 1))
-        return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option '%s' must be 0 or 1", fn, k);
-    *v = (int)x;
-    return FMD_OK;
-}
-
-static void call_free(smp_call *c)
-{
-    fmd_options_destroy(c->solver);
-    fmd_options_destroy(c->finish_solver);
-    c->solver = c->finish_solver = NULL;
+    return given[opt_find(&opt_table_sampler, key)];
 }
 
 static fmd_status call_parse(const char *fn, const fmd_sampler *s, const fmd_options *opts,
                              int search, smp_call *c)
 {
+    opt_table tab = opt_table_sampler;
+    tab.fn = fn;
+    smp_opts o;
+    unsigned char given[NSMP] = {0};
     memset(c, 0, sizeof *c);
-    fmd_status st = check_keys(fn, opts);
+    ode_config_default(&o.ode);   /* the solver keys the sampler does not offer, too */
+    opt_defaults(&tab, &o);
+    o.method = s->student ? M_STUDENT : M_TEACHER;
+    fmd_status st = opt_apply(&tab, s->defaults, &o, given);
+    if (!st) st = opt_apply(&tab, opts, &o, given);
+    if (!st) st = opt_check_applies(&tab, &o, given);
     if (st) return st;
-    c->method = s->student ? M_STUDENT : M_TEACHER;
-    const fmd_options *o = lookup(s, opts, "method");
-    if (o) {
-        const char *m = NULL;
-        if (fmd_options_get_str(o, "method", &m) != FMD_OK)
-            return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option 'method' must be a string", fn);
-        if (strcmp(m, "student") == 0) c->method = M_STUDENT;
-        else if (strcmp(m, "teacher") == 0) c->method = M_TEACHER;
-        else return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option 'method' must be student or "
-                               "teacher (got '%s')", fn, m);
-    }
+    c->method = o.method;
     if (c->method == M_STUDENT && !s->student)
         return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: method=student but the sampler has no student", fn);
     if (c->method == M_TEACHER && !s->teacher)
         return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: method=teacher but the sampler has no teacher", fn);
-    double delta = 1.0;
-    if ((st = get_num(fn, s, opts, "delta", &delta))) return st;
-    if (!(delta > 0.0 && delta <= 1.0))
-        return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option 'delta' must be in (0, 1] (got %g)", fn, delta);
-    c->delta = (float)delta;
-    if ((st = get_flag(fn, s, opts, "finish", &c->finish))) return st;
-    if ((st = get_flag(fn, s, opts, "refine", &c->refine))) return st;
+    c->delta = (float)o.delta;
+    c->finish = o.finish;
+    c->refine = o.refine;
     if (c->refine && !search)
         return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option 'refine' belongs to best-of-N", fn);
-    if (c->method == M_TEACHER && (lookup(s, opts, "delta") || c->finish))
-        return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: options 'delta' and 'finish' need method=student", fn);
     if ((c->finish || c->refine) && !s->teacher)
         return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option '%s' needs a teacher", fn,
                           c->finish ? "finish" : "refine");
     const int uses_teacher = c->method == M_TEACHER || c->finish || c->refine;
-    if (lookup(s, opts, "cfg") || lookup(s, opts, "cfg_lo") || lookup(s, opts, "cfg_hi")) {
+    if (was_given(given, "cfg") || was_given(given, "cfg_lo") || was_given(given, "cfg_hi")) {
         if (!uses_teacher)
             return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: a student's guidance is fixed when it is "
                               "distilled: 'cfg' needs method=teacher, finish=1 or refine=1", fn);
         c->has_cfg = 1;
-        st = fmd_teacher_get_guidance(s->teacher, &c->cfg, &c->cfg_lo, &c->cfg_hi);
-        if (st) return st;
-        if ((st = get_num(fn, s, opts, "cfg", &c->cfg))) return st;
-        if ((st = get_num(fn, s, opts, "cfg_lo", &c->cfg_lo))) return st;
-        if ((st = get_num(fn, s, opts, "cfg_hi", &c->cfg_hi))) return st;
+        if ((st = fmd_teacher_get_guidance(s->teacher, &c->cfg, &c->cfg_lo, &c->cfg_hi))) return st;
+        if (was_given(given, "cfg")) c->cfg = o.cfg;
+        if (was_given(given, "cfg_lo")) c->cfg_lo = o.cfg_lo;
+        if (was_given(given, "cfg_hi")) c->cfg_hi = o.cfg_hi;
     }
-    if (!uses_teacher) {
-        for (size_t i = 0; i < sizeof k_solver_keys / sizeof k_solver_keys[0]; i++)
-            if (lookup(s, opts, k_solver_keys[i]))
-                return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option '%s' needs method=teacher, "
-                                  "finish=1 or refine=1", fn, k_solver_keys[i]);
-        return FMD_OK;
-    }
-    if ((st = fmd_options_create(&c->solver)) || (st = fmd_options_create(&c->finish_solver))) {
-        call_free(c);
-        return st;
-    }
-    for (size_t i = 0; i < sizeof k_solver_keys / sizeof k_solver_keys[0]; i++) {
-        const char *k = k_solver_keys[i];
-        const fmd_options *src = lookup(s, opts, k);
-        if (!src) continue;
-        if ((st = copy_key(c->solver, src, k)) || (st = copy_key(c->finish_solver, src, k))) {
-            call_free(c);
-            return st;
-        }
-    }
-    if ((st = fmd_options_set_f64(c->finish_solver, "t_start", 1.0 - (double)c->delta))) {
-        call_free(c);
-        return st;
-    }
+    static const char *const solver_keys[] = {"solver", "steps", "shift", "rtol", "atol"};
+    for (size_t i = 0; !uses_teacher && i < sizeof solver_keys / sizeof solver_keys[0]; i++)
+        if (was_given(given, solver_keys[i]))
+            return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option '%s' needs method=teacher, "
+                              "finish=1 or refine=1", fn, solver_keys[i]);
+    c->solver = o.ode;
+    c->finish_solver = o.ode;
+    c->finish_solver.t_start = 1.0 - (double)c->delta;
     return FMD_OK;
 }
 
@@ -221,8 +151,7 @@ fmd_status fmd_sampler_create(fmd_student *student, fmd_teacher *teacher, const 
                       "%s: student has %d classes, teacher %d", fn,
                       fmd_student_num_classes(student), fmd_teacher_num_classes(teacher));
     }
-    fmd_status st = check_keys(fn, opts);
-    if (st) return st;
+    fmd_status st = FMD_OK;
     fmd_sampler *s = fmd_xcalloc(1, sizeof *s, "fmd_sampler");
     if (!s) return FMD_ERR_OOM;
     s->student = student;
@@ -230,13 +159,11 @@ fmd_status fmd_sampler_create(fmd_student *student, fmd_teacher *teacher, const 
     s->dim = student ? fmd_student_dim(student) : fmd_teacher_dim(teacher);
     s->K = student ? fmd_student_num_classes(student) : fmd_teacher_num_classes(teacher);
     st = fmd_options_create(&s->defaults);
-    for (int i = 0; !st && i < fmd_options_count(opts); i++)
-        st = copy_key(s->defaults, opts, fmd_options_key(opts, i));
+    if (!st) st = fmd_options_copy_into(s->defaults, opts);
     if (!st) {
         /* Validate the defaults as a call would use them (search flags allowed). */
         smp_call c;
         st = call_parse(fn, s, NULL, 1, &c);
-        call_free(&c);
     }
     if (st) {
         fmd_sampler_destroy(s);
@@ -279,7 +206,7 @@ static fmd_status generate(fmd_sampler *s, const smp_call *c, const float *z, co
     int64_t e = 0;
     if (c->method == M_TEACHER) {
         memcpy(out, z, (size_t)(m * D) * sizeof(float));
-        st = fmd_teacher_solve(s->teacher, out, lab, m, c->solver, &e);
+        st = teacher_solve_cfg("fmd_sampler", s->teacher, out, lab, m, &c->solver, &e);
         if (st) return st;
         *nfe = e;
     } else {
@@ -288,7 +215,7 @@ static fmd_status generate(fmd_sampler *s, const smp_call *c, const float *z, co
         if (st) return st;
         *nfe = 1;
         if (c->finish && c->delta < 1.0f) {
-            st = fmd_teacher_solve(s->teacher, out, lab, m, c->finish_solver, &e);
+            st = teacher_solve_cfg("fmd_sampler", s->teacher, out, lab, m, &c->finish_solver, &e);
             if (st) return st;
             *nfe += e;
         }
@@ -357,7 +284,6 @@ fmd_status fmd_sampler_sample(fmd_sampler *s, const int32_t *labels, int64_t n, 
     if (nfe_out) *nfe_out = nfe;
 done:
     if (pushed) guidance_pop(s, &c, saved, st);
-    call_free(&c);
     fmd_free(z);
     fmd_free(dl);
     fmd_free(lab);
@@ -459,7 +385,7 @@ fmd_status fmd_sampler_best_of_n(fmd_sampler *s, const int32_t *labels, int64_t 
             /* The teacher's ODE from the winning noises, written over out. */
             float *dst = out + r0 * D;
             memcpy(dst, best, (size_t)(b * D) * sizeof(float));
-            if ((st = fmd_teacher_solve(s->teacher, dst, s->K ? lab : NULL, b, c.solver, &e)))
+            if ((st = teacher_solve_cfg(fn, s->teacher, dst, s->K ? lab : NULL, b, &c.solver, &e)))
                 goto done;
             if (e > nfe_refine) nfe_refine = e;
             for (int64_t i = 0; i < b * D; i++)
@@ -473,7 +399,6 @@ fmd_status fmd_sampler_best_of_n(fmd_sampler *s, const int32_t *labels, int64_t 
     if (nfe_out) *nfe_out = nfe * N + nfe_refine;
 done:
     if (pushed) guidance_pop(s, &c, saved, st);
-    call_free(&c);
     fmd_free(z);
     fmd_free(xs);
     fmd_free(best);

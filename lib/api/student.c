@@ -10,6 +10,7 @@
  * match the teacher; the distiller trains it from there. */
 #include <math.h>
 #include <string.h>
+#include "api/option_tables.h"
 #include "api/student_internal.h"
 #include "api/teacher_internal.h"
 #include "io/model_io.h"
@@ -75,52 +76,50 @@ void student_note_reserved(fmd_student *s, int64_t b)
 }
 int64_t student_forward_chunk(const fmd_student *s) { return s->reserved; }
 
-/* Student creation options (docs/distiller.md). */
+/* Student creation options (docs/distiller.md, "Students").  The size keys
+ * make the fresh MLP of a mixture or callback teacher; a network teacher's
+ * student copies the teacher's architecture. */
+typedef struct student_opts {
+    int64_t width, depth, temb_dim;
+    double time_scale, delta_scale;
+    uint64_t seed;
+} student_opts;
+
+#define OPT_CFG student_opts
+static const opt_spec k_student_spec[] = {
+    OPT_INT("width", width, 1, 65536, 256, 0, NULL, "hidden width of the MLP (mixture and callback teachers)"),
+    OPT_INT("depth", depth, 1, 64, 4, 0, NULL, "hidden layers of the MLP (mixture and callback teachers)"),
+    OPT_INT("temb_dim", temb_dim, 2, 4096, 256, OPT_EVEN, NULL, "sinusoidal embedding size of t and delta (mixture and callback teachers)"),
+    OPT_NUM("time_scale", time_scale, 0, 1e4, 30, OPT_LO_OPEN, NULL, "t is multiplied by this before the sinusoid (mixture and callback teachers)"),
+    OPT_NUM("delta_scale", delta_scale, 0, 1e4, 30, OPT_LO_OPEN, NULL, "delta is multiplied by this before its sinusoid (mixture and callback teachers)"),
+    OPT_INT("seed", seed, 0, 9.2e18, 0, 0, NULL, "seed of the initialisation"),
+};
+#undef OPT_CFG
+const opt_table opt_table_student = OPT_TABLE("student", "fmd_student_create", k_student_spec, NULL);
+
+/* The options into cfg (a fresh MLP) and *seed; the size keys are refused
+ * for a network teacher, whose architecture the student copies. */
 static fmd_status read_create_opts(const fmd_options *o, int network, nn_config *cfg,
                                    uint64_t *seed)
 {
-    static const char *const keys[] = {"width", "depth", "temb_dim", "time_scale",
-                                       "delta_scale", "seed"};
-    int n = fmd_options_count(o);
-    for (int i = 0; i < n; i++) {
-        const char *k = fmd_options_key(o, i);
-        int known = 0;
-        for (size_t j = 0; j < sizeof keys / sizeof keys[0]; j++)
-            if (strcmp(k, keys[j]) == 0) known = 1;
-        if (!known)
-            return fmd_seterr(FMD_ERR_INVALID_ARG,
-                              "fmd_student_create: unknown option '%s' (expected width, depth, "
-                              "temb_dim, time_scale, delta_scale, seed)", k);
-        if (network && strcmp(k, "seed") != 0)
-            return fmd_seterr(FMD_ERR_INVALID_ARG,
-                              "fmd_student_create: option '%s' does not apply to a network "
-                              "teacher (the student copies the teacher's architecture)", k);
-        if (strcmp(k, "time_scale") == 0 || strcmp(k, "delta_scale") == 0) {
-            double v;
-            fmd_status st = fmd_options_get_f64(o, k, &v);
-            if (st) return fmd_seterr(st, "fmd_student_create: option '%s' must be a number", k);
-            FMD_CHECK_ARG(v > 0 && v <= 1e4, "fmd_student_create: option '%s' must be in (0, 1e4] (got %g)", k, v);
-            if (k[0] == 't') cfg->time_scale = (float)v;
-            else cfg->delta_scale = (float)v;
-        } else {
-            int64_t v;
-            fmd_status st = fmd_options_get_i64(o, k, &v);
-            if (st) return fmd_seterr(st, "fmd_student_create: option '%s' must be an integer", k);
-            if (strcmp(k, "seed") == 0) {
-                FMD_CHECK_ARG(v >= 0, "fmd_student_create: option 'seed' must be >= 0");
-                *seed = (uint64_t)v;
-            } else if (strcmp(k, "width") == 0) {
-                FMD_CHECK_ARG(v >= 1 && v <= 65536, "fmd_student_create: option 'width' must be in [1, 65536] (got %lld)", (long long)v);
-                cfg->width = (int)v;
-            } else if (strcmp(k, "depth") == 0) {
-                FMD_CHECK_ARG(v >= 1 && v <= 64, "fmd_student_create: option 'depth' must be in [1, 64] (got %lld)", (long long)v);
-                cfg->depth = (int)v;
-            } else {
-                FMD_CHECK_ARG(v >= 2 && v <= 4096 && v % 2 == 0, "fmd_student_create: option 'temb_dim' must be even in [2, 4096] (got %lld)", (long long)v);
-                cfg->temb_dim = (int)v;
-            }
-        }
-    }
+    const opt_table *tab = &opt_table_student;
+    student_opts so;
+    unsigned char given[sizeof k_student_spec / sizeof k_student_spec[0]] = {0};
+    opt_defaults(tab, &so);
+    fmd_status st = opt_apply(tab, o, &so, given);
+    if (st) return st;
+    for (int i = 0; network && i < tab->n; i++)
+        if (given[i] && strcmp(k_student_spec[i].key, "seed") != 0)
+            return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option '%s' does not apply to a network "
+                              "teacher (the student copies the teacher's architecture)", tab->fn,
+                              k_student_spec[i].key);
+    *seed = so.seed;
+    if (network) return FMD_OK;
+    cfg->width = (int)so.width;
+    cfg->depth = (int)so.depth;
+    cfg->temb_dim = (int)so.temb_dim;
+    cfg->time_scale = (float)so.time_scale;
+    cfg->delta_scale = (float)so.delta_scale;
     return FMD_OK;
 }
 
@@ -146,8 +145,6 @@ fmd_status fmd_student_create(fmd_teacher *teacher, fmd_backend *backend, const 
         cfg.arch = NN_ARCH_MLP;
         cfg.dim = (int)teacher_dim(teacher);
         cfg.num_classes = teacher_num_classes(teacher);
-        cfg.width = 256;
-        cfg.depth = 4;
     }
     cfg.student = 1;
     fmd_status st = read_create_opts(opts, tnet != NULL, &cfg, &seed);

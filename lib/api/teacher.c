@@ -17,6 +17,7 @@
 #include <omp.h>
 #endif
 #include "api/teacher_impl.h"
+#include <zlib.h>
 #include "util/fpmode.h"
 #include "util/util.h"
 
@@ -312,6 +313,46 @@ int teacher_num_classes(const fmd_teacher *T) { return T ? T->num_classes : 0; }
 const nn_model *teacher_network(const fmd_teacher *T) { return T ? T->net : NULL; }
 const fmd_guidance *teacher_guidance(const fmd_teacher *T) { return T ? &T->guid : NULL; }
 const gmm *teacher_mixture(const fmd_teacher *T) { return T ? T->g : NULL; }
+
+fmd_status teacher_identity(fmd_teacher *T, char *buf, size_t len)
+{
+    uLong crc = crc32(0L, Z_NULL, 0);
+    if (T->kind == TK_MIXTURE) {
+        const gmm *g = T->g;
+        crc = crc32(crc, (const Bytef *)g->w, (uInt)((size_t)g->k * sizeof(double)));
+        crc = crc32(crc, (const Bytef *)g->s, (uInt)((size_t)g->k * sizeof(double)));
+        crc = crc32(crc, (const Bytef *)g->mu, (uInt)((size_t)g->k * g->d * sizeof(double)));
+        if (g->num_classes) crc = crc32(crc, (const Bytef *)g->cls, (uInt)((size_t)g->k * sizeof(int32_t)));
+        snprintf(buf, len, "mixture dim %lld, %d components, %d classes, crc %08lx",
+                 (long long)T->dim, g->k, T->num_classes, (unsigned long)crc);
+        return FMD_OK;
+    }
+    if (T->kind == TK_CALLBACK) {
+        snprintf(buf, len, "callback dim %lld, %d classes", (long long)T->dim, T->num_classes);
+        return FMD_OK;
+    }
+    /* network: the weights, downloaded in pieces */
+    fmd_backend *be = T->nbe;
+    const int64_t n = nn_model_num_params(T->net), piece = 1 << 20;
+    float *h = fmd_malloc((size_t)(n < piece ? n : piece) * sizeof(float));
+    if (!h) return fmd_seterr(FMD_ERR_OOM, "teacher: out of memory for its identity");
+    for (int64_t i = 0; i < n; i += piece) {
+        const int64_t m = n - i < piece ? n - i : piece;
+        be->ops->download(be, h, nn_model_params(T->net) + i, (size_t)m * sizeof(float));
+        fmd_status st = be->ops->sync(be);
+        if (st) {
+            fmd_free(h);
+            return fmd_seterr(st, "teacher: %s", be->errmsg);
+        }
+        crc = crc32(crc, (const Bytef *)h, (uInt)((size_t)m * sizeof(float)));
+    }
+    fmd_free(h);
+    const nn_config *c = nn_model_config(T->net);
+    snprintf(buf, len, "network %s dim %lld, %d classes, %lld params%s, crc %08lx",
+             c->arch == NN_ARCH_MLP ? "mlp" : "dit", (long long)T->dim, T->num_classes,
+             (long long)n, T->sit ? ", SiT time" : "", (unsigned long)crc);
+    return FMD_OK;
+}
 
 /* ---------------------------------------------------------------- creation */
 

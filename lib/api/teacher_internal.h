@@ -10,14 +10,8 @@
 #include "nn/model.h"
 #include "algo/gmm.h"
 #include "algo/ode.h"
+#include "algo/guidance.h"
 
-/* Classifier-free guidance with an interval (MATH.md section 1):
- * v_w = v(.|null) + scale*(v(.|c) - v(.|null)) when t in [t_lo, t_hi], else
- * v(.|c).  scale == 1 (or a teacher without classes) means no guidance. */
-typedef struct fmd_guidance {
-    float scale;
-    float t_lo, t_hi;
-} fmd_guidance;
 
 /* v(B,D) = guided teacher velocity at x(B,D), times t(B), labels(B) (int32,
  * null class = num_classes; NULL when the teacher has no classes).  All
@@ -43,6 +37,18 @@ const gmm *teacher_mixture(const fmd_teacher *T);
  * x(b, D) in place (lib/algo/ode.h).  labels (b) or NULL (null class). */
 fmd_status teacher_solve_f64(fmd_teacher *T, double *x, const int32_t *labels, int64_t b,
                              const ode_config *cfg, ode_stats *stats);
+/* Solve the teacher's ODE with cfg on the float host state x (batch, D) in
+ * place (as fmd_teacher_solve, which parses its options into cfg); fn names
+ * the public call in messages.  nfe_out may be NULL. */
+fmd_status teacher_solve_cfg(const char *fn, fmd_teacher *T, float *x, const int32_t *labels,
+                             int64_t batch, const ode_config *cfg, int64_t *nfe_out);
+/* A text that identifies the teacher's field, e.g. "mixture dim 2, 8
+ * components, 0 classes, crc 1a2b3c4d" or "network mlp dim 784, 10 classes,
+ * 1.6M params, crc ...": its kind, shape and a CRC-32 of its parameters (the
+ * mixture's numbers or the network's weights).  A callback teacher has only
+ * its kind and shape.  Distiller checkpoints store it; resume compares it.
+ * Errors: FMD_ERR_OOM, backend errors. */
+fmd_status teacher_identity(fmd_teacher *T, char *buf, size_t len);
 /* Wrap a teacher-form network living on be into a new network teacher that
  * owns net (destroyed also on failure); sit = 1 converts the original SiT
  * time convention (t -> 1 - t, v -> -v).  be is borrowed. */

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include "api/option_tables.h"
 #include "api/teacher_impl.h"
 #include "io/fmdfile.h"
 #include "io/model_io.h"
@@ -72,23 +73,31 @@ out:
     return st;
 }
 
+/* fmd_teacher_load's options. */
+typedef struct load_opts {
+    int time_convention;   /* 0 libfmd, 1 sit */
+} load_opts;
+
+#define OPT_CFG load_opts
+static const opt_spec k_load_spec[] = {
+    OPT_CHOICE("time_convention", time_convention, "libfmd|sit", 0, 0, NULL,
+               "override the file's time convention: libfmd (t = 1 noise) or sit (t = 0 noise, v of the other sign)"),
+};
+#undef OPT_CFG
+const opt_table opt_table_teacher_load = OPT_TABLE("teacher_load", "fmd_teacher_load", k_load_spec, NULL);
+
 fmd_status fmd_teacher_load(fmd_backend *backend, const char *path, const fmd_options *opts,
                             fmd_teacher **out)
 {
     static const char *fn = "fmd_teacher_load";
     FMD_CHECK_ARG(path, "%s: path is NULL", fn);
     FMD_CHECK_ARG(out, "%s: out is NULL", fn);
-    int sit_override = -1;
-    for (int i = 0; i < fmd_options_count(opts); i++) {
-        const char *k = fmd_options_key(opts, i);
-        if (strcmp(k, "time_convention") != 0)
-            return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: unknown option '%s' (known: "
-                              "time_convention)", fn, k);
-        const char *s;
-        fmd_status st = fmd_options_get_str(opts, k, &s);
-        if (st) return st;
-        if ((st = parse_convention(fn, s, &sit_override))) return st;
-    }
+    load_opts lo;
+    unsigned char given[1] = {0};
+    opt_defaults(&opt_table_teacher_load, &lo);
+    fmd_status st0 = opt_apply(&opt_table_teacher_load, opts, &lo, given);
+    if (st0) return st0;
+    const int sit_override = given[0] ? lo.time_convention : -1;
     fmdf_reader *r;
     fmd_status st = fmdf_open(path, &r);
     if (st) return st;
@@ -120,6 +129,37 @@ fmd_status fmd_teacher_load(fmd_backend *backend, const char *path, const fmd_op
     *out = T;
     return FMD_OK;
 }
+
+/* fmd_teacher_load_safetensors's options (defaults depend on arch: the
+ * table says which). */
+typedef struct st_opts {
+    int dim, width, depth, temb_dim, num_classes, input_size, patch_size, in_channels,
+        hidden_size, num_heads, learn_sigma, skip_unused;
+    float time_scale, mlp_ratio;
+    int time_convention;
+} st_opts;
+
+#define OPT_CFG st_opts
+static const opt_spec k_st_spec[] = {
+    OPT_INT_CTX("dim", dim, 1, 1 << 24, "from the file", 0, NULL, "mlp: numbers per sample"),
+    OPT_INT_CTX("width", width, 1, 65536, "from the file", 0, NULL, "mlp: hidden width"),
+    OPT_INT_CTX("depth", depth, 1, 4096, "from the file", 0, NULL, "mlp hidden layers or dit blocks (not for presets)"),
+    OPT_INT("temb_dim", temb_dim, 2, 65536, 256, OPT_EVEN, NULL, "sinusoidal time-embedding size"),
+    OPT_INT_CTX("num_classes", num_classes, 0, 1 << 24, "1000 for presets, else 0", 0, NULL, "classes of the label embedding (0: unconditional)"),
+    OPT_INT("input_size", input_size, 1, 4096, 32, 0, NULL, "dit: image (latent) side"),
+    OPT_INT_CTX("patch_size", patch_size, 1, 64, "2", 0, NULL, "dit: patch side (not for presets)"),
+    OPT_INT("in_channels", in_channels, 1, 4096, 4, 0, NULL, "dit: image channels"),
+    OPT_INT_CTX("hidden_size", hidden_size, 1, 65536, "from the file", 0, NULL, "dit: transformer width (not for presets)"),
+    OPT_INT_CTX("num_heads", num_heads, 1, 1024, "from the file", 0, NULL, "dit: attention heads (not for presets)"),
+    OPT_NUM("mlp_ratio", mlp_ratio, 0, 64, 4, OPT_LO_OPEN, NULL, "dit: MLP width / hidden size"),
+    OPT_INT_CTX("learn_sigma", learn_sigma, 0, 1, "1 for presets, else 0", 0, NULL, "dit: the output also holds a variance (ignored)"),
+    OPT_NUM_CTX("time_scale", time_scale, 0, 1e6, "1000 for DiT- presets, 30 for mlp, else 1", OPT_LO_OPEN, NULL, "t is multiplied by this before the sinusoid"),
+    OPT_CHOICE("time_convention", time_convention, "libfmd|sit", 0, 0, NULL, "sit for SiT- presets, else libfmd: sit is t = 0 noise, converted on the fly"),
+    OPT_INT("skip_unused", skip_unused, 0, 1, 0, 0, NULL, "1: ignore tensors the architecture does not use (logged)"),
+};
+#undef OPT_CFG
+enum { NST = (int)(sizeof k_st_spec / sizeof k_st_spec[0]) };
+const opt_table opt_table_safetensors = OPT_TABLE("safetensors", "fmd_teacher_load_safetensors", k_st_spec, NULL);
 
 fmd_status fmd_teacher_load_safetensors(fmd_backend *backend, const char *path, const char *arch,
                                         const fmd_options *opts, fmd_teacher **out)
@@ -156,56 +196,36 @@ fmd_status fmd_teacher_load_safetensors(fmd_backend *backend, const char *path, 
         cfg.time_scale = strncmp(arch, "DiT-", 4) == 0 ? 1000.0f : 1.0f;
         sit = strncmp(arch, "SiT-", 4) == 0;
     }
-    int skip_unused = 0;
-    static const char *const mlp_keys[] = {"dim", "width", "depth", "temb_dim", "time_scale",
-                                           "num_classes", "time_convention", "skip_unused"};
-    static const char *const dit_keys[] = {"input_size", "patch_size", "in_channels", "hidden_size",
-                                           "depth", "num_heads", "mlp_ratio", "num_classes",
-                                           "learn_sigma", "time_scale", "temb_dim",
-                                           "time_convention", "skip_unused"};
-    for (int i = 0; i < fmd_options_count(opts); i++) {
-        const char *k = fmd_options_key(opts, i);
-        const char *const *keys = is_mlp ? mlp_keys : dit_keys;
-        int nk = is_mlp ? 8 : 13, known = 0;
-        for (int j = 0; j < nk; j++) known |= strcmp(k, keys[j]) == 0;
-        if (!known || (preset && (!strcmp(k, "patch_size") || !strcmp(k, "hidden_size") ||
-                                  !strcmp(k, "depth") || !strcmp(k, "num_heads"))))
+    st_opts so;
+    unsigned char given[NST] = {0};
+    opt_defaults(&opt_table_safetensors, &so);
+    fmd_status st0 = opt_apply(&opt_table_safetensors, opts, &so, given);
+    if (st0) return st0;
+    /* every key acts on some architecture: refuse it where it does not */
+    static const char *const not_mlp[] = {"input_size", "patch_size", "in_channels", "hidden_size",
+                                          "num_heads", "mlp_ratio", "learn_sigma"};
+    static const char *const not_dit[] = {"dim", "width"};
+    static const char *const not_preset[] = {"dim", "width", "patch_size", "hidden_size", "depth",
+                                             "num_heads"};
+    const char *const *no = is_mlp ? not_mlp : preset ? not_preset : not_dit;
+    const int nno = is_mlp ? 7 : preset ? 6 : 2;
+    for (int j = 0; j < nno; j++)
+        if (given[opt_find(&opt_table_safetensors, no[j])])
             return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option '%s' does not apply to arch '%s'", fn,
-                              k, arch);
-        fmd_status st;
-        if (strcmp(k, "time_convention") == 0) {
-            const char *s;
-            if ((st = fmd_options_get_str(opts, k, &s))) return st;
-            if ((st = parse_convention(fn, s, &sit))) return st;
-            continue;
-        }
-        if (strcmp(k, "time_scale") == 0 || strcmp(k, "mlp_ratio") == 0) {
-            double f;
-            if ((st = fmd_options_get_f64(opts, k, &f))) return st;
-            FMD_CHECK_ARG(isfinite(f) && f > 0 && f < 1e6, "%s: option %s = %g out of range", fn, k, f);
-            if (k[0] == 't') cfg.time_scale = (float)f;
-            else cfg.mlp_ratio = (float)f;
-            continue;
-        }
-        int64_t v;
-        if ((st = fmd_options_get_i64(opts, k, &v)))
-            return fmd_seterr(st, "%s: option %s must be an integer", fn, k);
-        FMD_CHECK_ARG(v >= 0 && v <= (1 << 24), "%s: option %s = %lld out of range", fn, k,
-                      (long long)v);
-        int iv = (int)v;
-        if (!strcmp(k, "dim")) cfg.dim = iv;
-        else if (!strcmp(k, "width")) cfg.width = iv;
-        else if (!strcmp(k, "depth")) { if (is_mlp) cfg.depth = iv; else cfg.dit_depth = iv; }
-        else if (!strcmp(k, "temb_dim")) cfg.temb_dim = iv;
-        else if (!strcmp(k, "num_classes")) cfg.num_classes = iv;
-        else if (!strcmp(k, "input_size")) cfg.input_size = iv;
-        else if (!strcmp(k, "patch_size")) cfg.patch_size = iv;
-        else if (!strcmp(k, "in_channels")) cfg.in_channels = iv;
-        else if (!strcmp(k, "hidden_size")) cfg.hidden_size = iv;
-        else if (!strcmp(k, "num_heads")) cfg.num_heads = iv;
-        else if (!strcmp(k, "learn_sigma")) cfg.learn_sigma = iv != 0;
-        else skip_unused = iv != 0;
+                              no[j], arch);
+#define TAKE(key, field) if (given[opt_find(&opt_table_safetensors, key)]) cfg.field = so.field
+    TAKE("dim", dim); TAKE("width", width); TAKE("temb_dim", temb_dim);
+    TAKE("num_classes", num_classes); TAKE("input_size", input_size);
+    TAKE("patch_size", patch_size); TAKE("in_channels", in_channels);
+    TAKE("hidden_size", hidden_size); TAKE("num_heads", num_heads);
+    TAKE("learn_sigma", learn_sigma); TAKE("time_scale", time_scale); TAKE("mlp_ratio", mlp_ratio);
+#undef TAKE
+    if (given[opt_find(&opt_table_safetensors, "depth")]) {
+        if (is_mlp) cfg.depth = so.depth;
+        else cfg.dit_depth = so.depth;
     }
+    if (given[opt_find(&opt_table_safetensors, "time_convention")]) sit = so.time_convention;
+    const int skip_unused = so.skip_unused;
     nn_model *net = NULL;
     fmd_status st = nn_model_create(backend, &cfg, 0, &net);
     if (st) return fmd_err_prefix(st, fn);

@@ -53,19 +53,10 @@ fmd_status fmd_prior_noise(float *z, int64_t n, int64_t dim, uint64_t seed, uint
     return FMD_OK;
 }
 
-static fmd_status solve_common(const char *fn, fmd_teacher *T, float *x, const int32_t *labels,
-                               int64_t batch, const fmd_options *opts, int64_t *nfe_out)
+fmd_status teacher_solve_cfg(const char *fn, fmd_teacher *T, float *x, const int32_t *labels,
+                             int64_t batch, const ode_config *cfg, int64_t *nfe_out)
 {
-    for (int i = 0; i < fmd_options_count(opts); i++) {
-        const char *k = fmd_options_key(opts, i);
-        if (!ode_option_key(k))
-            return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: unknown option '%s' (known: solver, steps, "
-                              "shift, rtol, atol, t_start, t_end, h0, max_steps)", fn, k);
-    }
-    ode_config cfg;
-    ode_config_default(&cfg);
-    fmd_status st = ode_config_from_options(&cfg, opts, fn);
-    if (st) return st;
+    fmd_status st;
     for (int64_t i = 0; labels && T->num_classes && i < batch; i++)
         FMD_CHECK_ARG(labels[i] >= 0 && labels[i] <= T->num_classes, "%s: labels[%lld] = %d outside "
                       "[0, %d]", fn, (long long)i, (int)labels[i], T->num_classes);
@@ -74,13 +65,23 @@ static fmd_status solve_common(const char *fn, fmd_teacher *T, float *x, const i
     if (!xd) return fmd_seterr(FMD_ERR_OOM, "%s: out of memory for %lld states", fn, (long long)n);
     for (int64_t i = 0; i < n; i++) xd[i] = x[i];
     ode_stats stats;
-    st = teacher_solve_f64(T, xd, T->num_classes ? labels : NULL, batch, &cfg, &stats);
+    st = teacher_solve_f64(T, xd, T->num_classes ? labels : NULL, batch, cfg, &stats);
     if (!st) {
         for (int64_t i = 0; i < n; i++) x[i] = (float)xd[i];
         if (nfe_out) *nfe_out = stats.nfe;
     }
     fmd_free(xd);
     return st;
+}
+
+static fmd_status solve_common(const char *fn, fmd_teacher *T, float *x, const int32_t *labels,
+                               int64_t batch, const fmd_options *opts, int64_t *nfe_out)
+{
+    ode_config cfg;
+    ode_config_default(&cfg);
+    fmd_status st = ode_config_from_options(&cfg, opts, fn);
+    if (st) return st;
+    return teacher_solve_cfg(fn, T, x, labels, batch, &cfg, nfe_out);
 }
 
 fmd_status fmd_teacher_solve(fmd_teacher *T, float *x, const int32_t *labels, int64_t batch,
@@ -104,3 +105,4 @@ fmd_status fmd_teacher_sample(fmd_teacher *T, float *x_out, const int32_t *label
     fmd_prior_noise(x_out, batch, T->dim, seed, first_index);
     return solve_common(fn, T, x_out, labels, batch, opts, nfe_out);
 }
+

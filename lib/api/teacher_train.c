@@ -10,6 +10,7 @@
 #include "io/idx.h"
 #include "io/model_io.h"
 #include "util/fpmode.h"
+#include "util/optable.h"
 #include "util/util.h"
 
 struct fmd_dataset {
@@ -167,72 +168,61 @@ fmd_status fmd_dataset_get(const fmd_dataset *d, int64_t i, float *x, int32_t *l
 
 /* ---------------------------------------------------------------- training */
 
-typedef struct {
-    const char *key;
-    int type; /* 0 f64, 1 i64, 2 str */
-    double lo, hi;
-} train_opt;
+/* Everything fmd_teacher_train takes (the option table below fills it). */
+typedef struct train_config {
+    const char *arch;
+    int64_t width, depth, temb_dim, patch_size, hidden_size, num_heads, input_size, in_channels;
+    double time_scale, mlp_ratio;
+    int64_t steps, batch, lr_warmup, progress_every, checkpoint_every;
+    uint64_t seed;
+    double lr, lr_min, weight_decay, beta1, beta2, adam_eps, grad_clip, ema, class_dropout;
+    double t_mean, t_std;
+    int lr_decay, t_dist, conditional;
+    const char *checkpoint;
+} train_config;
 
-static const train_opt TRAIN_OPTS[] = {
-    {"arch", 2, 0, 0},          {"width", 1, 1, 65536},      {"depth", 1, 1, 256},
-    {"temb_dim", 1, 2, 65536},  {"time_scale", 0, 1e-6, 1e6}, {"patch_size", 1, 1, 64},
-    {"hidden_size", 1, 1, 65536}, {"num_heads", 1, 1, 1024}, {"mlp_ratio", 0, 0.1, 64},
-    {"input_size", 1, 1, 4096}, {"in_channels", 1, 1, 4096}, {"steps", 1, 1, 1e12},
-    {"batch", 1, 1, 1 << 24},   {"lr", 0, 0, 10},            {"warmup", 1, 0, 1e12},
-    {"lr_decay", 2, 0, 0},      {"min_lr", 0, 0, 10},        {"weight_decay", 0, 0, 10},
-    {"beta1", 0, 0, 0.999999},  {"beta2", 0, 0, 0.9999999},  {"eps", 0, 1e-30, 1},
-    {"grad_clip", 0, 0, 1e12},  {"ema", 0, 0, 0.9999999},    {"class_dropout", 0, 0, 1},
-    {"conditional", 1, 0, 1},   {"t_dist", 2, 0, 0},         {"t_mean", 0, -10, 10},
-    {"t_std", 0, 1e-3, 10},     {"seed", 1, 0, 9.2e18},      {"progress_every", 1, 1, 1e12},
-    {"checkpoint", 2, 0, 0},    {"checkpoint_every", 1, 1, 1e12},
+#define OPT_CFG train_config
+static const opt_spec k_train_spec[] = {
+    OPT_STRING("arch", arch, 0, NULL, "mlp, dit, or a SiT/DiT preset (SiT-S/2, ...; image data only); default mlp"),
+    OPT_INT("width", width, 1, 65536, 256, 0, "arch=mlp", "MLP hidden width"),
+    OPT_INT_CTX("depth", depth, 1, 256, "4 (mlp), 6 (dit)", 0, "arch=mlp|dit", "hidden layers (mlp) or transformer blocks (dit)"),
+    OPT_INT("temb_dim", temb_dim, 2, 65536, 256, OPT_EVEN, NULL, "sinusoidal time-embedding size"),
+    OPT_NUM_CTX("time_scale", time_scale, 1e-6, 1e6, "30 (mlp), 1 (dit)", 0, NULL, "t is multiplied by this before the sinusoid"),
+    OPT_INT("patch_size", patch_size, 1, 64, 2, 0, "arch=dit", "dit: patch side in pixels"),
+    OPT_INT("hidden_size", hidden_size, 1, 65536, 256, 0, "arch=dit", "dit: transformer width"),
+    OPT_INT("num_heads", num_heads, 1, 1024, 4, 0, "arch=dit", "dit: attention heads"),
+    OPT_NUM("mlp_ratio", mlp_ratio, 0.1, 64, 4, 0, "arch!=mlp", "dit: MLP width / hidden size"),
+    OPT_INT_CTX("input_size", input_size, 1, 4096, "the data's image side", 0, "arch!=mlp", "dit: image side"),
+    OPT_INT_CTX("in_channels", in_channels, 1, 4096, "the data's channels", 0, "arch!=mlp", "dit: image channels"),
+    OPT_INT("steps", steps, 1, 1e12, 5000, 0, NULL, "training steps (the schedule's length)"),
+    OPT_INT("batch", batch, 1, 1 << 24, 256, 0, NULL, "rows per step"),
+    OPT_NUM("lr", lr, 0, 10, 1e-3, OPT_LO_OPEN, NULL, "AdamW peak learning rate"),
+    OPT_INT("lr_warmup", lr_warmup, 0, 1e12, 100, 0, NULL, "linear learning-rate warm-up steps"),
+    OPT_CHOICE("lr_decay", lr_decay, "cosine|linear|none", 0, 0, NULL, "decay after the warm-up, to lr_min x lr at the last step"),
+    OPT_NUM("lr_min", lr_min, 0, 1, 0.1, 0, "lr_decay!=none", "final learning rate as a fraction of lr"),
+    OPT_NUM("weight_decay", weight_decay, 0, 10, 0, 0, NULL, "AdamW decoupled weight decay"),
+    OPT_NUM("beta1", beta1, 0, 0.999999, 0.9, 0, NULL, "AdamW beta1"),
+    OPT_NUM("beta2", beta2, 0, 0.9999999, 0.999, 0, NULL, "AdamW beta2"),
+    OPT_NUM("adam_eps", adam_eps, 1e-30, 1, 1e-8, 0, NULL, "AdamW epsilon"),
+    OPT_NUM("grad_clip", grad_clip, 0, 1e12, 1, 0, NULL, "global gradient-norm clip (0: off)"),
+    OPT_NUM("ema", ema, 0, 0.9999999, 0.999, 0, NULL, "EMA decay of the weights (the teacher returned)"),
+    OPT_NUM("class_dropout", class_dropout, 0, 1, 0.1, 0, NULL, "share of labeled rows trained as the null class (for guidance)"),
+    OPT_INT("conditional", conditional, 0, 1, 1, 0, NULL, "0: train an unconditional teacher on labeled data"),
+    OPT_CHOICE("t_dist", t_dist, "uniform|logit_normal", 0, 0, NULL, "distribution of the training times t"),
+    OPT_NUM("t_mean", t_mean, -10, 10, 0, 0, "t_dist=logit_normal", "logit-normal t: mean"),
+    OPT_NUM("t_std", t_std, 1e-3, 10, 1, 0, "t_dist=logit_normal", "logit-normal t: standard deviation"),
+    OPT_INT("seed", seed, 0, 9.2e18, 0, 0, NULL, "seed of the initialisation and every draw"),
+    OPT_INT("progress_every", progress_every, 1, 1e12, 100, OPT_NO_SAVE, NULL, "steps between progress reports"),
+    OPT_STRING("checkpoint", checkpoint, OPT_NO_SAVE, NULL, "a .fmd path: the EMA teacher is saved there atomically every checkpoint_every steps and at the end"),
+    OPT_INT("checkpoint_every", checkpoint_every, 1, 1e12, 1000, OPT_NO_SAVE, "checkpoint!=", "steps between checkpoints"),
 };
-
-static fmd_status check_opts(const char *fn, const fmd_options *o)
-{
-    for (int i = 0; i < fmd_options_count(o); i++) {
-        const char *k = fmd_options_key(o, i);
-        const train_opt *t = NULL;
-        for (size_t j = 0; j < sizeof TRAIN_OPTS / sizeof TRAIN_OPTS[0]; j++)
-            if (strcmp(TRAIN_OPTS[j].key, k) == 0) t = &TRAIN_OPTS[j];
-        if (!t) return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: unknown option '%s'", fn, k);
-        const char *s;
-        double f;
-        int64_t v;
-        if (t->type == 2) {
-            if (fmd_options_get_str(o, k, &s))
-                return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option %s must be a string", fn, k);
-        } else if (t->type == 1) {
-            if (fmd_options_get_i64(o, k, &v))
-                return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option %s must be an integer", fn, k);
-            if ((double)v < t->lo || (double)v > t->hi)
-                return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option %s = %lld outside [%g, %g]", fn, k,
-                                  (long long)v, t->lo, t->hi);
-        } else {
-            if (fmd_options_get_f64(o, k, &f))
-                return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option %s must be a number", fn, k);
-            if (f < t->lo || f > t->hi)
-                return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option %s = %g outside [%g, %g]", fn, k,
-                                  f, t->lo, t->hi);
-        }
-    }
-    return FMD_OK;
-}
-
-static int64_t opt_i(const fmd_options *o, const char *k, int64_t def)
-{
-    int64_t v;
-    return o && fmd_options_get_i64(o, k, &v) == FMD_OK ? v : def;
-}
-static double opt_f(const fmd_options *o, const char *k, double def)
-{
-    double v;
-    return o && fmd_options_get_f64(o, k, &v) == FMD_OK ? v : def;
-}
-static const char *opt_s(const fmd_options *o, const char *k, const char *def)
-{
-    const char *v;
-    return o && fmd_options_get_str(o, k, &v) == FMD_OK ? v : def;
-}
+#undef OPT_CFG
+static const opt_gone k_train_gone[] = {
+    {"warmup", "renamed 'lr_warmup'"},
+    {"min_lr", "renamed 'lr_min', now a fraction of lr (0.1 = the old default)"},
+    {"eps", "renamed 'adam_eps'"},
+    {NULL, NULL}};
+const opt_table opt_table_train = OPT_TABLE("train", "fmd_teacher_train", k_train_spec, k_train_gone);
 
 static fmd_status save_checkpoint(const char *path, fmd_backend *be, nn_model *net, float *ema,
                                   int64_t step, int64_t steps)
@@ -265,72 +255,74 @@ fmd_status fmd_teacher_train(fmd_backend *be, const fmd_dataset *data, const fmd
     FMD_CHECK_ARG(be, "%s: backend is NULL", fn);
     FMD_CHECK_ARG(data, "%s: data is NULL", fn);
     FMD_CHECK_ARG(out, "%s: out is NULL", fn);
-    fmd_status st = check_opts(fn, opts);
+    const opt_table *tab = &opt_table_train;
+    train_config o;
+    unsigned char given[sizeof k_train_spec / sizeof k_train_spec[0]] = {0};
+    opt_defaults(tab, &o);
+    o.arch = "mlp";
+    fmd_status st = opt_apply(tab, opts, &o, given);
+    if (!st) st = opt_check_applies(tab, &o, given);
     if (st) return st;
+    const int is_mlp = strcmp(o.arch, "mlp") == 0;
+    if (!given[opt_find(tab, "depth")]) o.depth = is_mlp ? 4 : 6;
+    if (!given[opt_find(tab, "time_scale")]) o.time_scale = is_mlp ? 30 : 1;
+    if (!given[opt_find(tab, "input_size")]) o.input_size = data->h;
+    if (!given[opt_find(tab, "in_channels")]) o.in_channels = data->c;
     fm_config fc;
-    fm_config_default(&fc);
-    fc.steps = opt_i(opts, "steps", 5000);
-    fc.batch = opt_i(opts, "batch", 256);
-    fc.lr = (float)opt_f(opts, "lr", 1e-3);
-    fc.warmup = opt_i(opts, "warmup", 100);
-    fc.min_lr = (float)opt_f(opts, "min_lr", 0.1 * fc.lr);
-    const char *decay = opt_s(opts, "lr_decay", "cosine");
-    if (strcmp(decay, "cosine") && strcmp(decay, "const"))
-        return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option lr_decay '%.32s' (expected cosine or "
-                          "const)", fn, decay);
-    fc.cosine = strcmp(decay, "cosine") == 0;
-    fc.weight_decay = (float)opt_f(opts, "weight_decay", 0);
-    fc.beta1 = (float)opt_f(opts, "beta1", 0.9);
-    fc.beta2 = (float)opt_f(opts, "beta2", 0.999);
-    fc.eps = (float)opt_f(opts, "eps", 1e-8);
-    fc.grad_clip = (float)opt_f(opts, "grad_clip", 1.0);
-    fc.ema = (float)opt_f(opts, "ema", 0.999);
-    fc.class_dropout = (float)opt_f(opts, "class_dropout", 0.1);
-    fc.conditional = (int)opt_i(opts, "conditional", 1);
-    const char *td = opt_s(opts, "t_dist", "uniform");
-    if (strcmp(td, "uniform") && strcmp(td, "logit_normal"))
-        return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: option t_dist '%.32s' (expected uniform or "
-                          "logit_normal)", fn, td);
-    fc.t_logit_normal = strcmp(td, "logit_normal") == 0;
-    fc.t_mean = (float)opt_f(opts, "t_mean", 0);
-    fc.t_std = (float)opt_f(opts, "t_std", 1);
-    fc.seed = (uint64_t)opt_i(opts, "seed", 0);
-    const int64_t every = opt_i(opts, "progress_every", 100);
-    const char *ckpt = opt_s(opts, "checkpoint", "");
-    const int64_t ckpt_every = opt_i(opts, "checkpoint_every", 1000);
+    memset(&fc, 0, sizeof fc);
+    fc.batch = o.batch;
+    /* the optimiser's numbers pass through float, as the trainer always kept
+     * them (a run is reproducible bit for bit across versions) */
+    fc.opt.steps = o.steps;
+    fc.opt.lr = (float)o.lr;
+    fc.opt.lr_end = (float)(o.lr_min * (double)(float)o.lr);
+    fc.opt.decay = o.lr_decay == 0 ? OPTIM_COSINE : o.lr_decay == 1 ? OPTIM_LINEAR : OPTIM_CONST;
+    fc.opt.warmup = o.lr_warmup;
+    fc.opt.weight_decay = (float)o.weight_decay;
+    fc.opt.beta1 = (float)o.beta1;
+    fc.opt.beta2 = (float)o.beta2;
+    fc.opt.eps = (float)o.adam_eps;
+    fc.opt.grad_clip = (float)o.grad_clip;
+    fc.opt.ema = (float)o.ema;
+    fc.class_dropout = (float)o.class_dropout;
+    fc.conditional = o.conditional;
+    fc.t_logit_normal = o.t_dist == 1;
+    fc.t_mean = (float)o.t_mean;
+    fc.t_std = (float)o.t_std;
+    fc.seed = o.seed;
+    const int64_t every = o.progress_every;
+    const char *ckpt = o.checkpoint ? o.checkpoint : "";
+    const int64_t ckpt_every = o.checkpoint_every;
 
     /* the network */
     nn_config cfg;
     memset(&cfg, 0, sizeof cfg);
-    const char *arch = opt_s(opts, "arch", "mlp");
     const int conditional = fc.conditional && data->labels && data->num_classes > 0;
     cfg.num_classes = conditional ? data->num_classes : 0;
-    if (strcmp(arch, "mlp") == 0) {
+    cfg.temb_dim = (int)o.temb_dim;
+    cfg.time_scale = (float)o.time_scale;
+    if (is_mlp) {
         cfg.arch = NN_ARCH_MLP;
         cfg.dim = (int)data->dim;
-        cfg.width = (int)opt_i(opts, "width", 256);
-        cfg.depth = (int)opt_i(opts, "depth", 4);
-        cfg.temb_dim = (int)opt_i(opts, "temb_dim", 256);
-        cfg.time_scale = (float)opt_f(opts, "time_scale", 30);
+        cfg.width = (int)o.width;
+        cfg.depth = (int)o.depth;
     } else {
-        if (strcmp(arch, "dit") == 0) {
+        if (strcmp(o.arch, "dit") == 0) {
             cfg.arch = NN_ARCH_DIT;
-            cfg.patch_size = (int)opt_i(opts, "patch_size", 2);
-            cfg.hidden_size = (int)opt_i(opts, "hidden_size", 256);
-            cfg.dit_depth = (int)opt_i(opts, "depth", 6);
-            cfg.num_heads = (int)opt_i(opts, "num_heads", 4);
-        } else if ((st = nn_config_preset(&cfg, arch))) {
+            cfg.patch_size = (int)o.patch_size;
+            cfg.hidden_size = (int)o.hidden_size;
+            cfg.dit_depth = (int)o.depth;
+            cfg.num_heads = (int)o.num_heads;
+        } else if ((st = nn_config_preset(&cfg, o.arch))) {
             return fmd_err_prefix(st, "fmd_teacher_train: option arch");
         }
-        cfg.mlp_ratio = (float)opt_f(opts, "mlp_ratio", 4);
-        cfg.temb_dim = (int)opt_i(opts, "temb_dim", 256);
-        cfg.time_scale = (float)opt_f(opts, "time_scale", 1);
-        cfg.in_channels = (int)opt_i(opts, "in_channels", data->c ? data->c : 0);
-        cfg.input_size = (int)opt_i(opts, "input_size", data->h ? data->h : 0);
+        cfg.mlp_ratio = (float)o.mlp_ratio;
+        cfg.in_channels = (int)o.in_channels;
+        cfg.input_size = (int)o.input_size;
         if (cfg.in_channels <= 0 || cfg.input_size <= 0 ||
             (int64_t)cfg.in_channels * cfg.input_size * cfg.input_size != data->dim || data->h != data->w)
             return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: arch '%s' needs square image data (set "
-                              "in_channels and input_size so that C*H*W = dim = %lld)", fn, arch,
+                              "in_channels and input_size so that C*H*W = dim = %lld)", fn, o.arch,
                               (long long)data->dim);
     }
     nn_model *net = NULL;
@@ -345,20 +337,20 @@ fmd_status fmd_teacher_train(fmd_backend *be, const fmd_dataset *data, const fmd
     fmd_train_stats s;
     memset(&s, 0, sizeof s);
     s.struct_size = sizeof s;
-    s.steps = fc.steps;
+    s.steps = fc.opt.steps;
     double t0 = fmd_now(), tlast = t0, lsum = 0;
     int64_t lcount = 0, slast = 0;
     fmd_fpmode_enter(be->threads); /* subnormals flushed while training (util/fpmode.h) */
-    while (fm_steps_done(tr) < fc.steps) {
+    while (fm_steps_done(tr) < fc.opt.steps) {
         double loss, gn, lr;
         if ((st = fm_step(tr, &loss, &gn, &lr))) break;
         lsum += loss;
         lcount++;
         int64_t k = fm_steps_done(tr);
-        if (ckpt[0] && (k % ckpt_every == 0 || k == fc.steps) &&
-            (st = save_checkpoint(ckpt, be, net, fm_ema(tr), k, fc.steps)))
+        if (ckpt[0] && (k % ckpt_every == 0 || k == fc.opt.steps) &&
+            (st = save_checkpoint(ckpt, be, net, fm_ema(tr), k, fc.opt.steps)))
             break;
-        if (progress && (k % every == 0 || k == fc.steps)) {
+        if (progress && (k % every == 0 || k == fc.opt.steps)) {
             double now = fmd_now();
             s.step = k;
             s.loss = loss;
@@ -366,7 +358,7 @@ fmd_status fmd_teacher_train(fmd_backend *be, const fmd_dataset *data, const fmd
             s.lr = lr;
             s.grad_norm = gn;
             s.steps_per_s = now > tlast ? (double)(k - slast) / (now - tlast) : 0;
-            s.eta_s = k > 0 ? (now - t0) / (double)k * (double)(fc.steps - k) : 0;
+            s.eta_s = k > 0 ? (now - t0) / (double)k * (double)(fc.opt.steps - k) : 0;
             tlast = now;
             slast = k;
             lsum = 0;

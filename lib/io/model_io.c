@@ -47,6 +47,27 @@ fmd_status model_io_write_config(fmdf_writer *w, const char *prefix, const nn_co
     return st;
 }
 
+int model_io_config_diff(const nn_config *a, const nn_config *b, char *what, size_t len)
+{
+#define CMP(f, fmt)                                                                     \
+    if (a->f != b->f) {                                                                 \
+        snprintf(what, len, #f " = " fmt " against " fmt, a->f, b->f);                  \
+        return 1;                                                                       \
+    }
+    if (a->arch != b->arch) {
+        snprintf(what, len, "arch = %s against %s", a->arch == NN_ARCH_MLP ? "mlp" : "dit",
+                 b->arch == NN_ARCH_MLP ? "mlp" : "dit");
+        return 1;
+    }
+    CMP(student, "%d") CMP(t_start, "%d") CMP(num_classes, "%d") CMP(dim, "%d")
+    CMP(width, "%d") CMP(depth, "%d") CMP(temb_dim, "%d") CMP(time_scale, "%g")
+    CMP(delta_scale, "%g") CMP(input_size, "%d") CMP(patch_size, "%d") CMP(in_channels, "%d")
+    CMP(hidden_size, "%d") CMP(dit_depth, "%d") CMP(num_heads, "%d") CMP(mlp_ratio, "%g")
+    CMP(learn_sigma, "%d")
+#undef CMP
+    return 0;
+}
+
 static fmd_status read_int(const fmdf_reader *r, const char *prefix, const char *name, int lo,
                            int hi, int *out)
 {

@@ -23,6 +23,9 @@
 
 /* Write cfg as metadata keys under prefix (prefix may be "" but not NULL). */
 fmd_status model_io_write_config(fmdf_writer *w, const char *prefix, const nn_config *cfg);
+/* 1 when a and b differ in any field, with the first such field and both
+ * values written into what ("width = 16 against 32"); 0 when equal. */
+int model_io_config_diff(const nn_config *a, const nn_config *b, char *what, size_t len);
 /* Read a config written by model_io_write_config.  Errors: FMD_ERR_FORMAT
  * naming the missing or malformed key. */
 fmd_status model_io_read_config(const fmdf_reader *r, const char *prefix, nn_config *cfg);

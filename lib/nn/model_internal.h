@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include "nn/model.h"
+#include "util/arena.h"
 
 /* Initialisers of a parameter view (DiT's init, drawn with Philox from the
  * model seed and a stream hashed from the view name). */
@@ -75,13 +76,11 @@ static inline nn_view_init nn_init_xavier(int64_t fan_in, int64_t fan_out)
     return i;
 }
 
-/* Arena bump allocation: returns base + *off (or NULL when base is NULL) and
- * advances *off by n rounded up to 16 floats. */
+/* Arena bump allocation (util/arena.h): returns base + *off (or NULL when
+ * base is NULL) and advances *off by n rounded up to 16 floats. */
 static inline float *nn_arena_take(float *base, int64_t *off, int64_t n)
 {
-    float *p = base ? base + *off : NULL;
-    *off += (n + 15) & ~(int64_t)15;
-    return p;
+    return fmd_arena_take(base, off, n);
 }
 
 fmd_status nn_mlp_build(nn_model *m);

@@ -176,3 +176,15 @@ const char *fmd_options_key(const fmd_options *o, int i)
 {
     return (o && i >= 0 && i < o->n) ? o->e[i].key : NULL;
 }
+
+fmd_status fmd_options_copy_into(fmd_options *dst, const fmd_options *src)
+{
+    for (int i = 0; src && i < src->n; i++) {
+        const opt_entry *e = &src->e[i];
+        fmd_status st = e->type == OPT_STR   ? fmd_options_set_str(dst, e->key, e->s)
+                        : e->type == OPT_I64 ? fmd_options_set_i64(dst, e->key, e->i)
+                                             : fmd_options_set_f64(dst, e->key, e->f);
+        if (st) return st;
+    }
+    return FMD_OK;
+}

@@ -28,6 +28,9 @@ void fmd_free(void *p);
 char *fmd_strdup(const char *s);
 void *fmd_xcalloc(size_t count, size_t size, const char *what);
 
+/* Copy every key of src (may be NULL) into dst, keeping its type. */
+fmd_status fmd_options_copy_into(fmd_options *dst, const fmd_options *src);
+
 /* Log a line at level (fmd_log_level) through the host's callback. */
 void fmd_log(int level, const char *fmt, ...) FMD_PRINTF(2, 3);
 

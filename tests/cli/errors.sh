@@ -22,7 +22,7 @@ expect_error() {   # expected-code args...
   fi
 }
 
-for c in info train-teacher distill sample eval demo; do
+for c in info train-teacher distill sample eval demo options; do
   if ! "$FMD" "$c" --help | grep -q "^usage: fmd $c"; then echo "FAIL: fmd $c --help"; fail=1; fi
 done
 expect_error 2
@@ -33,12 +33,17 @@ expect_error 2 sample --n abc
 expect_error 2 sample --teacher mixture:ring8 --n 4 --out "$dir/x.txt"
 expect_error 2 sample --teacher mixture:ring8 --n 4 --best-of 4 --out "$dir/x.npy"
 expect_error 2 eval --teacher mixture:ring8 --euler 1,x
-expect_error 1 distill --teacher mixture:nope --out "$dir/x.fmd"
-expect_error 1 distill --teacher mixture:ring8 --out "$dir/x.fmd" --set no_such_key=1
+# values the library refuses as invalid are usage errors (2), like bad flags
+expect_error 2 distill --teacher mixture:nope --out "$dir/x.fmd"
+expect_error 2 distill --teacher mixture:ring8 --out "$dir/x.fmd" --set no_such_key=1
+expect_error 2 distill --teacher mixture:ring8 --out "$dir/x.fmd" --set data_pool=100
+expect_error 2 distill --teacher mixture:ring8 --out "$dir/x.fmd" --lr -1
+expect_error 2 distill --teacher mixture:ring8 --out "$dir/x.fmd" --batch 0
+expect_error 2 sample --teacher mixture:ring8 --n 2 --delta 2 --out "$dir/x.npy"
+expect_error 2 sample --teacher mixture:ring8 --n 2 --steps 4 --out "$dir/x.npy"
+expect_error 2 options nope
 expect_error 1 distill --teacher mixture:ring8 --out "$dir/none.fmd" --resume
-expect_error 1 distill --teacher mixture:ring8 --out "$dir/x.fmd" --set data_pool=100
 expect_error 1 sample --student "$dir/missing.fmd" --n 2 --out "$dir/x.npy"
-expect_error 1 sample --teacher mixture:ring8 --n 2 --delta 2 --out "$dir/x.npy"
 expect_error 1 info "$dir/missing.fmd"
 head -c 300 /dev/urandom > "$dir/junk.fmd"
 expect_error 1 info "$dir/junk.fmd"

@@ -149,7 +149,7 @@ def test_end_to_end(work):
 def test_distill_teacher_pool(work):
     """The pool mix from the command line: data_based=1 with data_pool draws
     the teacher's own samples (no data file), and --resume regenerates the
-    pool (a different pool size is refused)."""
+    pool (a different pool size is refused, naming both values)."""
     s = work / "pool.fmd"
     pool = ["--set", "batch=64", "--set", "data_based=1", "--set", "data_pool=500",
             "--set", "data_pool_steps=8", "--set", "data_frac=0.25"]
@@ -162,8 +162,8 @@ def test_distill_teacher_pool(work):
     bad = [a.replace("data_pool=500", "data_pool=501") for a in pool]
     p = run("distill", "--teacher", "mixture:classes4-d32", "--cfg", 3, "--out", s, "--steps", 20,
             *bad, "--resume", ok=False)
-    one_line_error(p, 1)
-    assert "distiller.data_pool" in p.stderr
+    one_line_error(p, 2)
+    assert "'data_pool' = 501 here" in p.stderr and "trained with 500" in p.stderr
 
 
 def test_demo_small(work):
@@ -236,14 +236,14 @@ def test_errors(work):
     one_line_error(run("sample", "--n", "abc", ok=False), 2)
     one_line_error(run("sample", "--teacher", "mixture:ring8", "--n", 4, "--out", work / "x.txt",
                        ok=False), 2)
-    one_line_error(run("distill", "--teacher", "mixture:nope", "--out", work / "x.fmd", ok=False), 1)
+    one_line_error(run("distill", "--teacher", "mixture:nope", "--out", work / "x.fmd", ok=False), 2)
     one_line_error(run("sample", "--student", work / "missing.fmd", "--n", 2, "--out",
                        work / "x.npy", ok=False), 1)
     one_line_error(run("info", work / "missing.fmd", ok=False), 1)
     one_line_error(run("distill", "--teacher", "mixture:ring8", "--out", work / "none.fmd",
                        "--resume", ok=False), 1)
     one_line_error(run("distill", "--teacher", "mixture:ring8", "--out", work / "x.fmd",
-                       "--set", "no_such_key=1", ok=False), 1)
+                       "--set", "no_such_key=1", ok=False), 2)
     (work / "junk.fmd").write_bytes(os.urandom(300))
     one_line_error(run("info", work / "junk.fmd", ok=False), 1)
     one_line_error(run("sample", "--student", work / "junk.fmd", "--n", 2, "--out",

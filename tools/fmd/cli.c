@@ -25,10 +25,58 @@ int cli_err(int code, const char *fmt, ...)
     return code;
 }
 
+/* Exit codes (docs/cli.md): a value the library refuses as invalid
+ * (FMD_ERR_INVALID_ARG: a bad option or argument) is a usage error, 2; every
+ * other failure is 1. */
 int cli_lib_err(const char *what)
 {
-    return cli_err(CLI_FAIL, "%s: %s (%s)", what, fmd_last_error(),
-                   fmd_status_name(fmd_last_status()));
+    fmd_status st = fmd_last_status();
+    return cli_err(st == FMD_ERR_INVALID_ARG ? CLI_USAGE : CLI_FAIL, "%s: %s (%s)", what,
+                   fmd_last_error(), fmd_status_name(st));
+}
+
+/* The library's index of key in consumer's table, or -1. */
+static int option_index(const char *consumer, const char *key)
+{
+    char k[64];
+    for (int i = 0; i < fmd_option_count(consumer); i++)
+        if (fmd_option_describe(consumer, i, FMD_OPTION_KEY, k, sizeof k) == FMD_OK &&
+            strcmp(k, key) == 0)
+            return i;
+    return -1;
+}
+
+static void option_field(const char *consumer, int i, int what, char *buf, size_t len)
+{
+    if (fmd_option_describe(consumer, i, what, buf, len) != FMD_OK) snprintf(buf, len, "?");
+}
+
+int cli_print_options(FILE *f, const char *consumer, int markdown, const char *const *skip)
+{
+    int n = fmd_option_count(consumer);
+    if (n < 0) return cli_err(CLI_USAGE, "unknown option table '%s' (see fmd options)", consumer);
+    if (markdown)
+        fprintf(f, "| key | type | default | range | applies | meaning |\n|---|---|---|---|---|---|\n");
+    for (int i = 0; i < n; i++) {
+        char key[64], type[16], def[128], range[128], applies[128], help[512];
+        option_field(consumer, i, FMD_OPTION_KEY, key, sizeof key);
+        int skipped = 0;
+        for (int j = 0; skip && skip[j]; j++) skipped |= strcmp(skip[j], key) == 0;
+        if (skipped) continue;
+        option_field(consumer, i, FMD_OPTION_TYPE, type, sizeof type);
+        option_field(consumer, i, FMD_OPTION_DEFAULT, def, sizeof def);
+        option_field(consumer, i, FMD_OPTION_RANGE, range, sizeof range);
+        option_field(consumer, i, FMD_OPTION_APPLIES, applies, sizeof applies);
+        option_field(consumer, i, FMD_OPTION_HELP, help, sizeof help);
+        if (markdown) {
+            fprintf(f, "| `%s` | %s | %s | %s | %s | %s |\n", key, type, def, range,
+                    applies[0] ? applies : "", help);
+        } else {
+            fprintf(f, "  %-18s %s (default %s%s%s%s%s)\n", key, help, def, range[0] ? "; " : "",
+                    range, applies[0] ? "; with " : "", applies);
+        }
+    }
+    return CLI_OK;
 }
 
 static const cli_flag k_common[] = {
@@ -48,7 +96,18 @@ void cli_help(const cli_cmd *cmd, const cli_flag *flags, int nflags, FILE *f)
             char left[64];
             snprintf(left, sizeof left, "%s%s%s", fl[i].name, fl[i].metavar ? " " : "",
                      fl[i].metavar ? fl[i].metavar : "");
-            fprintf(f, "  %-26s %s\n", left, fl[i].help);
+            if (fl[i].kind == F_OPT && !fl[i].help) {
+                /* the library's help and default for the key */
+                int k = option_index(fl[i].consumer, fl[i].key);
+                char help[512] = "?", def[128] = "?";
+                if (k >= 0) {
+                    option_field(fl[i].consumer, k, FMD_OPTION_HELP, help, sizeof help);
+                    option_field(fl[i].consumer, k, FMD_OPTION_DEFAULT, def, sizeof def);
+                }
+                fprintf(f, "  %-26s %s (default %s)\n", left, help, def);
+            } else {
+                fprintf(f, "  %-26s %s\n", left, fl[i].help);
+            }
         }
     }
     if (cmd->details) fprintf(f, "\n%s", cmd->details);
@@ -81,6 +140,15 @@ static int parse_value(const cli_flag *fl, const char *v)
         if (!*o && fmd_options_create(o) != FMD_OK) return cli_lib_err(fl->name);
         if (fmd_options_parse(*o, v) != FMD_OK)
             return cli_err(CLI_USAGE, "%s expects key=value (got '%s')", fl->name, v);
+        return CLI_OK;
+    }
+    case F_OPT: {
+        fmd_options **o = (fmd_options **)fl->dst;
+        char kv[600];
+        if (!*o && fmd_options_create(o) != FMD_OK) return cli_lib_err(fl->name);
+        if (!*v) return cli_err(CLI_USAGE, "%s needs a value", fl->name);
+        snprintf(kv, sizeof kv, "%s=%s", fl->key, v);
+        if (fmd_options_parse(*o, kv) != FMD_OK) return cli_lib_err(fl->name);
         return CLI_OK;
     }
     default:

@@ -11,16 +11,21 @@
 /* Exit codes: 0 success, 1 runtime failure (library error, I/O), 2 usage. */
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 
-typedef enum { F_BOOL, F_STR, F_I64, F_F64, F_KV } flag_kind;
+typedef enum { F_BOOL, F_STR, F_I64, F_F64, F_KV, F_OPT } flag_kind;
 
 /* One flag of a subcommand.  F_KV flags are repeatable "key=value" pairs
- * parsed into the fmd_options pointed to by dst (created on first use). */
+ * parsed into the fmd_options pointed to by dst (created on first use).
+ * F_OPT flags set one library option: "--lr X" is key "lr" of consumer
+ * (the library's option tables give its help and default, so the two
+ * cannot disagree) in the fmd_options at dst. */
 typedef struct cli_flag {
     const char *name;     /* "--steps"                          */
     flag_kind kind;
     void *dst;            /* int*, const char**, int64_t*, double*, fmd_options** */
     const char *metavar;  /* "N" (NULL for F_BOOL)               */
-    const char *help;
+    const char *help;     /* F_OPT: NULL takes the library's     */
+    const char *key;      /* F_OPT: the option key               */
+    const char *consumer; /* F_OPT: "distiller", "student", ...  */
 } cli_flag;
 
 typedef struct cli_cmd {
@@ -54,6 +59,11 @@ int cli_lib_err(const char *what);
 int cli_parse(const cli_cmd *cmd, cli_flag *flags, int nflags, cli_common *common, int argc,
               char **argv, const char **pos, int max_pos, int *npos);
 void cli_help(const cli_cmd *cmd, const cli_flag *flags, int nflags, FILE *f);
+/* The option table of a library consumer ("distiller", ...) as a text table
+ * (markdown = 0, for --help) or a markdown table (docs/); the keys in skip
+ * (NULL-terminated, may be NULL) are left out.  Returns CLI_OK, or CLI_USAGE
+ * for an unknown consumer. */
+int cli_print_options(FILE *f, const char *consumer, int markdown, const char *const *skip);
 
 /* Open the backend named by --backend (NULL: FMD_BACKEND or auto). */
 int cli_backend(const cli_common *c, fmd_backend **out);
@@ -124,6 +134,7 @@ int cmd_distill(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_options(int argc, char **argv);
 
 /* The metric table of the evaluator: student (may be NULL) and teacher
  * Euler at each of steps[0..nsteps-1]; printed as text or JSON on stdout.

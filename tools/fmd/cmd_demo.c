@@ -71,7 +71,6 @@ int cmd_demo(int argc, char **argv)
      * and a cosine learning-rate decay over the run. */
     if ((!has_key(dopts, "seed") && fmd_options_set_i64(dopts, "seed", seed)) ||
         (!has_key(dopts, "progress_every") && fmd_options_set_i64(dopts, "progress_every", 10)) ||
-        (!has_key(dopts, "decay_steps") && fmd_options_set_i64(dopts, "decay_steps", steps)) ||
         (!has_key(sopts, "width") && fmd_options_set_i64(sopts, "width", 128)) ||
         (!has_key(sopts, "temb_dim") && fmd_options_set_i64(sopts, "temb_dim", 64)) ||
         (!has_key(sopts, "seed") && fmd_options_set_i64(sopts, "seed", seed))) {

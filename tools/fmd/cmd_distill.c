@@ -11,38 +11,41 @@
 
 /* --------------------------------------------------------------- distill */
 
+/* Steps of a fresh run when --steps is not given. */
+#define DISTILL_DEFAULT_STEPS 2000
+
 int cmd_distill(int argc, char **argv)
 {
     static const cli_cmd cmd = {
         "distill", "--teacher T --out S.fmd [--steps N] [--resume] [--set key=value ...]",
         "Distill a teacher into a one-step student without data (FreeFlow) and save the\n"
         "training state to S.fmd (its EMA student loads with --student S.fmd).",
-        "--set keys are the distiller's options (docs/distiller.md): batch, lr, target,\n"
-        "alpha, ema, corr, pred, guidance, ...; --student-set keys those of the student\n"
-        "network (width, depth, temb_dim, time_scale, delta_scale, seed).  With --resume the\n"
-        "run continues from S.fmd up to --steps in total.  Ctrl-C stops at the next progress\n"
-        "report and keeps the last checkpoint.\n"};
+        "--steps is the planned length: the learning rate decays over it.  With --resume the\n"
+        "run continues from S.fmd with the options it was trained with, up to --steps in\n"
+        "total (default: its planned length).  Ctrl-C stops at the next progress report and\n"
+        "keeps the last checkpoint.\n"};
     const char *teacher = NULL, *outp = NULL, *curve = NULL, *arch = NULL, *cfgi = NULL;
-    int64_t steps = 2000, seed = -1, batch = -1, ckpt_every = -1;
-    double lr = -1, cfg = NAN;
+    int64_t steps = -1, seed = -1, ckpt_every = -1;
+    double cfg = NAN;
     int resume = 0;
     fmd_options *dopts = NULL, *sopts = NULL, *topts = NULL;
     cli_flag fl[] = {
         {"--teacher", F_STR, &teacher, "T", "mixture:NAME, spec:FILE, FILE.fmd or FILE.safetensors"},
         {"--out", F_STR, &outp, "S.fmd", "the distiller checkpoint to write"},
-        {"--steps", F_I64, &steps, "N", "total distillation steps (default 2000)"},
+        {"--steps", F_I64, &steps, "N", "total distillation steps, the planned length (default 2000; "
+                                        "with --resume the checkpoint's)"},
         {"--resume", F_BOOL, &resume, NULL, "continue from --out"},
-        {"--seed", F_I64, &seed, "S", "seed of the distiller and the student initialisation"},
-        {"--batch", F_I64, &batch, "B", "batch size (default 512)"},
-        {"--lr", F_F64, &lr, "LR", "student learning rate (default 3e-4)"},
-        {"--cfg", F_F64, &cfg, "W", "teacher guidance scale (conditional teachers)"},
+        {"--seed", F_I64, &seed, "S", "seed of the distiller and of the student's initialisation (default 0)"},
+        {"--batch", F_OPT, &dopts, "B", NULL, "batch", "distiller"},
+        {"--lr", F_OPT, &dopts, "LR", NULL, "lr", "distiller"},
+        {"--cfg", F_F64, &cfg, "W", "teacher guidance scale (conditional teachers; default 1: none)"},
         {"--cfg-interval", F_STR, &cfgi, "LO,HI", "guidance interval in t (default 0,1)"},
         {"--checkpoint-every", F_I64, &ckpt_every, "N", "save --out every N steps (default steps/10)"},
         {"--curve", F_STR, &curve, "FILE.png", "also draw the loss curve"},
         {"--arch", F_STR, &arch, "ARCH", "architecture of a safetensors teacher"},
         {"--teacher-set", F_KV, &topts, "KEY=VALUE", "teacher loading option (repeatable)"},
-        {"--student-set", F_KV, &sopts, "KEY=VALUE", "student network option (repeatable)"},
-        {"--set", F_KV, &dopts, "KEY=VALUE", "distiller option (repeatable)"},
+        {"--student-set", F_KV, &sopts, "KEY=VALUE", "student option (repeatable; listed below)"},
+        {"--set", F_KV, &dopts, "KEY=VALUE", "distiller option (repeatable; listed below)"},
     };
     cli_common co;
     const char *pos[1];
@@ -54,28 +57,41 @@ int cmd_distill(int argc, char **argv)
     distill_ctx ctx;
     memset(&ctx, 0, sizeof ctx);
     int rc = cli_parse(&cmd, fl, NFLAGS(fl), &co, argc, argv, pos, 0, &npos);
-    if (rc || co.help) goto out;
+    if (rc) goto out;
+    if (co.help) {
+        static const char *const run_keys[] = {"checkpoint", "checkpoint_every", "progress_every", NULL};
+        printf("\ndistiller options (--set KEY=VALUE; `fmd options distiller --markdown` for a table):\n");
+        cli_print_options(stdout, "distiller", 0, run_keys);
+        printf("\nstudent options (--student-set KEY=VALUE):\n");
+        cli_print_options(stdout, "student", 0, NULL);
+        goto out;
+    }
     if (!teacher || !outp) {
         rc = cli_err(CLI_USAGE, "--teacher and --out are required (see fmd distill --help)");
         goto out;
     }
-    if (steps < 0) {
-        rc = cli_err(CLI_USAGE, "--steps must be >= 0");
+    if (steps < -1 || steps == 0 || (steps == -1 && has_key(dopts, "steps"))) {
+        rc = cli_err(CLI_USAGE, steps == -1 ? "give the planned length with --steps, not --set steps"
+                                            : "--steps must be >= 1 (got %lld)", (long long)steps);
+        goto out;
+    }
+    if (ckpt_every == 0 || ckpt_every < -1) {
+        rc = cli_err(CLI_USAGE, "--checkpoint-every must be >= 1 (got %lld)", (long long)ckpt_every);
         goto out;
     }
     if (resume && access(outp, R_OK) != 0) {
         rc = cli_err(CLI_FAIL, "--resume: cannot read '%s' (%s)", outp, strerror(errno));
         goto out;
     }
+    if (!resume && steps < 0) steps = DISTILL_DEFAULT_STEPS;
     if ((rc = ensure_opts(&dopts)) || (rc = ensure_opts(&sopts))) goto out;
     {
         fmd_status st = FMD_OK;
         if (seed >= 0 && !has_key(dopts, "seed")) st = fmd_options_set_i64(dopts, "seed", seed);
         if (!st && seed >= 0 && !has_key(sopts, "seed")) st = fmd_options_set_i64(sopts, "seed", seed);
-        if (!st && batch >= 0) st = fmd_options_set_i64(dopts, "batch", batch);
-        if (!st && lr >= 0) st = fmd_options_set_f64(dopts, "lr", lr);
+        if (!st && steps > 0) st = fmd_options_set_i64(dopts, "steps", steps);
         if (!st && !has_key(dopts, "checkpoint")) st = fmd_options_set_str(dopts, "checkpoint", outp);
-        if (!st && !has_key(dopts, "checkpoint_every"))
+        if (!st && !has_key(dopts, "checkpoint_every") && (ckpt_every > 0 || steps > 0))
             st = fmd_options_set_i64(dopts, "checkpoint_every",
                                      ckpt_every > 0 ? ckpt_every : (steps / 10 > 0 ? steps / 10 : 1));
         if (!st && !has_key(dopts, "progress_every")) st = fmd_options_set_i64(dopts, "progress_every", 10);
@@ -101,13 +117,10 @@ int cmd_distill(int argc, char **argv)
         rc = cli_lib_err("cannot create the student");
         goto out;
     }
-    /* the teacher pools are solved inside fmd_distiller_create, which can take
-     * a while on a network teacher: a transient note on a terminal (cleared,
-     * so that an error stays one line), the time taken once it is done */
-    const char *ref = NULL;
-    int pools = has_key(dopts, "data_pool") ||
-                (fmd_options_get_str(dopts, "corr_ref", &ref) == FMD_OK && !strcmp(ref, "samples"));
-    pools = pools && !co.quiet && !co.json;
+    /* a data pool is solved inside fmd_distiller_create, which can take a
+     * while on a network teacher: a transient note on a terminal (cleared, so
+     * that an error stays one line), the time taken once it is done */
+    int pools = has_key(dopts, "data_pool") && !co.quiet && !co.json;
     int tty = isatty(2);
     if (pools && tty) fprintf(stderr, "solving the teacher's ODE for its sample pool...");
     double tc = wall();
@@ -123,12 +136,17 @@ int cmd_distill(int argc, char **argv)
         goto out;
     }
     if (pools) fprintf(stderr, "fmd distill: teacher sample pool solved in %.1f s\n", pool_s);
-    double t0 = wall();
-    if ((rc = run_distiller(D, steps, co.quiet || co.json, &ctx))) goto out;
-    if (fmd_distiller_save(D, outp) != FMD_OK) {
-        rc = cli_lib_err("cannot save");
+    const int64_t done = fmd_distiller_steps(D);
+    if (steps < 0) steps = fmd_distiller_planned_steps(D);
+    if (resume && steps <= done) {
+        rc = cli_err(CLI_USAGE, "'%s' is at step %lld, already past --steps %lld: nothing to do "
+                     "(give --steps M > %lld to continue)", outp, (long long)done, (long long)steps,
+                     (long long)done);
         goto out;
     }
+    double t0 = wall();
+    /* the run saves --out at its end (option checkpoint) */
+    if ((rc = run_distiller(D, steps, co.quiet || co.json, &ctx))) goto out;
     if (curve && ctx.curve.n > 0 && (rc = write_curve(curve, &ctx.curve))) goto out;
     fmd_distill_stats s;
     memset(&s, 0, sizeof s);

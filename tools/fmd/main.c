@@ -18,6 +18,7 @@ static const struct {
     {"sample", cmd_sample, "generate samples from a student or a teacher (.png or .npy)"},
     {"eval", cmd_eval, "score a student and the teacher's Euler sampler against the teacher"},
     {"demo", cmd_demo, "distill the built-in ring8 teacher and draw the result (about a minute)"},
+    {"options", cmd_options, "list the options every library object takes, with defaults"},
 };
 
 static void usage(FILE *f)
@@ -48,7 +49,7 @@ int main(int argc, char **argv)
 {
     prefer_passive_wait(argv);
     if (argc < 2) return cli_err(CLI_USAGE, "no command given (commands: info, train-teacher, "
-                                 "distill, sample, eval, demo; see fmd --help)");
+                                 "distill, sample, eval, demo, options; see fmd --help)");
     const char *c = argv[1];
     if (strcmp(c, "--help") == 0 || strcmp(c, "-h") == 0 || strcmp(c, "help") == 0) {
         usage(stdout);

@@ -24,16 +24,16 @@ from .data import Dataset, train_teacher
 from .evaluator import Evaluator
 from .files import (describe_file, npy_load, npy_save, plot_curves, plot_density_panels,
                     plot_image_grid, write_png)
-from .options import Options
+from .options import Options, consumers as option_consumers, describe as options
 from .sampler import Sampler
 from .student import Student
 from .teacher import Teacher, prior_noise
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 library_path: str = _lib.path
 
 __all__ = [
-    "version", "version_hex", "backends", "Backend", "Options", "Teacher", "Student",
+    "version", "version_hex", "backends", "Backend", "Options", "options", "option_consumers", "Teacher", "Student",
     "Distiller", "Evaluator", "Sampler", "Dataset", "train_teacher", "prior_noise",
     "write_png", "npy_save", "npy_load", "plot_density_panels", "plot_curves",
     "plot_image_grid", "describe_file", "status_string", "status_name", "last_error",

@@ -106,6 +106,9 @@ SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "fmd_options_get_str": (S, [H, c_char_p, POINTER(c_char_p)]),
     "fmd_options_count": (c_int, [H]),
     "fmd_options_key": (c_char_p, [H, c_int]),
+    "fmd_option_consumer": (c_char_p, [c_int]),
+    "fmd_option_count": (c_int, [c_char_p]),
+    "fmd_option_describe": (S, [c_char_p, c_int, c_int, c_char_p, c_size_t]),
     # backends
     "fmd_backend_count": (c_int, []),
     "fmd_backend_name_at": (c_char_p, [c_int]),
@@ -161,6 +164,7 @@ SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "fmd_distiller_run": (S, [H, c_int64, progress_fn, c_void_p]),
     "fmd_distiller_stats": (S, [H, POINTER(DistillStats)]),
     "fmd_distiller_steps": (c_int64, [H]),
+    "fmd_distiller_planned_steps": (c_int64, [H]),
     "fmd_distiller_ema_student": (S, [H, PH]),
     "fmd_distiller_save": (S, [H, c_char_p]),
     "fmd_distiller_resume": (S, [H, c_char_p]),

@@ -123,6 +123,12 @@ class Distiller(Handle):
         return int(_lib.fn("fmd_distiller_steps")(self._handle()))
 
     @property
+    def planned_steps(self) -> int:
+        """The planned length of the run (option steps; the first run's length
+        when unset; 0 before it is known): the learning rate decays over it."""
+        return int(_lib.fn("fmd_distiller_planned_steps")(self._handle()))
+
+    @property
     def student(self) -> Student:
         """The EMA student (owned by the distiller; the wrapper keeps the distiller alive)."""
         h = ctypes.c_void_p()

@@ -119,3 +119,36 @@ def make(opts: Optional[Union[Options, Mapping[str, Value]]] = None, **kwargs: V
     if not merged:
         return None
     return Options(merged)
+
+
+_FIELDS = ("key", "type", "default", "range", "applies", "help")
+
+
+def consumers() -> list:
+    """The names of the library's option tables ("distiller", "student", ...)."""
+    out, i = [], 0
+    while True:
+        c = _lib.fn("fmd_option_consumer")(i)
+        if not c:
+            return out
+        out.append(_lib.text(c))
+        i += 1
+
+
+def describe(consumer: str) -> list:
+    """Every option `consumer` takes, from the library's own table: a list of
+    dicts with key, type ("int", "num", "str"), default, range, applies (the
+    condition under which the key acts, "" for always) and help."""
+    c = _lib.cstr(consumer, "consumer")
+    n = _lib.fn("fmd_option_count")(c)
+    if n < 0:
+        raise ValueError(f"unknown option table {consumer!r} (known: {', '.join(consumers())})")
+    buf = ctypes.create_string_buffer(1024)
+    rows = []
+    for i in range(n):
+        row = {}
+        for what, name in enumerate(_FIELDS):
+            _lib.check(_lib.fn("fmd_option_describe")(c, i, what, buf, len(buf)))
+            row[name] = _lib.text(buf.value)
+        rows.append(row)
+    return rows
