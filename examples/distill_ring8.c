@@ -51,7 +51,6 @@ int main(int argc, char **argv)
     TRY(fmd_options_set_i64(sopt, "width", 128));
     TRY(fmd_options_set_i64(sopt, "temb_dim", 64));
     TRY(fmd_options_create(&dopt));
-    TRY(fmd_options_set_i64(dopt, "decay_steps", steps));
     TRY(fmd_options_set_i64(dopt, "progress_every", steps >= 10 ? steps / 10 : 1));
     TRY(fmd_student_create(teacher, be, sopt, &student));
     TRY(fmd_distiller_create(teacher, student, be, dopt, &dist));

@@ -15,3 +15,8 @@ set_tests_properties(test_install PROPERTIES TIMEOUT 300)
 # forgot to regenerate it fails here (python3 scripts/gen_api_md.py mends it).
 add_test(NAME test_api_md_current
   COMMAND ${FMD_TEST_PYTHON} ${PROJECT_SOURCE_DIR}/scripts/gen_api_md.py --check)
+# The option tables in docs/ are generated from the library's own tables
+# (`fmd options X --markdown`): drift fails here (scripts/gen_option_docs.py mends it).
+add_test(NAME test_option_docs_current
+  COMMAND ${FMD_TEST_PYTHON} ${PROJECT_SOURCE_DIR}/scripts/gen_option_docs.py --check
+          --fmd $<TARGET_FILE:fmd_cli>)

@@ -31,12 +31,9 @@
 
 /* T_POOL: ring8 again, with the data-based rows on a teacher pool the
  * distiller solves itself (option data_pool: Philox noise, Heun, on the
- * backend) mixed into the prediction rows.  T_KERNEL: ring8 with the kernel
- * field against a reference pool (corr_field=kernel, corr_ref=samples); its
- * bank of 16 fills in the first step, so the second step uses it. */
-typedef enum { T_MLP = 0, T_MIXTURE = 1, T_DIT = 2, T_POOL = 3, T_KERNEL = 4, T_COUNT = 5 } tkind;
-static const char *const k_tnames[] = {"mlp-network", "mixture-ring8", "dit-tiny", "ring8-pool",
-                                       "ring8-kernel"};
+ * backend) mixed into the prediction rows. */
+typedef enum { T_MLP = 0, T_MIXTURE = 1, T_DIT = 2, T_POOL = 3, T_COUNT = 4 } tkind;
+static const char *const k_tnames[] = {"mlp-network", "mixture-ring8", "dit-tiny", "ring8-pool"};
 
 /* "cpu", "cuda", or "cpu:<gemm provider>" */
 static fmd_status open_named(const char *spec, fmd_backend **out)
@@ -129,7 +126,7 @@ static fmd_status run_side(fmd_backend *be, tkind k, float **teacher_w, int64_t 
     float *zb = NULL, *db = NULL;
     int32_t *lb = NULL;
     memset(r, 0, sizeof *r);
-    if (k == T_MIXTURE || k == T_POOL || k == T_KERNEL) {
+    if (k == T_MIXTURE || k == T_POOL) {
         if ((st = fmd_teacher_create_preset("ring8", &T))) goto done;
     } else {
         nn_config cfg;
@@ -155,7 +152,7 @@ static fmd_status run_side(fmd_backend *be, tkind k, float **teacher_w, int64_t 
     }
     if ((st = fmd_options_create(&so))) goto done;
     fmd_options_set_i64(so, "seed", 3);
-    if (k == T_MIXTURE || k == T_POOL || k == T_KERNEL) {
+    if (k == T_MIXTURE || k == T_POOL) {
         fmd_options_set_i64(so, "width", 64);
         fmd_options_set_i64(so, "depth", 3);
         fmd_options_set_i64(so, "temb_dim", 32);
@@ -214,13 +211,6 @@ static fmd_status run_side(fmd_backend *be, tkind k, float **teacher_w, int64_t 
         fmd_options_set_i64(dopt, "data_pool", 300);
         fmd_options_set_i64(dopt, "data_pool_steps", 4);
         fmd_options_set_f64(dopt, "data_frac", 0.5);
-    }
-    if (k == T_KERNEL) {
-        fmd_options_set_str(dopt, "corr_field", "kernel");
-        fmd_options_set_str(dopt, "corr_ref", "samples");
-        fmd_options_set_i64(dopt, "ref_pool", 300);
-        fmd_options_set_i64(dopt, "ref_steps", 4);
-        fmd_options_set_i64(dopt, "kernel_bank", 16);
     }
     if ((st = fmd_distiller_create(T, S, be, dopt, &D))) goto done;
 

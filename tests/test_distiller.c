@@ -661,8 +661,10 @@ static void test_resume_semantics(void)
         fmd_student *ls = NULL;
         CHECK_OK(fmd_student_load(k ? old : stu, be, &ls));
         if (ls) CHECK_OK(fmd_student_forward(ls, z, dl, NULL, 8, got));
-        if (ls) CHECK_MSG(memcmp(got, want, sizeof got) == 0, "0.1 student '%s' gives other outputs "
-                          "(max diff %g)", k ? old : stu, tu_max_abs_diff(got, want, 16));
+        /* same weights, same network: only the GEMM's blocking (threads, build)
+         * may differ from the writer's, a few ulp of outputs of size ~1 */
+        if (ls) CHECK_MSG(tu_max_abs_diff(got, want, 16) < 1e-6, "0.1 student '%s' gives other "
+                          "outputs (max diff %g)", k ? old : stu, tu_max_abs_diff(got, want, 16));
         fmd_student_destroy(ls);
     }
     fmd_npy_free(want);

@@ -477,21 +477,6 @@ void gmm_score_row(const gmm *g, double *score, const double *x, double t, int l
     }
 }
 
-void gmm_velocity_batch(const gmm *g, double *v, const double *x, const double *t,
-                        const int32_t *labels, int64_t b, double *work)
-{
-    const int64_t d = g->d, ws = gmm_work_size(g);
-#pragma omp parallel for schedule(static) if (b * g->k * d > 20000)
-    for (int64_t i = 0; i < b; i++) {
-#ifdef _OPENMP
-        double *wk = work + (int64_t)omp_get_thread_num() * ws;
-#else
-        double *wk = work;
-#endif
-        gmm_velocity_row(g, v + i * d, x + i * d, t[i], labels ? labels[i] : -1, wk);
-    }
-}
-
 void gmm_sample(const gmm *g, double *x, int32_t *comp, const int32_t *cond_labels, int64_t b,
                 uint64_t seed, uint64_t first)
 {

@@ -74,11 +74,7 @@ double gmm_logpdf_row(const gmm *g, const double *x, double t, int label, double
 /* Score grad_x log p_t(x | label) into score(d). */
 void gmm_score_row(const gmm *g, double *score, const double *x, double t, int label, double *work);
 
-/* Velocity on a batch (OpenMP over rows; allocates nothing).  x, v (b, d);
- * t (b); labels (b) or NULL (all rows null).  work: gmm_work_size(g) *
- * gmm_max_threads() doubles. */
-void gmm_velocity_batch(const gmm *g, double *v, const double *x, const double *t,
-                        const int32_t *labels, int64_t b, double *work);
+/* Threads of the velocity loops (sizes their work: gmm_work_size(g) doubles each). */
 int gmm_max_threads(void);
 
 /* Exact data samples: row i of the output is a pure function of (seed,

@@ -51,6 +51,15 @@ static void option_field(const char *consumer, int i, int what, char *buf, size_
     if (fmd_option_describe(consumer, i, what, buf, len) != FMD_OK) snprintf(buf, len, "?");
 }
 
+/* s into f with '|' escaped, so a markdown table cell holds it. */
+static void md_cell(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '|') fputc('\\', f);
+        fputc(*s, f);
+    }
+}
+
 int cli_print_options(FILE *f, const char *consumer, int markdown, const char *const *skip)
 {
     int n = fmd_option_count(consumer);
@@ -69,8 +78,14 @@ int cli_print_options(FILE *f, const char *consumer, int markdown, const char *c
         option_field(consumer, i, FMD_OPTION_APPLIES, applies, sizeof applies);
         option_field(consumer, i, FMD_OPTION_HELP, help, sizeof help);
         if (markdown) {
-            fprintf(f, "| `%s` | %s | %s | %s | %s | %s |\n", key, type, def, range,
-                    applies[0] ? applies : "", help);
+            const char *cells[] = {type, def, range, applies, help};
+            fprintf(f, "| `%s` |", key);
+            for (int c = 0; c < 5; c++) {
+                fputc(' ', f);
+                md_cell(f, cells[c]);
+                fputs(" |", f);
+            }
+            fputc('\n', f);
         } else {
             fprintf(f, "  %-18s %s (default %s%s%s%s%s)\n", key, help, def, range[0] ? "; " : "",
                     range, applies[0] ? "; with " : "", applies);
