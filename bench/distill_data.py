@@ -1,14 +1,14 @@
 #!/usr/bin/python3
-"""distill_data.py - the data-based baseline (MATH.md section 10) on a network
+"""distill_data.py - the data-based baseline (docs/math.md) on a network
 teacher with its real training data, which `fmd distill` cannot feed.
 
 States x_t = (1 - t) x0 + t eps are drawn from the images of an IDX file
 (`data_based=1`, fmd_distiller_set_data); everything else is as in
-`fmd distill`, and the checkpoint it writes is scored the same way
-(`fmd eval --student OUT`).
+`fmd distill` (the learning rate decays over --steps, the run's length), and
+the checkpoint it writes is scored the same way (`fmd eval --student OUT`).
 
   /usr/bin/python3 bench/distill_data.py --teacher T.fmd --cfg 3 --steps 3000 \\
-      --seed 0 --set batch=256 --set lr=3e-4 --set decay_steps=3000 --out D.fmd
+      --seed 0 --set batch=256 --set lr=3e-4 --out D.fmd
 
 Needs libfmd (build/libfmd.so, or FMD_LIBRARY) and numpy; bench/network_teacher.sh
 runs it.

@@ -1,11 +1,11 @@
 /* gmm.c - the distillation benchmark on exact Gaussian-mixture teachers
- * (issue 5, MATH.md sections 6, 9, 10).
+ * (docs/math.md).
  *
  * For each teacher (ring8, grid25, classes4-d32 with CFG w = 3, --cfg W to change) it prints
  * one table: the teacher's Euler with 1/2/4/8/16 steps, the teacher's
  * Dormand-Prince solution (rtol 1e-5, scored against the 1e-6 reference),
  * and one-step students trained without data with prediction only,
- * correction only, both, and the data-based baseline (section 10, fed the
+ * correction only, both, and the data-based baseline (fed the
  * mixture's unguided data samples).  Columns: NFE, map error, energy
  * distance (the finite-sample floor is printed in the header), mode
  * coverage, mass error, training wall time, steps/s.  Learning curves

@@ -46,11 +46,11 @@ run() {
     if [ "$kind" = data ]; then
         FMD_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 "$HERE/bench/distill_data.py" \
             --teacher $T --cfg "$CFG" --steps "$STEPS" --seed "$seed" --set corr=0 --set batch=256 \
-            --set lr="$LR" --set decay_steps="$STEPS" --out "$name.fmd" > "$name.log" 2>&1
+            --set lr="$LR" --out "$name.fmd" > "$name.log" 2>&1
     else
         FMD_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE "$FMD" distill --teacher $T --out "$name.fmd" \
             --steps "$STEPS" --batch 256 --lr "$LR" --cfg "$CFG" --seed "$seed" \
-            --set decay_steps="$STEPS" $([ "$kind" = pred ] && echo --set corr=0) 2> "$name.log"
+            $([ "$kind" = pred ] && echo --set corr=0) 2> "$name.log"
     fi
     FMD_NUM_THREADS=1 "$FMD" eval --teacher $T --student "$name.fmd" --cfg "$CFG" --n "$EVAL_N" \
         --euler 1,2,4,8,16 --json > "$name.json" 2>> "$name.log"

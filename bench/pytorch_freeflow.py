@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""pytorch_freeflow.py - the FreeFlow step of libfmd (MATH.md sections 3-5) in
+"""pytorch_freeflow.py - the FreeFlow step of libfmd (docs/math.md) in
 PyTorch, on the same MLP, for the speed comparison of bench/gmm.c.
 
 Same algorithm and defaults as lib/algo/freeflow.c: batch split 75/25

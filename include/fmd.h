@@ -229,7 +229,7 @@ FMD_API fmd_status fmd_backend_selfcheck(fmd_backend *backend);
 
 /* ==== TEACHERS (fmd_teacher) ==== */
 /* A teacher is a frozen velocity field v(x, t, c) = E[eps - x0 | x_t = x, c]
- * in libfmd's convention (MATH.md section 1): t = 1 is noise, t = 0 data,
+ * in libfmd's convention (docs/math.md section 1): t = 1 is noise, t = 0 data,
  * x_t = (1 - t) x0 + t eps, samples come from dx/dt = v integrated from
  * t = 1 down to t = 0.  Kinds:
  *   "mixture"  - an exact Gaussian mixture (closed form, double precision),
@@ -443,7 +443,7 @@ typedef struct fmd_train_stats {
  * during the call.  Return non-zero to cancel (FMD_ERR_CANCELLED). */
 typedef int (*fmd_train_progress_fn)(const fmd_train_stats *stats, void *user);
 
-/* Train a network teacher on data by flow matching (MATH.md section 1:
+/* Train a network teacher on data by flow matching (docs/math.md section 2:
  * x_t = (1 - t) x0 + t eps, regress v(x_t, t, c) onto eps - x0) with AdamW,
  * an EMA of the weights (the returned teacher uses the EMA weights), class
  * dropout to the null class (for guidance), gradient clipping, and periodic
@@ -485,7 +485,7 @@ FMD_API fmd_status fmd_teacher_train(fmd_backend *backend, const fmd_dataset *da
  * from the prior N(0, I): f(z, 1, c) is a sample in one network evaluation,
  * f(z, delta, c) the teacher's ODE from t = 1 stopped at t = 1 - delta.
  * A distiller trains a student from a teacher without data (FreeFlow,
- * MATH.md sections 2-5).  The option keys, their defaults and the measured
+ * docs/math.md sections 5-8).  The option keys, their defaults and the measured
  * reasons for them are listed in docs/distiller.md. */
 typedef struct fmd_student fmd_student;
 typedef struct fmd_distiller fmd_distiller;
@@ -566,8 +566,8 @@ typedef int (*fmd_distill_progress_fn)(const fmd_distill_stats *stats, void *use
  * the student (fmd_distiller_ema_student), the auxiliary network g (a copy
  * of a network teacher; "teacher + zero-initialised residual MLP" for
  * mixture and callback teachers, so v_N = v at the start), and the AdamW
- * state.  Everything a step needs is allocated here, and the teacher pools
- * of options corr_ref=samples and data_pool are drawn here (2 teacher calls
+ * state.  Everything a step needs is allocated here, and the teacher pool
+ * of option data_pool is drawn here (2 teacher calls
  * per Heun step and sample).  opts may be NULL (defaults, see
  * docs/distiller.md).  Errors: FMD_ERR_INVALID_ARG (NULL argument,
  * student/teacher mismatch, unknown option or bad value - the message names
@@ -576,14 +576,14 @@ typedef int (*fmd_distill_progress_fn)(const fmd_distill_stats *stats, void *use
 FMD_API fmd_status fmd_distiller_create(fmd_teacher *teacher, fmd_student *student,
                                         fmd_backend *backend, const fmd_options *opts,
                                         fmd_distiller **out);
-/* Data of the data-based baseline (option data_based=1, MATH.md section
- * 10): x0 (n, D) host samples and labels (n) in [0, num_classes) (NULL for an
+/* Data of the data-based baseline (option data_based=1, docs/math.md
+ * section 9): x0 (n, D) host samples and labels (n) in [0, num_classes) (NULL for an
  * unconditional teacher); copied, replacing any data before (also the
  * teacher pool that option data_pool draws at create).  Errors:
  * FMD_ERR_INVALID_ARG, FMD_ERR_NONFINITE (a NaN/Inf sample), FMD_ERR_OOM. */
 FMD_API fmd_status fmd_distiller_set_data(fmd_distiller *d, const float *x0, const int32_t *labels,
                                           int64_t n);
-/* One distillation step (MATH.md section 5).  Allocates nothing.  Errors:
+/* One distillation step (docs/math.md section 8).  Allocates nothing.  Errors:
  * FMD_ERR_NONFINITE when a loss, teacher velocity or gradient is NaN/Inf -
  * the message names the step and the term, and no weight, moment or step
  * counter has changed; FMD_ERR_INVALID_ARG (data_based without data);
@@ -630,7 +630,7 @@ FMD_API fmd_status fmd_distiller_resume(fmd_distiller *d, const char *path);
 /* Release a distiller (not the borrowed teacher and student).  NULL-safe. */
 FMD_API void fmd_distiller_destroy(fmd_distiller *d);
 
-/* Evaluation against a teacher (MATH.md section 6).  An evaluator draws n
+/* Evaluation against a teacher (docs/math.md section 11).  An evaluator draws n
  * noises z (and labels row i -> i mod num_classes for a teacher with
  * classes), solves the teacher's ODE from each with adaptive Dormand-Prince
  * (rtol = atol = 1e-6, the teacher's guidance) to get the reference map
@@ -684,7 +684,7 @@ FMD_API void fmd_evaluator_destroy(fmd_evaluator *ev);
 /* A sampler generates samples from a student (one network evaluation per
  * sample), from a teacher (any solver of fmd_teacher_solve), or from both
  * (a student jump to t = 1 - delta finished by the teacher's solver), and
- * runs Best-of-N noise search (MATH.md section 7).
+ * runs Best-of-N noise search (docs/math.md section 12).
  *
  * Noise: sample i of a call with (seed, first_index) starts from
  * z_i = fmd_prior_noise(seed, first_index + i), the same noise that
@@ -762,7 +762,7 @@ typedef double (*fmd_reward_fn)(const float *x, int64_t dim, int32_t label, void
 typedef int (*fmd_reward_batch_fn)(double *scores, const float *x, const int32_t *labels,
                                    int64_t n, int64_t dim, void *user);
 
-/* Best-of-N noise search (MATH.md section 7).  For each of the n samples,
+/* Best-of-N noise search (docs/math.md section 12).  For each of the n samples,
  * `candidates` noises are drawn: candidate 0 is the sample's ordinary noise
  * (so candidates = 1 equals fmd_sampler_sample) and candidate j >= 1 is a
  * Philox draw of (seed, first_index + i, j), so the search for sample i

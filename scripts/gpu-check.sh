@@ -3,7 +3,7 @@
 # GPU and the CUDA toolkit: configure and build with the CUDA plugin into
 # build-gpu, run the CUDA tests (op tests, plugin test, cross-backend test),
 # the throughput benchmark (CPU vs GPU, and PyTorch when it is there),
-# distillation on the GPU (against PyTorch, and with corr_ref=samples),
+# distillation on the GPU (against PyTorch),
 # one-step sampling through `fmd sample`, then the rest of the test suite
 # with the time left.  Whole run < 6 minutes.
 #
@@ -281,15 +281,6 @@ if [ -x "$BUILD/bench/bench_gmm" ] && [ "$(left)" -gt 110 ]; then
     FMD_PYTHON=$PY timeout 40 "$BUILD/bench/bench_gmm" --backend cuda --teachers ring8 --rows both \
         --steps 500 --eval-every 500 --eval-n 2000 --pytorch-steps 100 --set batch=8192 --quiet 2>&1 \
         | grep -E "student|PyTorch|rror"
-fi
-if [ -x "$BUILD/bench/bench_gmm" ] && [ "$(left)" -gt 90 ]; then
-    # the reference network g_ref (corr_ref=samples): its pool of teacher
-    # ODE samples and its flow-matching fit run on the device too
-    step "distillation on the GPU with corr_ref=samples (ring8 pred+corr, 1000 steps)"
-    timeout 45 "$BUILD/bench/bench_gmm" --backend cuda --teachers ring8 --rows both --steps 1000 \
-        --eval-every 500 --eval-n 4000 --no-pytorch --set corr_ref=samples --quiet 2>&1 \
-        | grep -E "student|floor|rror"
-    [ "${PIPESTATUS[0]}" -eq 0 ] || fail "bench_gmm --backend cuda --set corr_ref=samples"
 fi
 FMD_CLI=$BUILD/tools/fmd/fmd
 if [ -x "$FMD_CLI" ] && [ "$(left)" -gt 80 ]; then

@@ -3,7 +3,7 @@
  *   - the exact JVP target and the central finite-difference target agree,
  *     and the teacher-step target's residual tends to (h/delta) times the
  *     JVP residual as h -> 0 (the same fixed point);
- *   - the correction moves one-step samples the way MATH.md section 4 says
+ *   - the correction moves one-step samples the way docs/math.md section 7 says
  *     (1-D sign check);
  *   - save / resume continues bit for bit, a resume continues the stored run
  *     (options, teacher, student) and refuses what it cannot continue;
@@ -317,7 +317,7 @@ static void test_data_pool(void)
     fmd_teacher_destroy(T);
 }
 
-/* Correction sign (MATH.md section 4) on a 1-D teacher: when v_N - v points
+/* Correction sign (docs/math.md section 7) on a 1-D teacher: when v_N - v points
  * left (student samples to the right of the teacher's), one correction step
  * must move the one-step samples left, and right for the opposite sign. */
 /* One-step samples x = z - F(z, 1) of a 1-D student (host in, host out). */

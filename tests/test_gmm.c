@@ -1,4 +1,4 @@
-/* test_gmm.c - the Gaussian-mixture oracle (MATH.md section 6):
+/* test_gmm.c - the Gaussian-mixture oracle (docs/math.md section 13.1):
  *   - the closed-form velocity equals a Monte-Carlo (self-normalised
  *     importance sampling) estimate of E[eps - x0 | x_t], within 5 standard
  *     errors computed from the samples;

@@ -53,7 +53,7 @@ static int on_progress(const fmd_train_stats *s, void *user)
 }
 
 /* Distil a trained network teacher (the user's case): the student copies it
- * (F(z, delta) = v(z, 1) at the start, MATH.md section 2 as libfmd does it)
+ * (F(z, delta) = v(z, 1) at the start, docs/math.md section 5)
  * and after a short run its one-step EMA sample beats the teacher's 2-step
  * Euler on map error and energy distance. */
 static void distill_network_teacher(fmd_backend *be, fmd_teacher *T)

@@ -1,4 +1,4 @@
-/* flowmatch.h - teacher training by flow matching (MATH.md section 1).
+/* flowmatch.h - teacher training by flow matching (docs/math.md section 2).
  *
  * One step: draw a batch of data rows x0 (with replacement), times t, noise
  * eps, labels with class dropout to the null class; x_t = (1 - t) x0 + t eps;

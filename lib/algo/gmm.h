@@ -1,4 +1,4 @@
-/* gmm.h - the Gaussian-mixture oracle (MATH.md section 6), in double.
+/* gmm.h - the Gaussian-mixture oracle (docs/math.md section 13.1), in double.
  *
  * Data x0 ~ sum_k pi_k N(mu_k, s_k^2 I) in d dimensions, optionally with
  * classes (component k belongs to class cls[k]; the class-conditional

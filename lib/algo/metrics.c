@@ -1,4 +1,4 @@
-/* metrics.c - energy distance, map error and mode counts (MATH.md section 6). */
+/* metrics.c - energy distance, map error and mode counts (docs/math.md section 11). */
 #include <math.h>
 #include <string.h>
 #include "algo/metrics.h"

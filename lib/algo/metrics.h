@@ -1,4 +1,4 @@
-/* metrics.h - sample-quality metrics against a teacher (MATH.md section 6):
+/* metrics.h - sample-quality metrics against a teacher (docs/math.md section 11):
  * energy distance between sample sets, map error, mode assignment. */
 #ifndef FMD_ALGO_METRICS_H
 #define FMD_ALGO_METRICS_H

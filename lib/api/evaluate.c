@@ -1,6 +1,6 @@
 /* evaluate.c - fmd_evaluator: map error, energy distance (with its
  * finite-sample floor) and mode coverage of one-step students and teacher
- * solvers against the teacher's Dormand-Prince solution (MATH.md section 6). */
+ * solvers against the teacher's Dormand-Prince solution (docs/math.md section 11). */
 #include <math.h>
 #include <stddef.h>
 #include <string.h>

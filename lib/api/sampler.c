@@ -1,7 +1,7 @@
 /* sampler.c - fmd_sampler: generation from a student (one step, or a jump to
  * t = 1 - delta optionally finished by the teacher), from a teacher (any
- * solver of fmd_teacher_solve), and Best-of-N noise search (MATH.md
- * section 7).
+ * solver of fmd_teacher_solve), and Best-of-N noise search (docs/math.md
+ * section 12).
  *
  * Built on the public calls only (fmd_student_forward, fmd_teacher_solve,
  * fmd_prior_noise), so the sampler sees exactly what a host would.  Noise

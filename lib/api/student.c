@@ -1,5 +1,5 @@
 /* student.c - fmd_student: the one-step flow map f(z, delta, c) = z - delta F(z, delta, c)
- * (MATH.md section 2).
+ * (docs/math.md section 5).
  *
  * From a network teacher the student is the teacher's architecture in
  * student form with the teacher's weights copied in (nn_model_copy_matching)
@@ -87,7 +87,7 @@ typedef struct student_opts {
 
 #define OPT_CFG student_opts
 static const opt_spec k_student_spec[] = {
-    OPT_INT("width", width, 1, 65536, 256, 0, NULL, "hidden width of the MLP (mixture and callback teachers)"),
+    OPT_INT_CTX("width", width, 0, 65536, "max(256, 12 x the teacher's dimension), at most 1024", 0, NULL, "hidden width of the MLP (mixture and callback teachers; 0: the default)"),
     OPT_INT("depth", depth, 1, 64, 4, 0, NULL, "hidden layers of the MLP (mixture and callback teachers)"),
     OPT_INT("temb_dim", temb_dim, 2, 4096, 256, OPT_EVEN, NULL, "sinusoidal embedding size of t and delta (mixture and callback teachers)"),
     OPT_NUM("time_scale", time_scale, 0, 1e4, 30, OPT_LO_OPEN, NULL, "t is multiplied by this before the sinusoid (mixture and callback teachers)"),
@@ -115,7 +115,11 @@ static fmd_status read_create_opts(const fmd_options *o, int network, nn_config 
                               k_student_spec[i].key);
     *seed = so.seed;
     if (network) return FMD_OK;
-    cfg->width = (int)so.width;
+    /* 256 was enough in 2-D; a 32-D guided mixture needed 384 to pass the
+     * teacher's 8-step Euler in 10,000 steps (docs/distiller.md, "Why these
+     * defaults") */
+    int64_t wide = 12 * (int64_t)cfg->dim;
+    cfg->width = so.width ? (int)so.width : (int)(wide < 256 ? 256 : wide > 1024 ? 1024 : wide);
     cfg->depth = (int)so.depth;
     cfg->temb_dim = (int)so.temb_dim;
     cfg->time_scale = (float)so.time_scale;

@@ -18,19 +18,40 @@
 #endif
 #include "api/teacher_impl.h"
 #include <zlib.h>
+#include "util/arena.h"
 #include "util/fpmode.h"
 #include "util/util.h"
 
 /* ---------------------------------------------------------------- scratch */
 
+/* Every host scratch buffer, for b rows, in one list: counted with base
+ * NULL (returns the floats), then placed (util/arena.h).  Doubles take two
+ * floats each. */
+static int64_t host_layout(fmd_teacher *T, float *base, int64_t b)
+{
+    const int64_t n = b * T->dim;
+    const int64_t gw = T->g ? (int64_t)gmm_max_threads() * (gmm_work_size(T->g) + 2 * T->dim) : 1;
+    int64_t off = 0;
+#define F(p, k) T->p = (void *)fmd_arena_take(base, &off, (k))
+    F(hx, n); F(hv, n); F(hvu, n); F(ht, b); F(hf, b); F(hl, b); F(hnull, b);
+    F(dx, 2 * n); F(dv, 2 * n); F(dt, 2 * b); F(gwork, 2 * gw);
+    return off;
+}
+
+/* The same for the device scratch of a network teacher (2b rows). */
+static int64_t dev_layout(fmd_teacher *T, float *base, int64_t b)
+{
+    const int64_t n = b * T->dim;
+    int64_t off = 0;
+    F(d_x, 2 * n); F(d_out, 2 * n); F(d_v, n); F(d_t, 2 * b); F(d_f, b); F(d_l, 2 * b);
+#undef F
+    return off;
+}
+
 static void free_host(fmd_teacher *T)
 {
-    fmd_free(T->hx); fmd_free(T->ht); fmd_free(T->hv); fmd_free(T->hvu); fmd_free(T->hf);
-    fmd_free(T->hl); fmd_free(T->hnull);
-    fmd_free(T->dx); fmd_free(T->dt); fmd_free(T->dv); fmd_free(T->gwork);
-    T->hx = T->ht = T->hv = T->hvu = T->hf = NULL;
-    T->hl = T->hnull = NULL;
-    T->dx = T->dt = T->dv = T->gwork = NULL;
+    fmd_free(T->hbuf);
+    T->hbuf = NULL;
     T->hcap = 0;
 }
 
@@ -38,26 +59,11 @@ fmd_status ensure_host(fmd_teacher *T, int64_t b)
 {
     if (b <= T->hcap) return FMD_OK;
     free_host(T);
-    const size_t n = (size_t)b * (size_t)T->dim;
-    int threads = gmm_max_threads();
-    size_t gw = T->g ? (size_t)threads * (size_t)(gmm_work_size(T->g) + 2 * T->dim) : 1;
-    T->hx = fmd_malloc(n * sizeof(float));
-    T->hv = fmd_malloc(n * sizeof(float));
-    T->hvu = fmd_malloc(n * sizeof(float));
-    T->ht = fmd_malloc((size_t)b * sizeof(float));
-    T->hf = fmd_malloc((size_t)b * sizeof(float));
-    T->hl = fmd_malloc((size_t)b * sizeof(int32_t));
-    T->hnull = fmd_malloc((size_t)b * sizeof(int32_t));
-    T->dx = fmd_malloc(n * sizeof(double));
-    T->dv = fmd_malloc(n * sizeof(double));
-    T->dt = fmd_malloc((size_t)b * sizeof(double));
-    T->gwork = fmd_malloc(gw * sizeof(double));
-    if (!T->hx || !T->hv || !T->hvu || !T->ht || !T->hf || !T->hl || !T->hnull || !T->dx || !T->dv ||
-        !T->dt || !T->gwork) {
-        free_host(T);
+    T->hbuf = fmd_malloc((size_t)host_layout(T, NULL, b) * sizeof(float));
+    if (!T->hbuf)
         return fmd_seterr(FMD_ERR_OOM, "teacher: out of memory for a batch of %lld x %lld",
                           (long long)b, (long long)T->dim);
-    }
+    host_layout(T, T->hbuf, b);
     for (int64_t i = 0; i < b; i++) T->hnull[i] = T->num_classes;
     T->hcap = b;
     return FMD_OK;
@@ -65,12 +71,8 @@ fmd_status ensure_host(fmd_teacher *T, int64_t b)
 
 static void free_dev(fmd_teacher *T)
 {
-    if (!T->nbe) return;
-    fmd_backend *be = T->nbe;
-    be->ops->free(be, T->d_x); be->ops->free(be, T->d_t); be->ops->free(be, T->d_out);
-    be->ops->free(be, T->d_f); be->ops->free(be, T->d_v); be->ops->free(be, T->d_l);
-    T->d_x = T->d_t = T->d_out = T->d_f = T->d_v = NULL;
-    T->d_l = NULL;
+    if (T->nbe && T->dbuf) T->nbe->ops->free(T->nbe, T->dbuf);
+    T->dbuf = NULL;
     T->dcap = 0;
 }
 
@@ -79,18 +81,11 @@ static fmd_status ensure_dev(fmd_teacher *T, int64_t b)
     if (b <= T->dcap) return FMD_OK;
     free_dev(T);
     fmd_backend *be = T->nbe;
-    const size_t n = (size_t)b * (size_t)T->dim;
-    T->d_x = be->ops->alloc(be, 2 * n * sizeof(float));
-    T->d_out = be->ops->alloc(be, 2 * n * sizeof(float));
-    T->d_v = be->ops->alloc(be, n * sizeof(float));
-    T->d_t = be->ops->alloc(be, 2 * (size_t)b * sizeof(float));
-    T->d_f = be->ops->alloc(be, (size_t)b * sizeof(float));
-    T->d_l = be->ops->alloc(be, 2 * (size_t)b * sizeof(int32_t));
-    if (!T->d_x || !T->d_out || !T->d_v || !T->d_t || !T->d_f || !T->d_l) {
-        free_dev(T);
+    T->dbuf = be->ops->alloc(be, (size_t)dev_layout(T, NULL, b) * sizeof(float));
+    if (!T->dbuf)
         return fmd_seterr(FMD_ERR_OOM, "teacher: out of device memory for a batch of %lld x %lld",
                           (long long)b, (long long)T->dim);
-    }
+    dev_layout(T, T->dbuf, b);
     fmd_status st = nn_model_reserve_ex(T->net, 2 * b, NN_RESERVE_INFERENCE | NN_RESERVE_NO_JVP);
     if (st) {
         free_dev(T);

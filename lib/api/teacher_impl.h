@@ -24,13 +24,15 @@ struct fmd_teacher {
     /* callback */
     fmd_velocity_fn fn;
     void *user;
-    /* host scratch, rows of capacity hcap */
+    /* host scratch, rows of capacity hcap, all in hbuf (teacher.c: host_layout) */
     int64_t hcap;
+    float *hbuf;
     float *hx, *ht, *hv, *hvu, *hf;
     int32_t *hl, *hnull;
     double *dx, *dt, *dv, *gwork;
-    /* device scratch on nbe (network teachers), 2*dcap rows */
+    /* device scratch on nbe (network teachers), 2*dcap rows, all in dbuf */
     int64_t dcap;
+    float *dbuf;
     float *d_x, *d_t, *d_out, *d_f, *d_v;
     int32_t *d_l;
 };

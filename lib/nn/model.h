@@ -4,8 +4,8 @@
  * A model is v(x, t, c) in teacher form or F(z, delta, c) in student form.
  * The student form is the teacher architecture plus a second time input delta
  * whose embedding is added to the time embedding through a zero-initialised
- * projection; callers feed the end time t = 1 - delta and delta (MATH.md
- * section 2).  With t_start set, the time embedder reads the start time
+ * projection; callers feed the end time t = 1 - delta and delta (docs/math.md
+ * section 5).  With t_start set, the time embedder reads the start time
  * t + delta instead (1 in data-free training), so a student converted from a
  * teacher starts as the teacher's Euler step, F(z, delta) = v(z, 1).
  *
@@ -93,7 +93,7 @@ int nn_model_copy_matching(nn_model *m, const nn_model *src);
 /* ---- extensions (libfmd nn engine) ------------------------------------------ */
 
 /* Fill the fields left 0 with their defaults: MLP temb_dim 256, time_scale 30,
- * delta_scale 30 (moderate frequencies, MATH.md section 9); DiT temb_dim 256,
+ * delta_scale 30 (moderate frequencies, docs/math.md section 5); DiT temb_dim 256,
  * time_scale 1000 (DiT's t*1000 convention; set 1 for checkpoints trained
  * on t in [0, 1]), delta_scale = time_scale, mlp_ratio 4, in_channels 4,
  * patch_size 2.  Called by nn_model_create on its own copy. */

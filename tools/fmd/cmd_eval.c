@@ -31,7 +31,7 @@ int cmd_eval(int argc, char **argv)
     static const cli_cmd cmd = {
         "eval", "--teacher T [--student S.fmd] [--n N] [--json]",
         "Score a student's one-step samples and the teacher's Euler sampler against the\n"
-        "teacher's adaptive ODE solution (MATH.md section 6): map error, energy distance\n"
+        "teacher's adaptive ODE solution (docs/math.md section 11): map error, energy distance\n"
         "(and its finite-sample floor), modes covered and mass error (mixture teachers).",
         NULL};
     const char *student = NULL, *teacher = NULL, *arch = NULL, *euler = "1,2,4,8", *cfgi = NULL;
