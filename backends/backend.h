@@ -38,7 +38,7 @@
 extern "C" {
 #endif
 
-#define FMDB_ABI_VERSION 1u
+#define FMDB_ABI_VERSION 2u
 
 typedef struct fmd_backend_ops fmd_backend_ops;
 
@@ -104,8 +104,6 @@ struct fmd_backend_ops {
     /* out = alpha*x + beta*y  (y may be NULL when beta == 0; out may alias x/y) */
     void (*axpby)(fmd_backend *be, float *out, float alpha, const float *x, float beta,
                   const float *y, int64_t n);
-    /* out = x * y (elementwise; out may alias) */
-    void (*mul)(fmd_backend *be, float *out, const float *x, const float *y, int64_t n);
     /* x = alpha * x + beta (in place affine; scale + shift) */
     void (*affine)(fmd_backend *be, float *x, float alpha, float beta, int64_t n);
 

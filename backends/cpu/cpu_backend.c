@@ -204,12 +204,6 @@ static void cpu_axpby(fmd_backend *be, float *out, float alpha, const float *x, 
     }
 }
 
-static void cpu_mul(fmd_backend *be, float *out, const float *x, const float *y, int64_t n)
-{
-    PFOR(be, n)
-    for (int64_t i = 0; i < n; i++) out[i] = x[i] * y[i];
-}
-
 static void cpu_affine(fmd_backend *be, float *x, float alpha, float beta, int64_t n)
 {
     PFOR(be, n)
@@ -603,7 +597,6 @@ static const fmd_backend_ops cpu_ops = {
     .bcast_mul = cpu_bcast_mul,
     .bcast_mul_reduce = cpu_bcast_mul_reduce,
     .axpby = cpu_axpby,
-    .mul = cpu_mul,
     .affine = cpu_affine,
     .act_forward = cpu_act_forward,
     .act_backward = cpu_act_backward,

@@ -89,11 +89,6 @@ static void ref_axpby(fmd_backend *be, float *out, float alpha, const float *x, 
     for (int64_t i = 0; i < n; i++) out[i] = (float)((double)alpha * x[i] + (beta == 0.0f ? 0.0 : (double)beta * y[i]));
 }
 
-static void ref_mul(fmd_backend *be, float *out, const float *x, const float *y, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++) out[i] = x[i] * y[i];
-}
-
 static void ref_affine(fmd_backend *be, float *x, float alpha, float beta, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) x[i] = (float)((double)alpha * x[i] + beta);
@@ -348,7 +343,7 @@ static const fmd_backend_ops ref_ops = {
     .gemm = ref_gemm, .gemm_batched = ref_gemm_batched,
     .bias_add = ref_bias_add, .bias_grad = ref_bias_grad,
     .bcast_mul = ref_bcast_mul, .bcast_mul_reduce = ref_bcast_mul_reduce,
-    .axpby = ref_axpby, .mul = ref_mul, .affine = ref_affine,
+    .axpby = ref_axpby, .affine = ref_affine,
     .act_forward = ref_act_forward, .act_backward = ref_act_backward,
     .layernorm_forward = ref_layernorm_forward, .layernorm_backward = ref_layernorm_backward,
     .softmax_forward = ref_softmax_forward, .softmax_backward = ref_softmax_backward,

@@ -206,11 +206,6 @@ __global__ void k_axpby(float *out, float alpha, const float *x, float beta, con
     }
 }
 
-__global__ void k_mul(float *out, const float *x, const float *y, int64_t n)
-{
-    GRID_STRIDE(i, n) out[i] = x[i] * y[i];
-}
-
 __global__ void k_affine(float *x, float alpha, float beta, int64_t n)
 {
     GRID_STRIDE(i, n) x[i] = alpha * x[i] + beta;
@@ -850,11 +845,6 @@ void cu_axpby(fmd_backend *be, float *out, float alpha, const float *x, float be
     EW(be, n, k_axpby, out, alpha, x, beta, y, n);
 }
 
-void cu_mul(fmd_backend *be, float *out, const float *x, const float *y, int64_t n)
-{
-    EW(be, n, k_mul, out, x, y, n);
-}
-
 void cu_affine(fmd_backend *be, float *x, float alpha, float beta, int64_t n)
 {
     EW(be, n, k_affine, x, alpha, beta, n);
@@ -1104,7 +1094,6 @@ fmd_backend_ops make_ops()
     o.bcast_mul = cu_bcast_mul;
     o.bcast_mul_reduce = cu_bcast_mul_reduce;
     o.axpby = cu_axpby;
-    o.mul = cu_mul;
     o.affine = cu_affine;
     o.act_forward = cu_act_forward;
     o.act_backward = cu_act_backward;

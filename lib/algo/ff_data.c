@@ -7,17 +7,34 @@
 #include "algo/ff_internal.h"
 #include "util/util.h"
 
-/* Device rows for a data set (zeroed), NULL when out of memory. */
-static float *data_alloc(ff_trainer *t, int64_t n)
-{
-    float *p = t->op->alloc(t->be, (size_t)n * sizeof(float));
-    if (p) t->op->memset0(t->be, p, (size_t)n * sizeof(float));
-    return p;
-}
-
 static void data_free(ff_trainer *t, float *p)
 {
     if (p) t->op->free(t->be, p);
+}
+
+/* Zeroed device rows for n samples and host labels (classes only). */
+static fmd_status data_new(ff_trainer *t, int64_t n, const char *fn, float **d, int32_t **hl)
+{
+    *d = t->op->alloc(t->be, (size_t)(n * t->D) * sizeof(float));
+    *hl = t->K ? fmd_calloc((size_t)n, sizeof(int32_t)) : NULL;
+    if (*d && (!t->K || *hl)) {
+        t->op->memset0(t->be, *d, (size_t)(n * t->D) * sizeof(float));
+        return FMD_OK;
+    }
+    data_free(t, *d);
+    fmd_free(*hl);
+    return fmd_seterr(FMD_ERR_OOM, "%s: out of memory for %lld x %lld data rows", fn,
+                      (long long)n, (long long)t->D);
+}
+
+/* Replace the trainer's data set by (d, hl, n), which it then owns. */
+static void data_install(ff_trainer *t, float *d, int32_t *hl, int64_t n)
+{
+    data_free(t, t->data);
+    fmd_free(t->h_data_lab);
+    t->data = d;
+    t->h_data_lab = hl;
+    t->ndata = n;
 }
 
 void ff_data_rows(ff_trainer *t, int64_t Bd)
@@ -52,22 +69,16 @@ fmd_status ff_set_data(ff_trainer *t, const float *x0, const int32_t *labels, in
         if (!isfinite(x0[i]))
             return fmd_seterr(FMD_ERR_NONFINITE, "ff_set_data: x0[%lld] is not finite",
                               (long long)i);
-    float *d = data_alloc(t, n * t->D);
-    int32_t *hl = t->K ? fmd_calloc((size_t)n, sizeof(int32_t)) : NULL;
-    if (!d || (t->K && !hl)) {
-        data_free(t, d);
-        fmd_free(hl);
-        return fmd_seterr(FMD_ERR_OOM, "ff_set_data: out of memory for %lld rows", (long long)n);
-    }
+    float *d;
+    int32_t *hl;
+    fmd_status st = data_new(t, n, "ff_set_data", &d, &hl);
+    if (st) return st;
     ff_up(t, d, x0, n * t->D, sizeof(float));
     if (hl) memcpy(hl, labels, (size_t)n * sizeof(int32_t));
-    data_free(t, t->data);
-    fmd_free(t->h_data_lab);
-    t->data = d;
-    t->h_data_lab = hl;
-    t->ndata = n;
+    data_install(t, d, hl, n);
     return t->op->sync(t->be);
 }
+
 static fmd_status solve_pool(ff_trainer *t, float *dst, const int32_t *h_lab, int64_t n,
                              int64_t steps)
 {
@@ -104,34 +115,27 @@ static fmd_status solve_pool(ff_trainer *t, float *dst, const int32_t *h_lab, in
     }
     return t->op->sync(t->be);
 }
+
 fmd_status ff_make_data_pool(ff_trainer *t, int64_t n, int64_t steps)
 {
     FMD_CHECK_ARG(t, "ff_make_data_pool: NULL trainer");
     FMD_CHECK_ARG(n >= 1 && n <= INT32_MAX, "ff_make_data_pool: pool size must be in [1, 2^31) "
                   "(got %lld)", (long long)n);
     FMD_CHECK_ARG(steps >= 1, "ff_make_data_pool: steps must be >= 1 (got %lld)", (long long)steps);
-    float *d = data_alloc(t, n * t->D);
-    int32_t *hl = t->K ? fmd_calloc((size_t)n, sizeof(int32_t)) : NULL;
-    if (!d || (t->K && !hl)) {
-        data_free(t, d);
-        fmd_free(hl);
-        return fmd_seterr(FMD_ERR_OOM, "ff_make_data_pool: out of memory for a pool of %lld x %lld",
-                          (long long)n, (long long)t->D);
-    }
+    float *d;
+    int32_t *hl;
+    fmd_status st = data_new(t, n, "ff_make_data_pool", &d, &hl);
+    if (st) return st;
     for (int64_t i = 0; hl && i < n; i++) hl[i] = (int32_t)(i % t->K);
-    fmd_status st = solve_pool(t, d, hl, n, steps);
-    if (st) {
+    if ((st = solve_pool(t, d, hl, n, steps))) {
         data_free(t, d);
         fmd_free(hl);
         return st;
     }
-    data_free(t, t->data);
-    fmd_free(t->h_data_lab);
-    t->data = d;
-    t->h_data_lab = hl;
-    t->ndata = n;
+    data_install(t, d, hl, n);
     return FMD_OK;
 }
+
 fmd_status ff_copy_data(ff_trainer *t, float *x, int32_t *labels, int64_t n)
 {
     FMD_CHECK_ARG(t && x, "ff_copy_data: NULL argument");
@@ -146,11 +150,7 @@ fmd_status ff_copy_data(ff_trainer *t, float *x, int32_t *labels, int64_t n)
 void ff_take_data(ff_trainer *dst, ff_trainer *src)
 {
     if (!src->data) return;
-    data_free(dst, dst->data);
-    fmd_free(dst->h_data_lab);
-    dst->data = src->data;
-    dst->h_data_lab = src->h_data_lab;
-    dst->ndata = src->ndata;
+    data_install(dst, src->data, src->h_data_lab, src->ndata);
     src->data = NULL;
     src->h_data_lab = NULL;
     src->ndata = 0;
