@@ -23,8 +23,7 @@ fmd_status ff_noised(ff_trainer *t, int64_t j)
         t->h_r[i] = (float)r;
         t->h_r1[i] = (float)(1.0 - r);
     }
-    ff_up(t, t->r, t->h_r, Bc, sizeof(float));
-    ff_up(t, t->r1, t->h_r1, Bc, sizeof(float));
+    ff_up_rows(t, Bc, 2, (float *[]){t->r, t->r1}, (float *[]){t->h_r, t->h_r1});
     t->op->fill_normal(t->be, t->cn, Bc * D, c->seed, S_N, k * (uint64_t)(Bc * D));
     ff_rowscale(t, t->xr, t->xhat, t->r1, Bc, 0.0f);
     ff_rowscale(t, t->xr, t->cn, t->r, Bc, 1.0f);

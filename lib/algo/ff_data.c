@@ -47,8 +47,7 @@ void ff_data_rows(ff_trainer *t, int64_t Bd)
         t->h_k1[i] = 1.0f - t->h_t0[i];
         t->h_k2[i] = t->h_t0[i];
     }
-    ff_up(t, t->k1, t->h_k1, Bd, sizeof(float));
-    ff_up(t, t->k2, t->h_k2, Bd, sizeof(float));
+    ff_up_rows(t, Bd, 2, (float *[]){t->k1, t->k2}, (float *[]){t->h_k1, t->h_k2});
     ff_rowscale(t, t->xe, t->xa, t->k1, Bd, 0.0f);
     ff_rowscale(t, t->xe, t->X0, t->k2, Bd, 1.0f);
     t->op->copy(t->be, t->X0, t->xe, (size_t)(Bd * D) * sizeof(float));

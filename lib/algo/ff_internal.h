@@ -59,6 +59,9 @@ void ff_rowscale(ff_trainer *t, float *out, const float *x, const float *coef, i
                  float beta);
 /* Upload n elements of esz bytes (nothing when n <= 0). */
 void ff_up(ff_trainer *t, void *dst, const void *src, int64_t n, size_t esz);
+/* Upload the first n floats of each host row buffer src[i] to dst[i], for
+ * the k pairs of a NULL-free list (the per-row coefficients of a step). */
+void ff_up_rows(ff_trainer *t, int64_t n, int k, float *const *dst, float *const *src);
 /* A uniform index in [0, n) at (seed, stream, e). */
 int64_t ff_uniform_index(uint64_t seed, uint64_t stream, uint64_t e, int64_t n);
 double ff_sigmoid(double x);

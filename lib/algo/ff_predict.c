@@ -41,12 +41,8 @@ fmd_status ff_predict(ff_trainer *t)
             t->h_k3[i] = (float)(dp / dl);         /* target coefficients       */
             t->h_scale[i] = (float)(0.5 * h / dl);
         }
-        ff_up(t, t->dl2, t->h_dl2, Bp, sizeof(float));
-        ff_up(t, t->tin2, t->h_tin2, Bp, sizeof(float));
-        ff_up(t, t->k1, t->h_k1, Bp, sizeof(float));
-        ff_up(t, t->k2, t->h_k2, Bp, sizeof(float));
-        ff_up(t, t->k3, t->h_k3, Bp, sizeof(float));
-        ff_up(t, t->scale, t->h_scale, Bp, sizeof(float));
+        ff_up_rows(t, Bp, 6, (float *[]){t->dl2, t->tin2, t->k1, t->k2, t->k3, t->scale},
+                   (float *[]){t->h_dl2, t->h_tin2, t->h_k1, t->h_k2, t->h_k3, t->h_scale});
         st = nn_model_forward(t->student, t->Fp, t->X0, t->tin2, t->dl2, lab, Bp);
         if (st) return st;
         ff_rowscale(t, t->xa, t->Fp, t->k1, Bp, 0.0f);
@@ -71,8 +67,7 @@ fmd_status ff_predict(ff_trainer *t)
         for (int64_t i = 0; i < Bp; i++) {
             t->h_k1[i] = -t->h_dl[i];
         }
-        ff_up(t, t->tan_t, t->h_tan_t, B, sizeof(float));
-        ff_up(t, t->tan_d, t->h_tan_d, B, sizeof(float));
+        ff_up_rows(t, B, 2, (float *[]){t->tan_t, t->tan_d}, (float *[]){t->h_tan_t, t->h_tan_d});
         ff_up(t, t->k1, t->h_k1, Bp, sizeof(float));
         st = nn_model_forward_jvp(t->student, t->F, t->Fp, t->X0, t->tin, t->dl, lab, t->tan_t,
                                   t->tan_d, B);
@@ -97,13 +92,8 @@ fmd_status ff_predict(ff_trainer *t)
             t->h_k2[i] = (float)(-t->h_dl[i] / span);
             t->h_k3[i] = (float)(t->h_dl[i] / span);
         }
-        ff_up(t, t->dl2, t->h_dl2, Bp, sizeof(float));
-        ff_up(t, t->tin2, t->h_tin2, Bp, sizeof(float));
-        ff_up(t, t->dl3, t->h_dl3, Bp, sizeof(float));
-        ff_up(t, t->tin3, t->h_tin3, Bp, sizeof(float));
-        ff_up(t, t->k1, t->h_k1, Bp, sizeof(float));
-        ff_up(t, t->k2, t->h_k2, Bp, sizeof(float));
-        ff_up(t, t->k3, t->h_k3, Bp, sizeof(float));
+        ff_up_rows(t, Bp, 7, (float *[]){t->dl2, t->tin2, t->dl3, t->tin3, t->k1, t->k2, t->k3},
+                   (float *[]){t->h_dl2, t->h_tin2, t->h_dl3, t->h_tin3, t->h_k1, t->h_k2, t->h_k3});
         st = nn_model_forward(t->student, t->Fp, t->X0, t->tin2, t->dl2, lab, Bp);
         if (!st) st = nn_model_forward(t->student, t->Fm, t->X0, t->tin3, t->dl3, lab, Bp);
         if (!st) st = nn_model_forward(t->student, t->F, t->X0, t->tin, t->dl, lab, B);

@@ -24,6 +24,11 @@ void ff_up(ff_trainer *t, void *dst, const void *src, int64_t n, size_t esz)
     if (n > 0) t->op->upload(t->be, dst, src, (size_t)n * esz);
 }
 
+void ff_up_rows(ff_trainer *t, int64_t n, int k, float *const *dst, float *const *src)
+{
+    for (int i = 0; i < k; i++) ff_up(t, dst[i], src[i], n, sizeof(float));
+}
+
 int64_t ff_uniform_index(uint64_t seed, uint64_t stream, uint64_t e, int64_t n)
 {
     int64_t k = (int64_t)(fmd_philox_uniform_at(seed, stream, e) * (double)n);
@@ -204,8 +209,7 @@ static void draw_rows(ff_trainer *t)
             else t->h_lab[i] = (int32_t)ff_uniform_index(seed, S_LABEL, (uint64_t)s * B + i, t->K);
         }
     }
-    ff_up(t, t->tin, t->h_tin, B, sizeof(float));
-    ff_up(t, t->dl, t->h_dl, B, sizeof(float));
+    ff_up_rows(t, B, 2, (float *[]){t->tin, t->dl}, (float *[]){t->h_tin, t->h_dl});
     if (t->K) ff_up(t, t->lab, t->h_lab, B, sizeof(int32_t));
     /* start states: z ~ N(0, I) on every row */
     t->op->fill_normal(t->be, t->X0, B * D, seed, S_Z, (uint64_t)s * (uint64_t)(B * D));
