@@ -470,9 +470,11 @@ static void copy_checkpoint_altered(const char *src, const char *dst, const char
         if (w) fmdf_writer_abort(w);
         return;
     }
+    /* a metadata key named drop is left out, or with shorten given the value "abc" */
     for (int i = 0; i < fmdf_meta_count(r); i++)
-        if (strcmp(fmdf_meta_key(r, i), drop) != 0)
-            CHECK_OK(fmdf_writer_add_meta(w, fmdf_meta_key(r, i), fmdf_meta_value(r, i)));
+        if (strcmp(fmdf_meta_key(r, i), drop) != 0 || shorten)
+            CHECK_OK(fmdf_writer_add_meta(w, fmdf_meta_key(r, i), strcmp(fmdf_meta_key(r, i), drop)
+                                                                      ? fmdf_meta_value(r, i) : "abc"));
     for (int i = 0; i < fmdf_tensor_count(r); i++) {
         const fmdf_tensor_info *ti = fmdf_tensor_at(r, i);
         int altered = strcmp(ti->name, drop) == 0;
@@ -632,6 +634,10 @@ static void test_resume_semantics(void)
     const char *cut = "test_distiller_semantics_cut.fmd";
     copy_checkpoint_altered(path, cut, "distiller.option.alpha", 0);
     expect_resume_refused(T, s2, small_opts(), cut, FMD_ERR_FORMAT, "'alpha'");
+    copy_checkpoint_altered(path, cut, "distiller.option.lr", 1);   /* lr = "abc" */
+    expect_resume_refused(T, s2, small_opts(), cut, FMD_ERR_FORMAT, "stored option 'lr' = 'abc'");
+    copy_checkpoint_altered(path, cut, "distiller.option.lr_decay", 1);
+    expect_resume_refused(T, s2, small_opts(), cut, FMD_ERR_FORMAT, "'lr_decay' = 'abc'");
     remove(cut);
     /* libfmd 0.1: the checkpoint is refused as such; its student (and the
      * checkpoint's EMA student) loads and gives the outputs it gave then */

@@ -1,6 +1,5 @@
 /* optable.c - applying an fmd_options bag to a config struct through a
  * consumer's option table (optable.h), and the texts generated from it. */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -304,30 +303,21 @@ void opt_value_text(const opt_spec *s, const void *cfg, char *buf, size_t len)
 
 fmd_status opt_parse_text(const opt_table *t, const opt_spec *s, const char *text, void *cfg)
 {
+    /* through a one-key bag, so a stored value passes the checks a given one does */
+    fmd_options *o = NULL;
     opt_value v;
-    memset(&v, 0, sizeof v);
-    char *end = NULL;
-    errno = 0;
-    int ok = 1;
-    switch (s->type) {
-    case OT_INT:
-        v.i = strtoll(text, &end, 10);
-        ok = *text && !*end && errno == 0 && in_range(s, (double)v.i);
-        v.f = (double)v.i;
-        break;
-    case OT_NUM:
-        v.f = strtod(text, &end);
-        ok = *text && !*end && errno == 0 && isfinite(v.f) && in_range(s, v.f);
-        break;
-    case OT_CHOICE:
-        v.i = choice_index(s->choices, text);
-        ok = v.i >= 0;
-        break;
-    case OT_STR:
-        v.s = text;
-        break;
+    fmd_status st = fmd_options_create(&o);
+    if (!st) {
+        char kv[512];
+        snprintf(kv, sizeof kv, "%s=%s", s->key, text);
+        st = s->type == OT_CHOICE || s->type == OT_STR ? fmd_options_set_str(o, s->key, text)
+                                                       : fmd_options_parse(o, kv);
     }
-    if (!ok)
+    if (!st) st = read_value(t, s, o, s->key, &v);
+    if (!st && s->type == OT_STR) v.s = text;   /* o's copy goes with o */
+    fmd_options_destroy(o);
+    if (st == FMD_ERR_OOM) return st;
+    if (st)
         return fmd_seterr(FMD_ERR_FORMAT, "%s: stored option '%s' = '%.64s' is not valid", t->fn,
                           s->key, text);
     store(s, cfg, &v);
