@@ -1,0 +1,22 @@
+# Data-parallel tests under mpirun (tests/mpi/), registered only when the MPI
+# transport is built and mpirun is found: without them the tests do not
+# exist (they are not counted as passed).  --oversubscribe: more ranks than
+# cores on the 2-core CI machines; --allow-run-as-root for CI containers.
+find_program(FMD_MPIRUN NAMES mpirun mpiexec)
+if(FMD_HAVE_MPI AND FMD_MPIRUN AND TARGET fmd_mpi)
+  set(FMD_MPIRUN_FLAGS --allow-run-as-root --oversubscribe)
+  add_executable(mpi_distill ${CMAKE_CURRENT_SOURCE_DIR}/mpi/mpi_distill.c
+                 ${CMAKE_CURRENT_SOURCE_DIR}/testutil.c)
+  target_link_libraries(mpi_distill PRIVATE fmd_internal)
+  target_include_directories(mpi_distill PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
+  add_dependencies(mpi_distill fmd_mpi)
+  foreach(np 2 3)
+    add_test(NAME mpi_distill_np${np}
+             COMMAND ${FMD_MPIRUN} ${FMD_MPIRUN_FLAGS} -np ${np} $<TARGET_FILE:mpi_distill>)
+    set_tests_properties(mpi_distill_np${np} PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77
+      PROCESSORS ${np}
+      ENVIRONMENT "FMD_COMM_PATH=${PROJECT_BINARY_DIR};FMD_NUM_THREADS=1;OMP_WAIT_POLICY=PASSIVE")
+  endforeach()
+else()
+  message(STATUS "libfmd: MPI tests not registered (needs libfmd-mpi.so and mpirun)")
+endif()

@@ -1,0 +1,257 @@
+/* mpi_distill.c - data-parallel distillation, run under mpirun -np N
+ * (tests/mpi.cmake registers N = 2 and 3).  On every rank the same
+ * distillation runs twice: data-parallel over the N ranks (batch 12, rows
+ * [r B/N, (r+1) B/N) here) and as one process with the whole batch (the
+ * reference, computed redundantly on each rank).  Checked:
+ *   - the rows: every random number a rank draws (start times, spans, start
+ *     states z, the correction's r and noise) is bit-identical to the
+ *     reference's numbers for the same global rows, at the first and the
+ *     last step;
+ *   - the weights after 50 steps (student, EMA, g) and the step's statistics
+ *     agree with the reference within TOL (see below);
+ *   - resume across world sizes: a single-process checkpoint at step 25
+ *     continued on N ranks, and an N-rank checkpoint continued in one
+ *     process, both land on the reference's step-50 weights within TOL;
+ *   - a batch not divisible by N is refused naming the batch;
+ *   - a rank whose weights are perturbed makes every rank stop at the next
+ *     checksum (comm_check_every=10) with FMD_ERR_INTERNAL.
+ *
+ * Tolerance.  The only arithmetic that differs from the single process is
+ * the order of summation: each rank's backward sums its own rows, the ranks'
+ * partial gradients and loss sums are then added (in one fixed order, the
+ * same on every rank), and the GEMMs see fewer rows.  A reordered float sum
+ * differs by a few ulp (~1e-7 relative) per step; AdamW's m / sqrt(v) can
+ * amplify that on coordinates whose gradient is near zero, and 50 steps
+ * accumulate it.  Observed with FMD_NUM_THREADS=1: max relative weight
+ * difference (max |w - w_ref| / max |w_ref|) 2-5e-7 on 2 and 3 ranks (the
+ * test prints it); TOL = 1e-5 leaves a factor 20 and still fails any
+ * wrong row, scale or missing reduction, which move weights by > 1e-3
+ * within a few steps (mutating the 1/B scale or dropping the gradient sum
+ * fails it). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "algo/ff_internal.h"
+#include "api/distiller_internal.h"
+#include "api/student_internal.h"
+#include "comm/comm.h"
+#include "nn/model.h"
+#include "testutil.h"
+
+#define TOL 1e-5
+enum { BATCH = 12, STEPS = 50, HALF = 25 };
+
+static fmd_backend *be;
+static fmd_comm *comm;
+static int R, N;
+static fmd_teacher *T;
+static char dir[512];
+
+static fmd_student *student(void)
+{
+    fmd_options *so;
+    fmd_student *s = NULL;
+    CHECK_OK(fmd_options_create(&so));
+    CHECK_OK(fmd_options_parse(so, "width=16"));
+    CHECK_OK(fmd_options_parse(so, "seed=3"));
+    CHECK_OK(fmd_student_create(T, be, so, &s));
+    fmd_options_destroy(so);
+    return s;
+}
+
+/* A distiller of a fresh student (pred + corr, the defaults), data-parallel
+ * over c when c is not NULL. */
+static fmd_distiller *distiller(fmd_student **s, fmd_comm *c, int64_t batch)
+{
+    char kv[64];
+    fmd_options *o;
+    fmd_distiller *d = NULL;
+    *s = student();
+    CHECK_OK(fmd_options_create(&o));
+    snprintf(kv, sizeof kv, "batch=%lld", (long long)batch);
+    CHECK_OK(fmd_options_parse(o, kv));
+    CHECK_OK(fmd_options_parse(o, "seed=5"));
+    CHECK_OK(fmd_options_parse(o, "steps=50"));
+    CHECK_OK(fmd_options_parse(o, "comm_check_every=10"));
+    CHECK_OK(fmd_distiller_create(T, *s, be, o, &d));
+    fmd_options_destroy(o);
+    if (d && c) CHECK_OK(fmd_distiller_set_comm(d, c));
+    return d;
+}
+
+static double maxrel(const float *a, const float *b, int64_t n)
+{
+    double num = 0.0, den = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        num = fmax(num, fabs((double)a[i] - (double)b[i]));
+        den = fmax(den, fabs((double)b[i]));
+    }
+    return den > 0 ? num / den : num;
+}
+
+/* The rows the parallel trainer p drew are the reference ref's rows. */
+static void check_rows(ff_trainer *p, ff_trainer *ref, const char *when)
+{
+    const int64_t D = p->D;
+    CHECK(p->gB == ref->B && p->B * N == ref->B && p->r0 == (int64_t)R * p->B);
+    CHECK(p->gBp == ref->Bp && p->gBc == ref->Bc);
+    int bad = 0;
+    bad += memcmp(p->h_t0, ref->h_t0 + p->r0, (size_t)p->B * sizeof(float)) != 0;
+    bad += memcmp(p->h_dl, ref->h_dl + p->r0, (size_t)p->B * sizeof(float)) != 0;
+    bad += memcmp(p->X0, ref->X0 + p->r0 * D, (size_t)(p->B * D) * sizeof(float)) != 0;
+    if (p->Bc > 0) {
+        bad += memcmp(p->h_r, ref->h_r + p->c0, (size_t)p->Bc * sizeof(float)) != 0;
+        bad += memcmp(p->cn, ref->cn + p->c0 * D, (size_t)(p->Bc * D) * sizeof(float)) != 0;
+    }
+    CHECK_MSG(bad == 0, "rank %d (%s): %d of the drawn row arrays differ from the single "
+              "process's rows %lld..%lld", R, when, bad, (long long)p->r0,
+              (long long)(p->r0 + p->B - 1));
+}
+
+/* The weights of d (student, EMA, g) against ref's: the max relative
+ * difference. */
+static double weights_diff(fmd_distiller *d, fmd_student *s, fmd_distiller *ref, fmd_student *rs)
+{
+    fmd_student *e, *re;
+    CHECK_OK(fmd_distiller_ema_student(d, &e));
+    CHECK_OK(fmd_distiller_ema_student(ref, &re));
+    nn_model *a = student_net(s), *b = student_net(rs);
+    int64_t n = nn_model_num_params(a);
+    double w = maxrel(nn_model_params(a), nn_model_params(b), n);
+    w = fmax(w, maxrel(nn_model_params(student_net(e)), nn_model_params(student_net(re)), n));
+    nn_model *ga = distiller_aux(d), *gb = distiller_aux(ref);
+    CHECK(ga && gb);
+    if (ga && gb) w = fmax(w, maxrel(nn_model_params(ga), nn_model_params(gb), nn_model_num_params(gb)));
+    return w;
+}
+
+static void path(char *buf, size_t len, const char *name)
+{
+    snprintf(buf, len, "%s/%s", dir, name);
+}
+
+static void test_batch_not_divisible(void)
+{
+    fmd_student *s;
+    fmd_distiller *d = distiller(&s, NULL, 4 * N + 1);
+    if (d) {
+        CHECK_STATUS(fmd_distiller_set_comm(d, comm), FMD_ERR_INVALID_ARG);
+        CHECK_MSG(strstr(fmd_last_error(), "batch") && strstr(fmd_last_error(), "divisible"),
+                  "message: %s", fmd_last_error());
+    }
+    fmd_distiller_destroy(d);
+    fmd_student_destroy(s);
+}
+
+static void test_equivalence_and_resume(void)
+{
+    fmd_student *ps, *rs;
+    fmd_distiller *pd = distiller(&ps, comm, BATCH), *rd = distiller(&rs, NULL, BATCH);
+    if (!pd || !rd) goto out;
+    CHECK_OK(fmd_distiller_step(pd));
+    CHECK_OK(fmd_distiller_step(rd));
+    check_rows(distiller_trainer(pd), distiller_trainer(rd), "step 0");
+    CHECK_OK(fmd_distiller_run(pd, HALF - 1, NULL, NULL));
+    CHECK_OK(fmd_distiller_run(rd, HALF - 1, NULL, NULL));
+    char ck_ref[600], ck_par[600];
+    path(ck_ref, sizeof ck_ref, "single.fmd");
+    path(ck_par, sizeof ck_par, "parallel.fmd");
+    if (R == 0) CHECK_OK(fmd_distiller_save(rd, ck_ref));
+    CHECK_OK(fmd_distiller_save(pd, ck_par));   /* collective: rank 0 writes */
+    CHECK_OK(fmd_comm_barrier(comm));
+    CHECK_OK(fmd_distiller_run(pd, STEPS - HALF, NULL, NULL));
+    CHECK_OK(fmd_distiller_run(rd, STEPS - HALF, NULL, NULL));
+    check_rows(distiller_trainer(pd), distiller_trainer(rd), "step 49");
+    double w = weights_diff(pd, ps, rd, rs);
+    fmd_distill_stats a = {.struct_size = sizeof a}, b = {.struct_size = sizeof b};
+    CHECK_OK(fmd_distiller_stats(pd, &a));
+    CHECK_OK(fmd_distiller_stats(rd, &b));
+    double sd = fmax(fabs(a.loss_pred - b.loss_pred) / fabs(b.loss_pred),
+                     fabs(a.loss_aux - b.loss_aux) / fabs(b.loss_aux));
+    sd = fmax(sd, fabs(a.lambda - b.lambda) / fabs(b.lambda));
+    sd = fmax(sd, fabs(a.grad_norm - b.grad_norm) / fabs(b.grad_norm));
+    if (R == 0)
+        printf("%d ranks, %d steps: max relative weight difference to one process %.3g, "
+               "statistics %.3g (tolerance %g)\n", N, STEPS, w, sd, TOL);
+    CHECK_MSG(w < TOL, "rank %d: weights differ from the single process by %.3g", R, w);
+    CHECK_MSG(sd < TOL, "rank %d: statistics differ from the single process by %.3g", R, sd);
+    CHECK(a.step == STEPS && b.step == STEPS);
+
+    /* resume 1 -> N and N -> 1 from step 25: the reference's step 50 */
+    fmd_student *s1, *s2;
+    fmd_distiller *d1 = distiller(&s1, comm, BATCH), *d2 = distiller(&s2, NULL, BATCH);
+    if (d1 && d2) {
+        CHECK_OK(fmd_distiller_resume(d1, ck_ref));
+        CHECK_OK(fmd_distiller_resume(d2, ck_par));
+        CHECK(fmd_distiller_steps(d1) == HALF && fmd_distiller_steps(d2) == HALF);
+        CHECK_OK(fmd_distiller_run(d1, STEPS - HALF, NULL, NULL));
+        CHECK_OK(fmd_distiller_run(d2, STEPS - HALF, NULL, NULL));
+        double w1 = weights_diff(d1, s1, rd, rs), w2 = weights_diff(d2, s2, rd, rs);
+        if (R == 0)
+            printf("resume at step %d: 1 -> %d ranks %.3g, %d ranks -> 1 %.3g\n", HALF, N, w1, N, w2);
+        CHECK_MSG(w1 < TOL, "rank %d: 1 -> %d resume differs by %.3g", R, N, w1);
+        CHECK_MSG(w2 < TOL, "rank %d: %d -> 1 resume differs by %.3g", R, N, w2);
+        check_rows(distiller_trainer(d1), distiller_trainer(rd), "resumed, step 49");
+    }
+    fmd_distiller_destroy(d1);
+    fmd_distiller_destroy(d2);
+    fmd_student_destroy(s1);
+    fmd_student_destroy(s2);
+
+    /* a diverged rank stops every rank at the next checksum (step 60) */
+    if (R == N - 1) nn_model_params(student_net(ps))[0] += 1e-3f;
+    CHECK_STATUS(fmd_distiller_run(pd, 10, NULL, NULL), FMD_ERR_INTERNAL);
+    CHECK_MSG(strstr(fmd_last_error(), "differ between the ranks"), "message: %s", fmd_last_error());
+    if (R == 0) {
+        unlink(ck_ref);
+        unlink(ck_par);
+    }
+out:
+    fmd_distiller_destroy(pd);
+    fmd_distiller_destroy(rd);
+    fmd_student_destroy(ps);
+    fmd_student_destroy(rs);
+}
+
+int main(void)
+{
+    if (fmd_comm_open("mpi", NULL, &comm) != FMD_OK) {
+        fprintf(stderr, "%s\n", fmd_last_error());
+        return 1;
+    }
+    R = fmd_comm_rank(comm);
+    N = fmd_comm_size(comm);
+    if (N < 2) {
+        fmd_comm_close(comm);
+        return tu_skip("mpi_distill", "needs mpirun -np 2 or more");
+    }
+    /* a folder of rank 0's choosing, the same on every rank */
+    const char *tmp = getenv("TMPDIR");
+    long pid = (long)getpid();
+    comm_bcast(comm, &pid, sizeof pid);
+    snprintf(dir, sizeof dir, "%s", tmp && *tmp ? tmp : "/tmp");
+    char sub[64];
+    snprintf(sub, sizeof sub, "/fmd-mpi-%ld", pid);
+    strncat(dir, sub, sizeof dir - strlen(dir) - 1);
+    if (R == 0) mkdir(dir, 0700);
+    CHECK_OK(fmd_comm_barrier(comm));
+    int rc = tu_open_backend("mpi_distill", "cpu", &be);
+    if (rc) return rc;
+    CHECK_OK(fmd_teacher_create_preset("ring8", &T));
+    test_batch_not_divisible();
+    test_equivalence_and_resume();
+    fmd_teacher_destroy(T);
+    fmd_backend_destroy(be);
+    if (R == 0) rmdir(dir);
+    char name[64];
+    snprintf(name, sizeof name, "mpi_distill rank %d of %d", R, N);
+    int ret = tu_finish(name);
+    /* every rank's verdict: the job fails when any rank failed */
+    double f = ret ? 1.0 : 0.0;
+    comm_sum_f64(comm, &f, 1);
+    fmd_comm_close(comm);
+    return f > 0 ? 1 : 0;
+}
