@@ -20,3 +20,9 @@ if(FMD_HAVE_MPI AND FMD_MPIRUN AND TARGET fmd_mpi)
 else()
   message(STATUS "libfmd: MPI tests not registered (needs libfmd-mpi.so and mpirun)")
 endif()
+if(FMD_HAVE_MPI AND FMD_MPIRUN AND TARGET fmd_mpi AND TARGET fmd_cli)
+  add_test(NAME mpi_cli COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/mpi/cli_mpi.sh ${FMD_MPIRUN}
+                                   $<TARGET_FILE:fmd_cli>)
+  set_tests_properties(mpi_cli PROPERTIES TIMEOUT 300 PROCESSORS 2
+    ENVIRONMENT "FMD_NUM_THREADS=1;OMP_WAIT_POLICY=PASSIVE")
+endif()
