@@ -513,6 +513,20 @@ typedef int (*fmd_train_progress_fn)(const fmd_train_stats *stats, void *user);
 FMD_API fmd_status fmd_teacher_train(fmd_backend *backend, const fmd_dataset *data,
                                      const fmd_options *opts, fmd_train_progress_fn progress,
                                      void *user, fmd_teacher **out);
+/* fmd_teacher_train data-parallel over comm (NULL or one rank: exactly
+ * fmd_teacher_train): every rank passes the same data and options, computes
+ * rows [r B/N, (r+1) B/N) of the global batch B (option batch; each row drawn
+ * by its global index, as in one process), and the loss and gradients are
+ * summed over the ranks before the one AdamW + EMA step, so every rank
+ * returns the same teacher.  Only rank 0 writes the checkpoint.  Call it on
+ * every rank; an error on one rank leaves the others waiting (end the job
+ * with fmd_comm_abort).  Errors: those of fmd_teacher_train,
+ * FMD_ERR_INVALID_ARG (B not divisible by the world size), FMD_ERR_INTERNAL
+ * (transport). */
+FMD_API fmd_status fmd_teacher_train_comm(fmd_comm *comm, fmd_backend *backend,
+                                          const fmd_dataset *data, const fmd_options *opts,
+                                          fmd_train_progress_fn progress, void *user,
+                                          fmd_teacher **out);
 /* ==== END TEACHERS ==== */
 
 /* ==== STUDENTS AND DISTILLER (fmd_student, fmd_distiller) ==== */

@@ -1,7 +1,7 @@
 #!/bin/sh
 # cli_mpi.sh MPIRUN FMD - `fmd distill` under mpirun (tests/mpi.cmake):
-#   1. mpirun -np 2 fmd distill: exit 0, progress and "wrote" from rank 0 only,
-#      the checkpoint loads as a student;
+#   1. mpirun -np 2 fmd distill / train-teacher: exit 0, progress and "wrote"
+#      from rank 0 only, the files load;
 #   2. --comm none with an MPI launcher's variable set runs one process
 #      (auto would look for MPI), and --comm bogus is a usage error;
 #   3. kill -9 of rank 1 mid-run ends the whole job within BOUND seconds with
@@ -23,6 +23,12 @@ $MPI -np 2 "$FMD" distill --teacher mixture:ring8 --out a.fmd --steps 20 --batch
 [ "$(grep -c '^wrote a.fmd' out)" = 1 ] || no "expected one 'wrote' line (rank 0), got: $(cat out)"
 [ "$(grep -c 'data-parallel over 2 ranks' err)" = 1 ] || no "rank 0 should report 2 ranks once: $(cat err)"
 "$FMD" sample --student a.fmd --n 4 --out s.npy >/dev/null 2>&1 || no "a.fmd does not load as a student"
+
+# 1b: train-teacher the same way
+$MPI -np 2 "$FMD" train-teacher --data mixture:ring8 --n 500 --out t.fmd --steps 10 \
+    --set batch=16 --set width=32 >out 2>err || no "mpirun -np 2 fmd train-teacher exited $?: $(cat err)"
+[ "$(grep -c '^wrote t.fmd' out)" = 1 ] || no "train-teacher: expected one 'wrote' line, got: $(cat out)"
+"$FMD" info t.fmd >/dev/null 2>&1 || no "t.fmd is not a readable file"
 
 # 2
 OMPI_COMM_WORLD_SIZE=2 "$FMD" distill --teacher mixture:ring8 --out b.fmd --steps 5 --batch 16 \

@@ -14,7 +14,10 @@
  *     process, both land on the reference's step-50 weights within TOL;
  *   - a batch not divisible by N is refused naming the batch;
  *   - a rank whose weights are perturbed makes every rank stop at the next
- *     checksum (comm_check_every=10) with FMD_ERR_INTERNAL.
+ *     checksum (comm_check_every=10) with FMD_ERR_INTERNAL;
+ *   - teacher training (fmd_teacher_train_comm) on Fashion-MNIST-sized data
+ *     (784 dims, 10 classes): 10 steps on N ranks against one process, the
+ *     teacher's weights within TOL; rank 0 alone writes the checkpoint.
  *
  * Tolerance.  The only arithmetic that differs from the single process is
  * the order of summation: each rank's backward sums its own rows, the ranks'
@@ -37,6 +40,7 @@
 #include "algo/ff_internal.h"
 #include "api/distiller_internal.h"
 #include "api/student_internal.h"
+#include "api/teacher_internal.h"
 #include "comm/comm.h"
 #include "nn/model.h"
 #include "testutil.h"
@@ -216,6 +220,60 @@ out:
     fmd_student_destroy(rs);
 }
 
+/* 784-dim data with 10 classes (the shape of Fashion-MNIST), trained 10
+ * steps with and without comm: the same teacher. */
+static void test_teacher_train(void)
+{
+    enum { n = 600, dim = 784 };
+    float *x = malloc(sizeof(float) * n * dim);
+    int32_t lab[n];
+    tu_seed(7);
+    for (int64_t i = 0; i < (int64_t)n * dim; i++) x[i] = (float)(2.0 * tu_uniform() - 1.0);
+    for (int i = 0; i < n; i++) lab[i] = i % 10;
+    fmd_dataset *ds = NULL;
+    CHECK_OK(fmd_dataset_create(x, lab, n, dim, 10, &ds));
+    free(x);
+    fmd_options *o, *oc;
+    char ck[600], kv[700];
+    path(ck, sizeof ck, "teacher.fmd");
+    snprintf(kv, sizeof kv, "checkpoint=%s", ck);
+    static const char *const kvs[] = {"width=64", "steps=10", "batch=12", "lr_warmup=2"};
+    CHECK_OK(fmd_options_create(&o));
+    CHECK_OK(fmd_options_create(&oc));
+    for (int i = 0; i < 4; i++) {
+        CHECK_OK(fmd_options_parse(o, kvs[i]));
+        CHECK_OK(fmd_options_parse(oc, kvs[i]));
+    }
+    CHECK_OK(fmd_options_parse(oc, kv));
+    fmd_teacher *tp = NULL, *t1 = NULL;
+    CHECK_OK(fmd_teacher_train_comm(comm, be, ds, oc, NULL, NULL, &tp));
+    CHECK_OK(fmd_comm_barrier(comm));
+    /* the file is rank 0's; the single-process reference writes none */
+    CHECK_MSG(access(ck, R_OK) == 0, "rank %d: no checkpoint '%s' after the run", R, ck);
+    CHECK_OK(fmd_comm_barrier(comm));
+    if (R == 0) unlink(ck);
+    CHECK_OK(fmd_teacher_train(be, ds, o, NULL, NULL, &t1));
+    if (tp && t1) {
+        const nn_model *a = teacher_network(tp), *b = teacher_network(t1);
+        double w = maxrel(nn_model_params((nn_model *)a), nn_model_params((nn_model *)b),
+                          nn_model_num_params(b));
+        if (R == 0)
+            printf("teacher training, %d ranks, 10 steps: max relative weight difference %.3g\n",
+                   N, w);
+        CHECK_MSG(w < TOL, "rank %d: the teacher differs from one process's by %.3g", R, w);
+    }
+    /* a batch the ranks cannot share */
+    CHECK_OK(fmd_options_set_i64(o, "batch", 4 * N + 1));
+    fmd_teacher *tb = NULL;
+    CHECK_STATUS(fmd_teacher_train_comm(comm, be, ds, o, NULL, NULL, &tb), FMD_ERR_INVALID_ARG);
+    CHECK(strstr(fmd_last_error(), "divisible") != NULL && tb == NULL);
+    fmd_teacher_destroy(tp);
+    fmd_teacher_destroy(t1);
+    fmd_options_destroy(o);
+    fmd_options_destroy(oc);
+    fmd_dataset_destroy(ds);
+}
+
 int main(void)
 {
     if (fmd_comm_open("mpi", NULL, &comm) != FMD_OK) {
@@ -243,6 +301,7 @@ int main(void)
     CHECK_OK(fmd_teacher_create_preset("ring8", &T));
     test_batch_not_divisible();
     test_equivalence_and_resume();
+    test_teacher_train();
     fmd_teacher_destroy(T);
     fmd_backend_destroy(be);
     if (R == 0) rmdir(dir);
