@@ -26,3 +26,9 @@ if(FMD_HAVE_MPI AND FMD_MPIRUN AND TARGET fmd_mpi AND TARGET fmd_cli)
   set_tests_properties(mpi_cli PROPERTIES TIMEOUT 300 PROCESSORS 2
     ENVIRONMENT "FMD_NUM_THREADS=1;OMP_WAIT_POLICY=PASSIVE")
 endif()
+if(FMD_HAVE_MPI AND FMD_MPIRUN AND TARGET fmd_mpi AND EXISTS ${FMD_TEST_PYTHON})
+  add_test(NAME mpi_python_np2 COMMAND ${FMD_MPIRUN} --allow-run-as-root --oversubscribe -np 2
+                                       ${FMD_TEST_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/mpi/py_mpi.py)
+  set_tests_properties(mpi_python_np2 PROPERTIES TIMEOUT 300 PROCESSORS 2
+    ENVIRONMENT "FMD_LIBRARY=$<TARGET_FILE:fmd>;PYTHONPATH=${PROJECT_SOURCE_DIR}/bindings/python;FMD_NUM_THREADS=1;OMP_WAIT_POLICY=PASSIVE")
+endif()
