@@ -15,6 +15,8 @@
  *   - resume across world sizes: a single-process checkpoint at step 25
  *     continued on N ranks, and an N-rank checkpoint continued in one
  *     process, both land on the reference's step-50 weights within TOL;
+ *   - a checkpoint is written by rank 0 only, and a failed write returns its
+ *     error on every rank;
  *   - a batch not divisible by N is refused naming the batch;
  *   - a rank whose weights are perturbed makes every rank stop at the next
  *     checksum (comm_check_every=10) with FMD_ERR_INTERNAL;
@@ -211,6 +213,19 @@ static void test_equivalence_and_resume(void)
     if (R == 0) CHECK_OK(fmd_distiller_save(rd, ck_ref));
     CHECK_OK(fmd_distiller_save(pd, ck_par));   /* collective: rank 0 writes */
     CHECK_OK(fmd_comm_barrier(comm));
+    if (T_mixture) {
+        /* written once, by rank 0: a path of each rank's own exists for rank 0 only */
+        char mine[700];
+        snprintf(mine, sizeof mine, "%s/rank%d.fmd", dir, R);
+        CHECK_OK(fmd_distiller_save(pd, mine));
+        CHECK_MSG((access(mine, F_OK) == 0) == (R == 0), "rank %d: '%s' %s", R, mine,
+                  R == 0 ? "was not written" : "was written by a rank other than 0");
+        unlink(mine);
+        /* rank 0 cannot write: every rank returns its status */
+        CHECK_STATUS(fmd_distiller_save(pd, "/nonexistent-dir/x.fmd"), FMD_ERR_IO);
+        CHECK_MSG(R == 0 || strstr(fmd_last_error(), "rank 0 could not write"), "rank %d: %s", R,
+                  fmd_last_error());
+    }
     CHECK_OK(fmd_distiller_run(pd, STEPS - HALF, NULL, NULL));
     CHECK_OK(fmd_distiller_run(rd, STEPS - HALF, NULL, NULL));
     check_rows(distiller_trainer(pd), distiller_trainer(rd), "step 49");
