@@ -18,6 +18,8 @@
  *   - a checkpoint is written by rank 0 only, and a failed write returns its
  *     error on every rank;
  *   - a batch not divisible by N is refused naming the batch;
+ *   - sums and broadcasts of device buffers staged through the host (the
+ *     reference backend's memory path), and the checksum comparison;
  *   - a rank whose weights are perturbed makes every rank stop at the next
  *     checksum (comm_check_every=10) with FMD_ERR_INTERNAL;
  *   - teacher training (fmd_teacher_train_comm) on Fashion-MNIST-sized data
@@ -182,6 +184,39 @@ static double weights_diff(fmd_distiller *d, fmd_student *s, fmd_distiller *ref,
 static void path(char *buf, size_t len, const char *name)
 {
     snprintf(buf, len, "%s/%s", dir, name);
+}
+
+/* The collectives on device buffers of a backend whose memory is not the
+ * host's are staged (comm.c): the reference backend ("ref") takes that
+ * path.  Sums are exact here (small integers), broadcasts take rank 0's. */
+static void test_staged_collectives(void)
+{
+    fmd_backend *ref = NULL;
+    CHECK_OK(fmdb_open_reference(&ref));
+    if (!ref) return;
+    enum { n = 1000 };
+    float h[n], *dv = ref->ops->alloc(ref, sizeof h);
+    for (int i = 0; i < n; i++) h[i] = (float)(R + 1) * (float)i;
+    ref->ops->upload(ref, dv, h, sizeof h);
+    CHECK_OK(comm_sum_dev(comm, ref, dv, n));
+    ref->ops->download(ref, h, dv, sizeof h);
+    int bad = 0;
+    for (int i = 0; i < n; i++) bad += h[i] != (float)(N * (N + 1) / 2) * (float)i;
+    for (int i = 0; i < n; i++) h[i] = (float)R;
+    ref->ops->upload(ref, dv, h, sizeof h);
+    CHECK_OK(comm_bcast_dev(comm, ref, dv, n));
+    ref->ops->download(ref, h, dv, sizeof h);
+    for (int i = 0; i < n; i++) bad += h[i] != 0.0f;
+    CHECK_MSG(bad == 0, "rank %d: %d staged sums or broadcasts wrong", R, bad);
+    uint64_t hash = 0;
+    CHECK_OK(comm_hash_dev(ref, dv, n, &hash));
+    int nbad = -1;
+    CHECK_OK(comm_same_everywhere(comm, hash, &nbad));
+    CHECK(nbad == 0);
+    CHECK_OK(comm_same_everywhere(comm, hash + (uint64_t)R, &nbad));
+    CHECK(nbad == N - 1);
+    ref->ops->free(ref, dv);
+    fmd_backend_destroy(ref);
 }
 
 static void test_batch_not_divisible(void)
@@ -384,6 +419,7 @@ int main(void)
     CHECK_OK(fmd_teacher_create_preset("ring8", &T));
     T_name = "ring8";
     T_mixture = 1;
+    test_staged_collectives();
     test_batch_not_divisible();
     test_teacher_train();
     with_teacher(T, "ring8", 1);
