@@ -31,4 +31,8 @@ if(FMD_HAVE_MPI AND FMD_MPIRUN AND TARGET fmd_mpi AND EXISTS ${FMD_TEST_PYTHON})
                                        ${FMD_TEST_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/mpi/py_mpi.py)
   set_tests_properties(mpi_python_np2 PROPERTIES TIMEOUT 300 PROCESSORS 2
     ENVIRONMENT "FMD_LIBRARY=$<TARGET_FILE:fmd>;PYTHONPATH=${PROJECT_SOURCE_DIR}/bindings/python;FMD_NUM_THREADS=1;OMP_WAIT_POLICY=PASSIVE")
+  add_test(NAME mpi_abort COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/mpi/abort.sh ${FMD_MPIRUN}
+                                     ${FMD_TEST_PYTHON})
+  set_tests_properties(mpi_abort PROPERTIES TIMEOUT 120 PROCESSORS 2
+    ENVIRONMENT "FMD_LIBRARY=$<TARGET_FILE:fmd>;PYTHONPATH=${PROJECT_SOURCE_DIR}/bindings/python;FMD_NUM_THREADS=1;OMP_WAIT_POLICY=PASSIVE")
 endif()
