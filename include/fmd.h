@@ -239,9 +239,10 @@ typedef struct fmd_comm fmd_comm;
  * "mpi" (initialises MPI unless the program already did), "none" (one
  * process: rank 0 of 1), or NULL / "auto" (mpi when the process was started
  * by an MPI launcher - OMPI_COMM_WORLD_SIZE, PMIX_RANK or PMI_SIZE set -
- * else none).  opts: consumer "comm" (option plugin), may be NULL.  Open one
- * MPI communicator per process (MPI cannot start again after it is
- * closed).  Errors: FMD_ERR_INVALID_ARG (out NULL, unknown kind or option),
+ * else none).  opts: consumer "comm" (option plugin), may be NULL.  Several
+ * "mpi" communicators may be open at once (all span MPI_COMM_WORLD); MPI is
+ * finalised when the last one closes and cannot start again in the process.
+ * Errors: FMD_ERR_INVALID_ARG (out NULL, unknown kind or option),
  * FMD_ERR_BACKEND_UNAVAILABLE (the plugin could not be loaded or MPI not
  * initialised; the message lists every path tried), FMD_ERR_VERSION (plugin
  * of another ABI), FMD_ERR_OOM. */
@@ -258,8 +259,9 @@ FMD_API fmd_status fmd_comm_barrier(fmd_comm *comm);
 /* End the whole job with exit status code (MPI_Abort on every rank; exit
  * for "none" or NULL).  Does not return. */
 FMD_API void fmd_comm_abort(fmd_comm *comm, int code);
-/* Close (finalises MPI when fmd_comm_open initialised it).  NULL-safe; after
- * every distiller that borrows comm is destroyed. */
+/* Close (the last open "mpi" communicator finalises MPI when fmd_comm_open
+ * initialised it).  NULL-safe; after every distiller that borrows comm is
+ * destroyed. */
 FMD_API void fmd_comm_close(fmd_comm *comm);
 
 /* ==== TEACHERS (fmd_teacher) ==== */

@@ -6,7 +6,9 @@
  * the same rounding of the sum (MPI_Allreduce does not promise bit-identical
  * results across ranks); buffers longer than INT_MAX elements go in chunks.
  * MPI_COMM_WORLD keeps MPI's default error handler (MPI_ERRORS_ARE_FATAL):
- * a failed or vanished peer ends the job instead of leaving ranks waiting. */
+ * a failed or vanished peer ends the job instead of leaving ranks waiting.
+ * Several communicators may be open at once (they share MPI_COMM_WORLD); MPI
+ * is finalised when the last one that this plugin started closes. */
 #include <limits.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -15,8 +17,12 @@
 #include "comm/comm_plugin.h"
 
 typedef struct {
-    int we_initialised;
+    int unused;
 } mpi_ctx;
+
+/* Communicators open in this process, and whether this plugin initialised
+ * MPI (then the last close finalises it). */
+static int g_open, g_we_initialised;
 
 static int chunk(int64_t n) { return n > (INT_MAX / 8) ? INT_MAX / 8 : (int)n; }
 
@@ -83,11 +89,10 @@ static void do_abort(fmd_comm_plugin *p, int code)
 
 static void do_close(fmd_comm_plugin *p)
 {
-    mpi_ctx *c = p->ctx;
     int fin = 0;
     MPI_Finalized(&fin);
-    if (c && c->we_initialised && !fin) MPI_Finalize();
-    free(c);
+    if (p->ctx && --g_open == 0 && g_we_initialised && !fin) MPI_Finalize();
+    free(p->ctx);
     p->ctx = NULL;
 }
 
@@ -125,8 +130,9 @@ __attribute__((visibility("default"))) int fmd_comm_plugin_open(uint32_t abi, co
             snprintf(err, errlen, "MPI_Init_thread failed (%d)", rc);
             return 1;
         }
-        c->we_initialised = 1;
+        g_we_initialised = 1;
     }
+    g_open++;
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_ARE_FATAL);
     MPI_Comm_rank(MPI_COMM_WORLD, &p->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &p->size);

@@ -414,6 +414,12 @@ int main(void)
     strncat(dir, sub, sizeof dir - strlen(dir) - 1);
     if (R == 0) mkdir(dir, 0700);
     CHECK_OK(fmd_comm_barrier(comm));
+    /* a second communicator shares MPI; closing it leaves the first working */
+    fmd_comm *c2 = NULL;
+    CHECK_OK(fmd_comm_open("mpi", NULL, &c2));
+    CHECK(fmd_comm_rank(c2) == R && fmd_comm_size(c2) == N);
+    fmd_comm_close(c2);
+    CHECK_OK(fmd_comm_barrier(comm));
     int rc = tu_open_backend("mpi_distill", "cpu", &be);
     if (rc) return rc;
     CHECK_OK(fmd_teacher_create_preset("ring8", &T));

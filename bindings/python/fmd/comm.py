@@ -17,8 +17,8 @@ class Comm(Handle):
     comm=comm)``; start the script with ``mpirun -np N python3 script.py`` (no
     mpi4py needed).  The MPI transport is the plugin libfmd-mpi.so (option
     ``plugin=PATH``, else FMD_COMM_PATH or the folder of libfmd); without it
-    ``Comm("mpi")`` raises BackendUnavailable.  Open one MPI communicator per
-    process: MPI cannot start again after :meth:`close`."""
+    ``Comm("mpi")`` raises BackendUnavailable.  MPI is finalised when the last
+    MPI communicator of the process closes and cannot start again after that."""
 
     _destroy = "fmd_comm_close"
     _kind = "Comm"
