@@ -162,7 +162,7 @@ FMD_API const char *fmd_options_key(const fmd_options *opts, int index);
  * (fmd_student_create), "train" (fmd_teacher_train), "sampler"
  * (fmd_sampler_create / _sample), "solver" (fmd_teacher_solve / _sample),
  * "evaluator" (fmd_evaluator_create), "teacher_load" (fmd_teacher_load),
- * "safetensors" (fmd_teacher_load_safetensors).  A key given where its
+ * "safetensors" (fmd_teacher_load_safetensors), "comm" (fmd_comm_open).  A key given where its
  * condition does not hold is refused (FMD_ERR_INVALID_ARG), so every
  * accepted option acts. */
 typedef enum fmd_option_field {
@@ -226,6 +226,43 @@ FMD_API int fmd_backend_threads(const fmd_backend *backend);
 /* Run the backend's self-check: every op on small random inputs compared
  * with the plain-C reference.  Errors: FMD_ERR_INTERNAL naming the op. */
 FMD_API fmd_status fmd_backend_selfcheck(fmd_backend *backend);
+
+/* ==== COMMUNICATORS (fmd_comm) ==== */
+/* A communicator joins the processes of a data-parallel job (MPI ranks).
+ * libfmd links no transport: "mpi" loads the plugin libfmd-mpi.so at run
+ * time (built when Open MPI was found; looked for in option plugin, then
+ * FMD_COMM_PATH (file or folder), the folder of libfmd, the loader's path).
+ * Start the processes the ordinary way (mpirun -np N prog). */
+typedef struct fmd_comm fmd_comm;
+
+/* Open a communicator into *out (caller owns; fmd_comm_close).  kind:
+ * "mpi" (initialises MPI unless the program already did), "none" (one
+ * process: rank 0 of 1), or NULL / "auto" (mpi when the process was started
+ * by an MPI launcher - OMPI_COMM_WORLD_SIZE, PMIX_RANK or PMI_SIZE set -
+ * else none).  opts: consumer "comm" (option plugin), may be NULL.  Several
+ * "mpi" communicators may be open at once (all span MPI_COMM_WORLD); MPI is
+ * finalised when the last one closes and cannot start again in the process.
+ * Errors: FMD_ERR_INVALID_ARG (out NULL, unknown kind or option),
+ * FMD_ERR_BACKEND_UNAVAILABLE (the plugin could not be loaded or MPI not
+ * initialised; the message lists every path tried), FMD_ERR_VERSION (plugin
+ * of another ABI), FMD_ERR_OOM. */
+FMD_API fmd_status fmd_comm_open(const char *kind, const fmd_options *opts, fmd_comm **out);
+/* This process's rank and the number of ranks (NULL: 0 and 1). */
+FMD_API int fmd_comm_rank(const fmd_comm *comm);
+FMD_API int fmd_comm_size(const fmd_comm *comm);
+/* "none: one process" or "mpi: Open MPI v4.1.4, rank 0 of 2" (owned by
+ * comm; "" for NULL). */
+FMD_API const char *fmd_comm_describe(const fmd_comm *comm);
+/* Wait for every rank.  Errors: FMD_ERR_INVALID_ARG (NULL), FMD_ERR_INTERNAL
+ * (transport). */
+FMD_API fmd_status fmd_comm_barrier(fmd_comm *comm);
+/* End the whole job with exit status code (MPI_Abort on every rank; exit
+ * for "none" or NULL).  Does not return. */
+FMD_API void fmd_comm_abort(fmd_comm *comm, int code);
+/* Close (the last open "mpi" communicator finalises MPI when fmd_comm_open
+ * initialised it).  NULL-safe; after every distiller that borrows comm is
+ * destroyed. */
+FMD_API void fmd_comm_close(fmd_comm *comm);
 
 /* ==== TEACHERS (fmd_teacher) ==== */
 /* A teacher is a frozen velocity field v(x, t, c) = E[eps - x0 | x_t = x, c]
@@ -478,6 +515,20 @@ typedef int (*fmd_train_progress_fn)(const fmd_train_stats *stats, void *user);
 FMD_API fmd_status fmd_teacher_train(fmd_backend *backend, const fmd_dataset *data,
                                      const fmd_options *opts, fmd_train_progress_fn progress,
                                      void *user, fmd_teacher **out);
+/* fmd_teacher_train data-parallel over comm (NULL or one rank: exactly
+ * fmd_teacher_train): every rank passes the same data and options, computes
+ * rows [r B/N, (r+1) B/N) of the global batch B (option batch; each row drawn
+ * by its global index, as in one process), and the loss and gradients are
+ * summed over the ranks before the one AdamW + EMA step, so every rank
+ * returns the same teacher.  Only rank 0 writes the checkpoint.  Call it on
+ * every rank; an error on one rank leaves the others waiting (end the job
+ * with fmd_comm_abort).  Errors: those of fmd_teacher_train,
+ * FMD_ERR_INVALID_ARG (B not divisible by the world size), FMD_ERR_INTERNAL
+ * (transport). */
+FMD_API fmd_status fmd_teacher_train_comm(fmd_comm *comm, fmd_backend *backend,
+                                          const fmd_dataset *data, const fmd_options *opts,
+                                          fmd_train_progress_fn progress, void *user,
+                                          fmd_teacher **out);
 /* ==== END TEACHERS ==== */
 
 /* ==== STUDENTS AND DISTILLER (fmd_student, fmd_distiller) ==== */
@@ -629,6 +680,24 @@ FMD_API fmd_status fmd_distiller_save(fmd_distiller *d, const char *path);
 FMD_API fmd_status fmd_distiller_resume(fmd_distiller *d, const char *path);
 /* Release a distiller (not the borrowed teacher and student).  NULL-safe. */
 FMD_API void fmd_distiller_destroy(fmd_distiller *d);
+/* Make d data-parallel over comm (docs/distributed.md): of the global batch
+ * B (option batch) this rank computes rows [r B/N, (r+1) B/N), drawing every
+ * random number by the row's global index exactly as one process does; the
+ * gradients of the student and of g and the step's statistics are summed
+ * over the ranks before the one clip + AdamW + EMA step, so every rank holds
+ * the same weights (rank 0's are broadcast here) and sees the same
+ * statistics.  Every comm_check_every steps (option comm_check_every) a
+ * checksum of the weights is compared across the ranks.  Only rank 0 writes
+ * checkpoints (fmd_distiller_save on another rank writes nothing and returns
+ * FMD_OK); every rank resumes from the same file, on any world size that
+ * divides B.  Call it on every rank, collectively, before the first step and
+ * before fmd_distiller_resume; NULL or a one-rank comm is the single process.
+ * d borrows comm, which must outlive it.  An error on one rank returns on
+ * that rank only while the others wait in the next collective: end the job
+ * with fmd_comm_abort (the fmd tool does).  Errors: FMD_ERR_INVALID_ARG (d
+ * NULL, steps already taken, B not divisible by the world size - naming
+ * both), FMD_ERR_OOM, transport errors (FMD_ERR_INTERNAL). */
+FMD_API fmd_status fmd_distiller_set_comm(fmd_distiller *d, fmd_comm *comm);
 
 /* Evaluation against a teacher (docs/math.md section 11).  An evaluator draws n
  * noises z (and labels row i -> i mod num_classes for a teacher with

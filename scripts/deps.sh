@@ -1,9 +1,12 @@
 # scripts/deps.sh - sourced by test.sh and demo.sh: the Debian packages libfmd
 # needs to build and test, installed with apt-get when running as root.
+# openmpi-bin, libopenmpi-dev: the MPI transport libfmd-mpi.so and its tests
+# under mpirun (optional: libfmd builds and runs without them).
 # ocl-icd-opencl-dev: Debian's dnnl-config.cmake calls find_package(OpenCL),
 # and libdnnl-dev only recommends it (apt-get here skips recommends).
 FMD_DEBIAN_PACKAGES="build-essential cmake pkg-config libdnnl-dev ocl-icd-opencl-dev libopenblas-dev zlib1g-dev \
-python3 python3-numpy python3-torch python3-pytest clang libclang-rt-dev dataset-fashion-mnist"
+python3 python3-numpy python3-torch python3-pytest clang libclang-rt-dev dataset-fashion-mnist \
+openmpi-bin libopenmpi-dev"
 
 fmd_install_deps() {
   local missing=""

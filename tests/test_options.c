@@ -345,6 +345,8 @@ static void walk_table(const opt_table *t)
 static const struct { const char *consumer, *key, *why; } k_no_effect[] = {
     {"distiller", "aux", "auto is copy on the network teacher used here; residual differs (aux_width)"},
     {"sampler", "refine", "best-of-N only (test_sampler: best_of_n with refine)"},
+    {"distiller", "comm_check_every", "acts with a communicator of two or more ranks: the MPI "
+                                      "tests catch a perturbed rank with it"},
     {"train", "progress_every", "report period: the reports, not the weights (test_train)"},
     {"train", "checkpoint_every", "save period (test_train: checkpoint_every)"},
     {"evaluator", "rtol", "a looser reference solve than 1e-6 moves the scores below print "

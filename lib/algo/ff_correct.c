@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 #include "algo/ff_internal.h"
+#include "comm/comm.h"
 #include "util/philox.h"
 #include "util/util.h"
 
@@ -18,13 +19,14 @@ fmd_status ff_noised(ff_trainer *t, int64_t j)
         t->op->axpby(t->be, t->xhat, 1.0f, t->X0 + Bp * D, -1.0f, t->F + Bp * D, Bc * D);
     const uint64_t k = (uint64_t)t->step * (uint64_t)c->aux_updates + (uint64_t)j;
     for (int64_t i = 0; i < Bc; i++) {
-        double nrm = fmd_philox_normal_at(c->seed, S_R, k * (uint64_t)Bc + (uint64_t)i);
+        double nrm = fmd_philox_normal_at(c->seed, S_R, k * (uint64_t)t->gBc + (uint64_t)(t->c0 + i));
         double r = ff_sigmoid(c->r_loc + c->r_scale * nrm);
         t->h_r[i] = (float)r;
         t->h_r1[i] = (float)(1.0 - r);
     }
     ff_up_rows(t, Bc, 2, (float *[]){t->r, t->r1}, (float *[]){t->h_r, t->h_r1});
-    t->op->fill_normal(t->be, t->cn, Bc * D, c->seed, S_N, k * (uint64_t)(Bc * D));
+    t->op->fill_normal(t->be, t->cn, Bc * D, c->seed, S_N,
+                       (k * (uint64_t)t->gBc + (uint64_t)t->c0) * (uint64_t)D);
     ff_rowscale(t, t->xr, t->xhat, t->r1, Bc, 0.0f);
     ff_rowscale(t, t->xr, t->cn, t->r, Bc, 1.0f);
     const int32_t *lab = t->K ? t->lab + Bp : NULL;
@@ -43,24 +45,33 @@ void ff_correction_term(ff_trainer *t)
 }
 
 /* g's flow matching on (x_r, r): d = g(x_r) - (n - xhat) (a residual g
- * adds the teacher there), loss = mean |d|^2, upstream gradient 2/Bc d. */
+ * adds the teacher there), loss = mean |d|^2 over the global correction
+ * rows, upstream gradient 2/Bc d; with several ranks the loss and the
+ * gradient are summed over them (a rank without correction rows adds 0). */
 fmd_status ff_aux_grad(ff_trainer *t, double *loss)
 {
     const int64_t Bc = t->Bc, D = t->D;
     fmd_backend *be = t->be;
     float *d = t->adiff;
-    t->op->axpby(be, d, 1.0f, t->ga, -1.0f, t->cn, Bc * D);
-    t->op->axpby(be, d, 1.0f, d, 1.0f, t->xhat, Bc * D);
-    if (t->aux_residual) t->op->axpby(be, d, 1.0f, d, 1.0f, t->vc, Bc * D);
     double ss = 0.0;
-    t->op->reduce(be, FMDB_RED_SUMSQ, d, Bc * D, &ss);
-    *loss = ss / (double)Bc;
+    if (Bc > 0) {
+        t->op->axpby(be, d, 1.0f, t->ga, -1.0f, t->cn, Bc * D);
+        t->op->axpby(be, d, 1.0f, d, 1.0f, t->xhat, Bc * D);
+        if (t->aux_residual) t->op->axpby(be, d, 1.0f, d, 1.0f, t->vc, Bc * D);
+        t->op->reduce(be, FMDB_RED_SUMSQ, d, Bc * D, &ss);
+    }
+    fmd_status st = comm_sum_f64(t->comm, &ss, 1);
+    if (st) return st;
+    *loss = ss / (double)t->gBc;
     if (!isfinite(ss))
         return fmd_seterr(FMD_ERR_NONFINITE, "distiller step %lld: non-finite loss of the auxiliary "
                           "network (flow matching of g)", (long long)t->step);
-    t->op->affine(be, d, 2.0f / (float)Bc, 0.0f, Bc * D);
-    fmd_status st = nn_model_zero_grad(t->aux);
-    if (!st) st = nn_model_backward(t->aux, d, NULL, Bc);
+    st = nn_model_zero_grad(t->aux);
+    if (Bc > 0) {
+        t->op->affine(be, d, 2.0f / (float)t->gBc, 0.0f, Bc * D);
+        if (!st) st = nn_model_backward(t->aux, d, NULL, Bc);
+    }
+    if (!st) st = comm_sum_dev(t->comm, be, nn_model_grads(t->aux), t->np_aux);
     double gn = 0.0;
     if (!st) st = optim_grad_norm(be, nn_model_grads(t->aux), t->np_aux, &gn);
     if (st) return st;
@@ -95,7 +106,7 @@ fmd_status ff_aux_more(ff_trainer *t, double *loss)
     aux_keep(t, 0);
     ff_aux_apply(t, k0);
     for (int64_t j = 1; j < U; j++) {
-        fmd_status st = ff_noised(t, j);
+        fmd_status st = t->Bc > 0 ? ff_noised(t, j) : FMD_OK;
         if (!st) st = ff_aux_grad(t, loss);
         if (st) {
             aux_keep(t, 1);

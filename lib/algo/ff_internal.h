@@ -8,8 +8,10 @@
  *   dout (B,D)  upstream gradient into F: 2w/Bp Delta_G, lambda/Bc (v_N - v)
  * Per-row scalars are broadcast over D with bcast_mul (rowscale).
  *
- * Randomness: every draw is a pure function of (seed, stream, step, row), so
- * a resumed run repeats an uninterrupted one bit for bit. */
+ * Randomness: every draw is a pure function of (seed, stream, step, global
+ * row), so a resumed run repeats an uninterrupted one bit for bit and a rank
+ * of a data-parallel run draws exactly the single process's numbers for its
+ * rows. */
 #ifndef FMD_ALGO_FF_INTERNAL_H
 #define FMD_ALGO_FF_INTERNAL_H
 
@@ -28,7 +30,12 @@ struct ff_trainer {
     int aux_residual;
     ff_velocity_fn vel;
     void *vctx;
-    int64_t D, K, B, Bp, Bc;
+    int64_t D, K, B, Bp, Bc;   /* this rank's rows: all, prediction, correction */
+    /* the global batch (gB = B, gBp = Bp, gBc = Bc, r0 = c0 = 0 in one
+     * process): this rank's row i is global row r0 + i; its correction row
+     * j is global correction row c0 + j */
+    int64_t gB, gBp, gBc, r0, c0;
+    fmd_comm *comm;
     int64_t np, np_aux;
     int64_t step;
     double aux_gnorm;          /* g's gradient norm of the last ff_aux_grad  */

@@ -2,6 +2,7 @@
 #include <math.h>
 #include <string.h>
 #include "algo/flowmatch.h"
+#include "comm/comm.h"
 #include "util/philox.h"
 #include "util/util.h"
 
@@ -16,6 +17,7 @@ struct fm_trainer {
     fm_data data;
     fm_config cfg;
     int64_t step, np;
+    int64_t B, r0;      /* this rank's rows [r0, r0 + B) of the global batch cfg.batch */
     /* host staging */
     float *h_x0, *h_t;
     int32_t *h_l;
@@ -48,6 +50,9 @@ fmd_status fm_create(fmd_backend *be, nn_model *net, const fm_data *data, const 
     FMD_CHECK_ARG(!nc->student, "fm_create: the network must be in teacher form");
     FMD_CHECK_ARG(cfg->batch >= 1 && cfg->batch <= (1 << 24), "fm_create: batch %lld out of range",
                   (long long)cfg->batch);
+    FMD_CHECK_ARG(cfg->batch % fmd_comm_size(cfg->comm) == 0, "fmd_teacher_train: option batch "
+                  "= %lld is not divisible by the %d ranks of the communicator", (long long)cfg->batch,
+                  fmd_comm_size(cfg->comm));
     const int cond = cfg->conditional && data->labels && nc->num_classes > 0;
     if (cond)
         FMD_CHECK_ARG(data->num_classes <= nc->num_classes, "fm_create: data has %d classes, the "
@@ -60,7 +65,9 @@ fmd_status fm_create(fmd_backend *be, nn_model *net, const fm_data *data, const 
     tr->cfg = *cfg;
     tr->cfg.conditional = cond;
     tr->np = nn_model_num_params(net);
-    const int64_t B = cfg->batch, D = data->dim, n = B * D;
+    tr->B = cfg->batch / fmd_comm_size(cfg->comm);
+    tr->r0 = (int64_t)fmd_comm_rank(cfg->comm) * tr->B;
+    const int64_t B = tr->B, D = data->dim, n = B * D;
     tr->h_x0 = fmd_malloc((size_t)n * sizeof(float));
     tr->h_t = fmd_malloc((size_t)B * sizeof(float));
     tr->h_l = fmd_malloc((size_t)B * sizeof(int32_t));
@@ -82,6 +89,8 @@ fmd_status fm_create(fmd_backend *be, nn_model *net, const fm_data *data, const 
         !tr->out || !tr->t || !tr->omt || !tr->lab || !tr->m || !tr->v || !tr->ema)
         st = fmd_seterr(FMD_ERR_OOM, "fm_create: out of memory (batch %lld x %lld, %lld params)",
                         (long long)B, (long long)D, (long long)tr->np);
+    /* every rank starts from rank 0's weights */
+    if (!st) st = comm_bcast_dev(cfg->comm, be, nn_model_params(net), tr->np);
     if (!st) {
         be->ops->memset0(be, tr->m, pb);
         be->ops->memset0(be, tr->v, pb);
@@ -106,12 +115,12 @@ fmd_status fm_step(fm_trainer *tr, double *loss_out, double *gnorm_out, double *
     fmd_backend *be = tr->be;
     const fm_config *c = &tr->cfg;
     const fm_data *d = &tr->data;
-    const int64_t B = c->batch, D = d->dim, n = B * D;
+    const int64_t B = tr->B, D = d->dim, n = B * D, gB = c->batch;
     const uint64_t k = (uint64_t)tr->step;
     const int nc = nn_model_config(tr->net)->num_classes;
     /* batch rows, times and labels from (seed, stream, step, row) */
     for (int64_t i = 0; i < B; i++) {
-        uint64_t e = k * (uint64_t)B + (uint64_t)i;
+        uint64_t e = k * (uint64_t)gB + (uint64_t)(tr->r0 + i);   /* the global row */
         fmd_philox_ctr r = fmd_philox_block(c->seed, FM_STREAM_IDX, e);
         uint64_t row = (((uint64_t)r.v[0] << 32) | r.v[1]) % (uint64_t)d->n;
         memcpy(tr->h_x0 + i * D, d->x + row * D, (size_t)D * sizeof(float));
@@ -133,7 +142,8 @@ fmd_status fm_step(fm_trainer *tr, double *loss_out, double *gnorm_out, double *
     be->ops->upload(be, tr->x0, tr->h_x0, (size_t)n * sizeof(float));
     be->ops->upload(be, tr->t, tr->h_t, (size_t)B * sizeof(float));
     if (nc > 0) be->ops->upload(be, tr->lab, tr->h_l, (size_t)B * sizeof(int32_t));
-    be->ops->fill_normal(be, tr->eps, n, c->seed, FM_STREAM_EPS, k * (uint64_t)n);
+    be->ops->fill_normal(be, tr->eps, n, c->seed, FM_STREAM_EPS,
+                         (k * (uint64_t)gB + (uint64_t)tr->r0) * (uint64_t)D);
     /* x_t = (1 - t) x0 + t eps; target = eps - x0 */
     be->ops->copy(be, tr->omt, tr->t, (size_t)B * sizeof(float));
     be->ops->affine(be, tr->omt, -1.0f, 1.0f, B);
@@ -147,10 +157,13 @@ fmd_status fm_step(fm_trainer *tr, double *loss_out, double *gnorm_out, double *
     double ss = 0;
     be->ops->reduce(be, FMDB_RED_SUMSQ, tr->out, n, &ss);
     if ((st = be->ops->sync(be))) return fmd_seterr(st, "flow matching: %s", be->errmsg);
-    double loss = ss / (double)n;
-    be->ops->affine(be, tr->out, (float)(2.0 / (double)n), 0.0f, n);
+    if ((st = comm_sum_f64(c->comm, &ss, 1))) return st;
+    const double gn_elems = (double)gB * (double)D;   /* the global batch's numbers */
+    double loss = ss / gn_elems;
+    be->ops->affine(be, tr->out, (float)(2.0 / gn_elems), 0.0f, n);
     if ((st = nn_model_zero_grad(tr->net))) return st;
     if ((st = nn_model_backward(tr->net, tr->out, NULL, B))) return st;
+    if ((st = comm_sum_dev(c->comm, be, nn_model_grads(tr->net), tr->np))) return st;
     double gnorm = 0;
     if ((st = optim_grad_norm(be, nn_model_grads(tr->net), tr->np, &gnorm))) return st;
     if (!isfinite(loss) || !isfinite(gnorm))

@@ -11,6 +11,11 @@
  * stay on the host; each step gathers its rows into one staging buffer and
  * uploads it.  Everything is allocated in fm_create; fm_step allocates
  * nothing.
+ *
+ * Data parallelism (cfg->comm with N > 1 ranks): a rank computes rows
+ * [r B/N, (r+1) B/N) of the global batch B (B % N == 0), drawing each by its
+ * global index, and the loss sum and the gradients are summed over the ranks
+ * (lib/comm/comm.h) before the identical update on every rank.
  */
 #ifndef FMD_ALGO_FLOWMATCH_H
 #define FMD_ALGO_FLOWMATCH_H
@@ -29,6 +34,7 @@ typedef struct fm_config {
     int t_logit_normal;
     float t_mean, t_std;
     uint64_t seed;
+    fmd_comm *comm;       /* data parallelism (NULL: one process; borrowed) */
 } fm_config;
 
 /* Host data, borrowed for the trainer's lifetime. */

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 #include "algo/ff_internal.h"
+#include "comm/comm.h"
 #include "util/arena.h"
 #include "util/philox.h"
 #include "util/util.h"
@@ -93,6 +94,10 @@ fmd_status ff_create(fmd_backend *be, const ff_config *cfg, nn_model *student, n
     const nn_config *sc = nn_model_config(student);
     FMD_CHECK_ARG(sc->student, "ff_create: the student model is not in student form");
     FMD_CHECK_ARG(cfg->batch >= 2, "ff_create: batch must be >= 2 (got %lld)", (long long)cfg->batch);
+    FMD_CHECK_ARG(cfg->batch % fmd_comm_size(cfg->comm) == 0,
+                  "distiller: option batch = %lld is not divisible by the %d ranks of the "
+                  "communicator (each rank takes batch/ranks rows)", (long long)cfg->batch,
+                  fmd_comm_size(cfg->comm));
     FMD_CHECK_ARG(cfg->pred || cfg->corr, "ff_create: both objectives are switched off");
     FMD_CHECK_ARG(!cfg->corr || aux, "ff_create: the correction needs an auxiliary network");
     FMD_CHECK_ARG(cfg->aux_updates >= 1, "ff_create: aux_updates must be >= 1");
@@ -112,15 +117,24 @@ fmd_status ff_create(fmd_backend *be, const ff_config *cfg, nn_model *student, n
     t->vctx = vctx;
     t->D = nn_model_dim(student);
     t->K = sc->num_classes;
-    t->B = cfg->batch;
+    t->gB = cfg->batch;
     if (cfg->pred && cfg->corr) {
-        t->Bc = (int64_t)llround((double)t->B * cfg->corr_frac);
-        if (t->Bc < 1) t->Bc = 1;
-        if (t->Bc > t->B - 1) t->Bc = t->B - 1;
+        t->gBc = (int64_t)llround((double)t->gB * cfg->corr_frac);
+        if (t->gBc < 1) t->gBc = 1;
+        if (t->gBc > t->gB - 1) t->gBc = t->gB - 1;
     } else {
-        t->Bc = cfg->corr ? t->B : 0;
+        t->gBc = cfg->corr ? t->gB : 0;
     }
-    t->Bp = t->B - t->Bc;
+    t->gBp = t->gB - t->gBc;
+    /* this rank's rows [r0, r0 + B) of the global batch: the prediction rows
+     * among them come first, as in the global layout */
+    t->comm = cfg->comm;
+    const int64_t nranks = fmd_comm_size(cfg->comm);
+    t->B = t->gB / nranks;
+    t->r0 = (int64_t)fmd_comm_rank(cfg->comm) * t->B;
+    t->Bp = t->gBp - t->r0 < 0 ? 0 : t->gBp - t->r0 > t->B ? t->B : t->gBp - t->r0;
+    t->Bc = t->B - t->Bp;
+    t->c0 = (t->r0 > t->gBp ? t->r0 : t->gBp) - t->gBp;
     t->np = nn_model_num_params(student);
     t->np_aux = t->aux ? nn_model_num_params(t->aux) : 0;
     /* g: AdamW at aux_lr, constant, no weight decay, the student's clip */
@@ -145,7 +159,10 @@ fmd_status ff_create(fmd_backend *be, const ff_config *cfg, nn_model *student, n
     /* activation arenas, EMA = student, and one warm-up call of the teacher at
      * the largest batch so that its scratch is sized before the first step */
     fmd_status st = nn_model_reserve(student, t->B);
-    if (!st && t->aux) st = nn_model_reserve(t->aux, t->Bc);
+    if (!st && t->aux && t->Bc > 0) st = nn_model_reserve(t->aux, t->Bc);
+    /* every rank starts from rank 0's weights */
+    if (!st) st = comm_bcast_dev(t->comm, be, nn_model_params(student), t->np);
+    if (!st && t->aux) st = comm_bcast_dev(t->comm, be, nn_model_params(t->aux), t->np_aux);
     if (!st) {
         t->op->copy(be, nn_model_params(ema), nn_model_params(student), (size_t)t->np * sizeof(float));
         for (int64_t i = 0; i < t->B; i++) t->h_tin[i] = 0.5f;
@@ -181,12 +198,15 @@ float *ff_aux_adam_v(ff_trainer *t) { return t->av; }
 static void draw_rows(ff_trainer *t)
 {
     const ff_config *c = &t->c;
-    const int64_t B = t->B, Bp = t->Bp, D = t->D, s = t->step;
+    const int64_t B = t->B, Bp = t->Bp, D = t->D, s = t->step, gB = t->gB, r0 = t->r0;
     const uint64_t seed = c->seed;
-    /* prediction rows [0, Bd) start from data-noised states, [Bd, Bp) from noise */
-    const int64_t Bd = c->data_based ? (int64_t)((double)Bp * c->data_frac + 0.5) : 0;
+    /* global prediction rows [0, gBd) start from data-noised states, [gBd,
+     * gBp) from noise; this rank's row i is global row r0 + i */
+    const int64_t gBd = c->data_based ? (int64_t)((double)t->gBp * c->data_frac + 0.5) : 0;
+    const int64_t Bd = gBd - r0 < 0 ? 0 : gBd - r0 > B ? B : gBd - r0;
     for (int64_t i = 0; i < B; i++) {
-        uint64_t e = ((uint64_t)s * (uint64_t)B + (uint64_t)i) * 4u;
+        const uint64_t g = (uint64_t)(r0 + i);
+        uint64_t e = ((uint64_t)s * (uint64_t)gB + g) * 4u;
         double t0 = 1.0, dl = 1.0;
         if (i < Bp) {
             double coin = fmd_philox_uniform_at(seed, S_DELTA, e);
@@ -206,13 +226,13 @@ static void draw_rows(ff_trainer *t)
         t->h_tin[i] = (float)(t0 - dl);
         if (t->K) {
             if (i < Bd) t->h_lab[i] = t->h_data_lab ? t->h_data_lab[t->h_idx[i]] : 0;
-            else t->h_lab[i] = (int32_t)ff_uniform_index(seed, S_LABEL, (uint64_t)s * B + i, t->K);
+            else t->h_lab[i] = (int32_t)ff_uniform_index(seed, S_LABEL, (uint64_t)s * gB + g, t->K);
         }
     }
     ff_up_rows(t, B, 2, (float *[]){t->tin, t->dl}, (float *[]){t->h_tin, t->h_dl});
     if (t->K) ff_up(t, t->lab, t->h_lab, B, sizeof(int32_t));
     /* start states: z ~ N(0, I) on every row */
-    t->op->fill_normal(t->be, t->X0, B * D, seed, S_Z, (uint64_t)s * (uint64_t)(B * D));
+    t->op->fill_normal(t->be, t->X0, B * D, seed, S_Z, ((uint64_t)s * (uint64_t)gB + (uint64_t)r0) * (uint64_t)D);
     if (Bd > 0) ff_data_rows(t, Bd);
 }
 
@@ -249,6 +269,24 @@ static fmd_status nonfinite_loss(ff_trainer *t, int prediction)
                       (long long)t->step, prediction ? "prediction loss" : "correction term", what);
 }
 
+/* The weights (student, EMA, g) are bit-identical on every rank: a
+ * checksum compared with rank 0's. */
+static fmd_status same_weights(ff_trainer *t)
+{
+    uint64_t h[3] = {0, 0, 0};
+    fmd_status st = comm_hash_dev(t->be, nn_model_params(t->student), t->np, &h[0]);
+    if (!st) st = comm_hash_dev(t->be, nn_model_params(t->ema), t->np, &h[1]);
+    if (!st && t->aux) st = comm_hash_dev(t->be, nn_model_params(t->aux), t->np_aux, &h[2]);
+    int nbad = 0;
+    if (!st) st = comm_same_everywhere(t->comm, h[0] ^ (h[1] * 31u) ^ (h[2] * 961u), &nbad);
+    if (st) return st;
+    if (nbad)
+        return fmd_seterr(FMD_ERR_INTERNAL, "distiller step %lld: the weights differ between the "
+                          "ranks (%d of %d ranks differ from rank 0's checksum); the run stops",
+                          (long long)t->step, nbad, fmd_comm_size(t->comm));
+    return FMD_OK;
+}
+
 fmd_status ff_step(ff_trainer *t, ff_step_stats *out)
 {
     FMD_CHECK_ARG(t, "ff_step: trainer is NULL");
@@ -281,24 +319,29 @@ fmd_status ff_step(ff_trainer *t, ff_step_stats *out)
         double w = c->weight_k == 0.0 ? 1.0 : 1.0 / pow(n2 / (double)D + c->weight_eps, c->weight_k);
         sp += w * n2;
         sn += sqrt(n2);
-        t->h_scale[i] = (float)(2.0 * w / (double)Bp);
+        t->h_scale[i] = (float)(2.0 * w / (double)t->gBp);
     }
     for (int64_t i = Bp; i < B; i++) {
         sc += sqrt(t->h_rowv[i]);
         sc2 += t->h_rowv[i];
     }
+    /* the sums over the global batch (every rank the same numbers) */
+    double sums[4] = {sp, sn, sc, sc2};
+    if ((st = comm_sum_f64(t->comm, sums, 4))) return st;
+    sp = sums[0], sn = sums[1], sc = sums[2], sc2 = sums[3];
     if (!isfinite(sp) || !isfinite(sn)) return nonfinite_loss(t, 1);
     if (!isfinite(sc) || !isfinite(sc2)) return nonfinite_loss(t, 0);
-    s.loss_pred = Bp ? sp / (double)Bp : 0.0;
-    s.delta_norm = Bp ? sn / (double)Bp : 0.0;
-    s.vdiff_norm = Bc ? sc / (double)Bc : 0.0;
-    s.loss_corr = Bc ? sc2 / (double)Bc : 0.0;
-    if (Bc > 0) {
+    const int64_t gBp = t->gBp, gBc = t->gBc;
+    s.loss_pred = gBp ? sp / (double)gBp : 0.0;
+    s.delta_norm = gBp ? sn / (double)gBp : 0.0;
+    s.vdiff_norm = gBc ? sc / (double)gBc : 0.0;
+    s.loss_corr = gBc ? sc2 / (double)gBc : 0.0;
+    if (gBc > 0) {
         /* lambda = alpha |Delta_G| / (|v_N - v| + eps): the correction's gradient
          * is kept at a fixed ratio of the prediction's */
-        double ref = Bp ? s.delta_norm : 1.0;
+        double ref = gBp ? s.delta_norm : 1.0;
         s.lambda = c->alpha * ref / (s.vdiff_norm + c->lambda_eps);
-        for (int64_t i = Bp; i < B; i++) t->h_scale[i] = (float)(s.lambda / (double)Bc);
+        for (int64_t i = Bp; i < B; i++) t->h_scale[i] = (float)(s.lambda / (double)gBc);
     }
     ff_up(t, t->scale, t->h_scale, B, sizeof(float));
     ff_rowscale(t, t->dout, t->diff, t->scale, B, 0.0f);
@@ -306,6 +349,7 @@ fmd_status ff_step(ff_trainer *t, ff_step_stats *out)
     /* 4. the student's gradient (not applied yet) */
     st = nn_model_zero_grad(t->student);
     if (!st) st = nn_model_backward(t->student, t->dout, NULL, B);
+    if (!st) st = comm_sum_dev(t->comm, be, nn_model_grads(t->student), t->np);
     if (!st) st = optim_grad_norm(be, nn_model_grads(t->student), t->np, &s.grad_norm);
     if (st) return st;
     if (!isfinite(s.grad_norm))
@@ -331,6 +375,9 @@ fmd_status ff_step(ff_trainer *t, ff_step_stats *out)
     if ((st = t->op->sync(be)))
         return fmd_seterr(st, "distiller step %lld: %s", (long long)t->step, be->errmsg);
     t->step++;
+    if (comm_parallel(t->comm) && c->check_every > 0 && t->step % c->check_every == 0 &&
+        (st = same_weights(t)))
+        return st;
     if (out) *out = s;
     return FMD_OK;
 }

@@ -62,6 +62,8 @@ typedef struct ff_config {
     optim_config opt;        /* the student's optimiser; opt.steps = planned run */
     int data_based;          /* 1: the data-based baseline (needs data)          */
     double data_frac;        /* its share of the prediction rows                 */
+    fmd_comm *comm;          /* data parallelism (NULL: one process; borrowed)   */
+    int64_t check_every;     /* weight checksum across ranks every N steps (0: off) */
 } ff_config;
 
 /* Numbers of one step (host). */
@@ -89,6 +91,12 @@ fmd_status ff_create(fmd_backend *be, const ff_config *cfg, nn_model *student, n
                      nn_model *aux, int aux_residual, ff_velocity_fn vel, void *vctx,
                      ff_trainer **out);
 void ff_destroy(ff_trainer *t);
+
+/* Data parallelism (cfg->comm with N > 1 ranks): the trainer holds this
+ * rank's rows [r B/N, (r+1) B/N) of the global batch B (B % N == 0, else
+ * FMD_ERR_INVALID_ARG); every draw is indexed by the global row, the
+ * gradients of the student and of g and the loss sums are summed over the
+ * ranks (lib/comm/comm.h) before the identical update on every rank. */
 
 /* One step.  On error (a non-finite loss, teacher velocity or gradient: the
  * message names the step and the term; teacher errors) no parameter, moment

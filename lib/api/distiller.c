@@ -21,6 +21,7 @@
 #include "api/option_tables.h"
 #include "api/student_internal.h"
 #include "api/teacher_internal.h"
+#include "comm/comm.h"
 #include "io/model_io.h"
 #include "util/fpmode.h"
 #include "util/optable.h"
@@ -91,6 +92,8 @@ static const opt_spec k_spec[] = {
     OPT_INT("data_pool_steps", data_pool_steps, 1, 100000, 32, 0, "data_pool>0", "Heun steps of the data pool's ODE solves"),
     OPT_STRING("checkpoint", checkpoint, OPT_NO_SAVE | OPT_RESUMABLE, NULL, "path fmd_distiller_run saves the state to (atomically)"),
     OPT_INT_CTX("checkpoint_every", checkpoint_every, 0, 1e15, "0 (at the end of a run only)", OPT_NO_SAVE | OPT_RESUMABLE, "checkpoint!=", "save every N steps during a run"),
+    OPT_INT("comm_check_every", ff.check_every, 0, 1e15, 1000, OPT_NO_SAVE | OPT_RESUMABLE, NULL,
+            "with a communicator of several ranks (fmd_distiller_set_comm): compare a checksum of the weights across the ranks every N steps (0: never)"),
     OPT_INT("progress_every", progress_every, 1, 1e15, 100, OPT_NO_SAVE | OPT_RESUMABLE, NULL, "steps between progress callbacks"),
 };
 #undef OPT_CFG
@@ -152,6 +155,7 @@ static fmd_status parse_options(const fmd_options *o, const fmd_teacher *T, dist
 {
     const opt_table *tab = &opt_table_distiller;
     const char *fn = tab->fn;
+    memset(c, 0, sizeof *c);   /* the fields no option sets (comm) start at 0 */
     opt_defaults(tab, c);
     /* context defaults: the teacher's guidance; the correction's follows it
      * with its interval cut at t <= 0.7 (docs/math.md, "Guidance") */
@@ -334,6 +338,40 @@ fmd_status fmd_distiller_create(fmd_teacher *teacher, fmd_student *student, fmd_
     return FMD_OK;
 }
 
+/* Rows per rank of batch b over comm. */
+static int64_t local_batch(int64_t b, const fmd_comm *comm) { return b / fmd_comm_size(comm); }
+
+fmd_status fmd_distiller_set_comm(fmd_distiller *d, fmd_comm *comm)
+{
+    const char *fn = "fmd_distiller_set_comm";
+    FMD_CHECK_ARG(d, "%s: distiller is NULL", fn);
+    FMD_CHECK_ARG(ff_steps_done(d->tr) == 0, "%s: call it before the first step and before "
+                  "fmd_distiller_resume (this distiller is at step %lld)", fn,
+                  (long long)ff_steps_done(d->tr));
+    const int n = fmd_comm_size(comm);
+    FMD_CHECK_ARG(d->cfg.ff.batch % n == 0, "%s: option batch = %lld is not divisible by the %d "
+                  "ranks of the communicator (each rank takes batch/ranks rows)", fn,
+                  (long long)d->cfg.ff.batch, n);
+    if (d->cfg.ff.comm == comm) return FMD_OK;
+    dist_config nc = d->cfg;
+    nc.ff.comm = comm;
+    nn_model *aux = NULL;
+    ff_trainer *tr = NULL;
+    fmd_status st = build_trainer(d, &nc, &aux, &tr);
+    if (st) return st;
+    if (!nc.data_pool) ff_take_data(tr, d->tr);   /* data set by the caller */
+    ff_destroy(d->tr);
+    nn_model_destroy(d->aux);
+    d->tr = tr;
+    d->aux = aux;
+    d->cfg = nc;
+    student_note_reserved(d->student, local_batch(nc.ff.batch, comm));
+    if (fmd_comm_rank(comm) == 0 && n > 1)
+        fmd_log(FMD_LOG_INFO, "fmd_distiller: data-parallel over %d ranks (%s), %lld rows each",
+                n, fmd_comm_describe(comm), (long long)local_batch(nc.ff.batch, comm));
+    return FMD_OK;
+}
+
 fmd_status fmd_distiller_set_data(fmd_distiller *d, const float *x0, const int32_t *labels,
                                   int64_t n)
 {
@@ -445,6 +483,8 @@ fmd_status fmd_distiller_stats(const fmd_distiller *d, fmd_distill_stats *out)
 int64_t fmd_distiller_steps(const fmd_distiller *d) { return d ? ff_steps_done(d->tr) : 0; }
 int64_t fmd_distiller_planned_steps(const fmd_distiller *d) { return d ? d->cfg.ff.opt.steps : 0; }
 const ff_config *distiller_ff_config(const fmd_distiller *d) { return ff_get_config(d->tr); }
+ff_trainer *distiller_trainer(fmd_distiller *d) { return d->tr; }
+nn_model *distiller_aux(fmd_distiller *d) { return d->aux; }
 
 fmd_status fmd_distiller_ema_student(fmd_distiller *d, fmd_student **out)
 {
@@ -460,10 +500,27 @@ static void option_meta_key(char *buf, size_t len, const char *key)
     snprintf(buf, len, "distiller.option.%s", key);
 }
 
+static fmd_status save_file(fmd_distiller *d, const char *path);
+
+/* Rank 0 writes; every rank returns its status (and waits for the file). */
 fmd_status fmd_distiller_save(fmd_distiller *d, const char *path)
 {
     FMD_CHECK_ARG(d, "fmd_distiller_save: distiller is NULL");
     FMD_CHECK_ARG(path, "fmd_distiller_save: path is NULL");
+    fmd_comm *comm = d->cfg.ff.comm;
+    fmd_status st = fmd_comm_rank(comm) == 0 ? save_file(d, path) : FMD_OK;
+    if (!comm_parallel(comm)) return st;
+    int32_t code = (int32_t)st;
+    fmd_status cst = comm_bcast(comm, &code, sizeof code);
+    if (cst) return cst;
+    if (fmd_comm_rank(comm) != 0 && code != FMD_OK)
+        return fmd_seterr((fmd_status)code, "fmd_distiller_save: rank 0 could not write '%s' (%s)",
+                          path, fmd_status_string((fmd_status)code));
+    return st;
+}
+
+static fmd_status save_file(fmd_distiller *d, const char *path)
+{
     fmdf_writer *w = NULL;
     fmd_status st = fmdf_writer_begin(path, &w);
     if (st) return st;
@@ -639,7 +696,7 @@ fmd_status fmd_distiller_resume(fmd_distiller *d, const char *path)
         d->tr = tr;
         d->aux = aux;
         d->cfg = nc;
-        student_note_reserved(d->student, nc.ff.batch);
+        student_note_reserved(d->student, local_batch(nc.ff.batch, nc.ff.comm));
     } else if (nc.ff.opt.steps != d->cfg.ff.opt.steps) {
         d->cfg.ff.opt.steps = nc.ff.opt.steps;
         ff_set_planned_steps(d->tr, nc.ff.opt.steps);

@@ -12,5 +12,9 @@ void distiller_default_ff_config(ff_config *c);
 /* The trainer config a distiller runs with (after options, context
  * defaults and any resume). */
 const ff_config *distiller_ff_config(const fmd_distiller *d);
+/* Tests: the trainer and the auxiliary network g (NULL without the
+ * correction) of d. */
+ff_trainer *distiller_trainer(fmd_distiller *d);
+nn_model *distiller_aux(fmd_distiller *d);
 
 #endif

@@ -251,6 +251,15 @@ static fmd_status save_checkpoint(const char *path, fmd_backend *be, nn_model *n
 fmd_status fmd_teacher_train(fmd_backend *be, const fmd_dataset *data, const fmd_options *opts,
                              fmd_train_progress_fn progress, void *user, fmd_teacher **out)
 {
+    return fmd_teacher_train_comm(NULL, be, data, opts, progress, user, out);
+}
+
+/* Data-parallel over comm (lib/algo/flowmatch.h); rank 0 writes the
+ * checkpoints. */
+fmd_status fmd_teacher_train_comm(fmd_comm *comm, fmd_backend *be, const fmd_dataset *data,
+                                  const fmd_options *opts, fmd_train_progress_fn progress,
+                                  void *user, fmd_teacher **out)
+{
     static const char *fn = "fmd_teacher_train";
     FMD_CHECK_ARG(be, "%s: backend is NULL", fn);
     FMD_CHECK_ARG(data, "%s: data is NULL", fn);
@@ -290,6 +299,7 @@ fmd_status fmd_teacher_train(fmd_backend *be, const fmd_dataset *data, const fmd
     fc.t_mean = (float)o.t_mean;
     fc.t_std = (float)o.t_std;
     fc.seed = o.seed;
+    fc.comm = comm;
     const int64_t every = o.progress_every;
     const char *ckpt = o.checkpoint ? o.checkpoint : "";
     const int64_t ckpt_every = o.checkpoint_every;
@@ -347,7 +357,7 @@ fmd_status fmd_teacher_train(fmd_backend *be, const fmd_dataset *data, const fmd
         lsum += loss;
         lcount++;
         int64_t k = fm_steps_done(tr);
-        if (ckpt[0] && (k % ckpt_every == 0 || k == fc.opt.steps) &&
+        if (ckpt[0] && fmd_comm_rank(comm) == 0 && (k % ckpt_every == 0 || k == fc.opt.steps) &&
             (st = save_checkpoint(ckpt, be, net, fm_ema(tr), k, fc.opt.steps)))
             break;
         if (progress && (k % every == 0 || k == fc.opt.steps)) {

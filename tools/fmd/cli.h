@@ -127,6 +127,14 @@ int write_curve(const char *path, const series *s);
 /* Run d to `steps` total steps (from where it stands). */
 int run_distiller(fmd_distiller *d, int64_t steps, int quiet, distill_ctx *ctx);
 
+/* Data parallelism (distill, train-teacher): the communicator of --comm
+ * KIND (NULL: auto, the MPI ranks when started by mpirun, else one
+ * process); ranks other than 0 print nothing but their errors (co->quiet,
+ * no JSON).  cli_comm_end closes it, first ending every rank of the job
+ * when this one failed (rc != 0), and returns rc. */
+int cli_comm(const char *kind, cli_common *co, fmd_comm **out);
+int cli_comm_end(fmd_comm *comm, int rc);
+
 /* Subcommands. */
 int cmd_info(int argc, char **argv);
 int cmd_train_teacher(int argc, char **argv);

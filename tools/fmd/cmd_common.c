@@ -145,3 +145,23 @@ int run_distiller(fmd_distiller *d, int64_t steps, int quiet, distill_ctx *ctx)
     if (st != FMD_OK) return cli_lib_err("distillation failed");
     return CLI_OK;
 }
+
+int cli_comm(const char *kind, cli_common *co, fmd_comm **out)
+{
+    if (fmd_comm_open(kind, NULL, out) != FMD_OK) return cli_lib_err("--comm");
+    if (fmd_comm_rank(*out) != 0) {
+        co->quiet = 1;
+        co->json = 0;
+    }
+    return CLI_OK;
+}
+
+int cli_comm_end(fmd_comm *comm, int rc)
+{
+    if (rc != CLI_OK && fmd_comm_size(comm) > 1) {
+        fflush(stdout);
+        fmd_comm_abort(comm, rc);
+    }
+    fmd_comm_close(comm);
+    return rc;
+}

@@ -25,6 +25,8 @@ int cmd_distill(int argc, char **argv)
         "total (default: its planned length).  Ctrl-C stops at the next progress report and\n"
         "keeps the last checkpoint.\n"};
     const char *teacher = NULL, *outp = NULL, *curve = NULL, *arch = NULL, *cfgi = NULL;
+    const char *commk = NULL;
+    fmd_comm *comm = NULL;
     int64_t steps = -1, seed = -1, ckpt_every = -1;
     double cfg = NAN;
     int resume = 0;
@@ -46,6 +48,8 @@ int cmd_distill(int argc, char **argv)
         {"--teacher-set", F_KV, &topts, "KEY=VALUE", "teacher loading option (repeatable)"},
         {"--student-set", F_KV, &sopts, "KEY=VALUE", "student option (repeatable; listed below)"},
         {"--set", F_KV, &dopts, "KEY=VALUE", "distiller option (repeatable; listed below)"},
+        {"--comm", F_STR, &commk, "KIND", "data parallelism: mpi, none or auto (default auto: the "
+                                          "MPI ranks under mpirun -np N, else one process)"},
     };
     cli_common co;
     const char *pos[1];
@@ -100,6 +104,7 @@ int cmd_distill(int argc, char **argv)
             goto out;
         }
     }
+    if ((rc = cli_comm(commk, &co, &comm))) goto out;
     if ((rc = cli_backend(&co, &be))) goto out;
     if ((rc = cli_teacher(teacher, be, arch, topts, &T))) goto out;
     if (!isnan(cfg) || cfgi) {
@@ -131,6 +136,13 @@ int cmd_distill(int argc, char **argv)
         goto out;
     }
     double pool_s = wall() - tc;
+    if (fmd_distiller_set_comm(D, comm) != FMD_OK) {
+        rc = cli_lib_err("--comm");
+        goto out;
+    }
+    if (fmd_comm_size(comm) > 1 && !co.quiet)
+        fprintf(stderr, "fmd distill: data-parallel over %d ranks (%s)\n", fmd_comm_size(comm),
+                fmd_comm_describe(comm));
     if (resume && fmd_distiller_resume(D, outp) != FMD_OK) {
         rc = cli_lib_err("cannot resume");
         goto out;
@@ -147,7 +159,7 @@ int cmd_distill(int argc, char **argv)
     double t0 = wall();
     /* the run saves --out at its end (option checkpoint) */
     if ((rc = run_distiller(D, steps, co.quiet || co.json, &ctx))) goto out;
-    if (curve && ctx.curve.n > 0 && (rc = write_curve(curve, &ctx.curve))) goto out;
+    if (curve && ctx.curve.n > 0 && fmd_comm_rank(comm) == 0 && (rc = write_curve(curve, &ctx.curve))) goto out;
     fmd_distill_stats s;
     memset(&s, 0, sizeof s);
     s.struct_size = sizeof s;
@@ -171,5 +183,5 @@ out:
     fmd_options_destroy(dopts);
     fmd_options_destroy(sopts);
     fmd_options_destroy(topts);
-    return rc;
+    return cli_comm_end(comm, rc);
 }

@@ -96,7 +96,8 @@ int cmd_train_teacher(int argc, char **argv)
         "SRC: mixture:NAME (exact samples of a built-in mixture, --n of them), spec:FILE,\n"
         "idx:IMAGES[,LABELS] (MNIST/Fashion-MNIST IDX, gzip or plain), npy:X.npy[,LABELS.npy].\n"
         "--set keys are those of fmd_teacher_train (arch, width, depth, batch, lr, ema, ...).\n"};
-    const char *data = NULL, *outp = NULL;
+    const char *data = NULL, *outp = NULL, *commk = NULL;
+    fmd_comm *comm = NULL;
     int64_t steps = -1, n = 20000, seed = -1;
     fmd_options *o = NULL;
     cli_flag fl[] = {
@@ -106,6 +107,8 @@ int cmd_train_teacher(int argc, char **argv)
         {"--n", F_I64, &n, "N", "samples drawn from a mixture source (default 20000)"},
         {"--seed", F_I64, &seed, "S", "seed of the data draw and the training (default 0)"},
         {"--set", F_KV, &o, "KEY=VALUE", "a training option (repeatable)"},
+        {"--comm", F_STR, &commk, "KIND", "data parallelism: mpi, none or auto (default auto: the "
+                                          "MPI ranks under mpirun -np N, else one process)"},
     };
     cli_common co;
     const char *pos[1];
@@ -129,6 +132,7 @@ int cmd_train_teacher(int argc, char **argv)
     fmd_backend *be = NULL;
     fmd_dataset *ds = NULL;
     fmd_teacher *t = NULL;
+    if ((rc = cli_comm(commk, &co, &comm))) goto out0;
     if ((rc = cli_backend(&co, &be))) goto out0;
     if ((rc = load_data(data, n, seed >= 0 ? seed : 0, &ds))) goto out1;
     train_ctx ctx;
@@ -137,13 +141,13 @@ int cmd_train_teacher(int argc, char **argv)
     cli_progress_begin(&ctx.prog, co.quiet || co.json, 0, total);
     catch_sigint();
     double t0 = wall();
-    fmd_status st = fmd_teacher_train(be, ds, o, train_cb, &ctx, &t);
+    fmd_status st = fmd_teacher_train_comm(comm, be, ds, o, train_cb, &ctx, &t);
     cli_progress_end(&ctx.prog);
     if (st != FMD_OK) {
         rc = cli_lib_err("training failed");
         goto out1;
     }
-    if (fmd_teacher_save(t, outp) != FMD_OK) {
+    if (fmd_comm_rank(comm) == 0 && fmd_teacher_save(t, outp) != FMD_OK) {
         rc = cli_lib_err("cannot save the teacher");
         goto out1;
     }
@@ -162,5 +166,5 @@ out1:
     fmd_backend_destroy(be);
 out0:
     fmd_options_destroy(o);
-    return rc;
+    return cli_comm_end(comm, rc);
 }

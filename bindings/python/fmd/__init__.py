@@ -16,6 +16,7 @@ from . import _lib
 from .backend import (LOG_DEBUG, LOG_ERROR, LOG_INFO, LOG_WARN, Backend, backends, clear_error,
                       last_error, last_status, set_log_callback, status_name, status_string,
                       version, version_hex)
+from .comm import Comm
 from .distiller import Distiller
 from .errors import (BackendUnavailable, Cancelled, FmdError, FmdIOError, FormatError,
                      InternalError, InvalidArgument, NonFinite, OutOfMemory, Unsupported,
@@ -34,7 +35,7 @@ library_path: str = _lib.path
 
 __all__ = [
     "version", "version_hex", "backends", "Backend", "Options", "options", "option_consumers", "Teacher", "Student",
-    "Distiller", "Evaluator", "Sampler", "Dataset", "train_teacher", "prior_noise",
+    "Distiller", "Comm", "Evaluator", "Sampler", "Dataset", "train_teacher", "prior_noise",
     "write_png", "npy_save", "npy_load", "plot_density_panels", "plot_curves",
     "plot_image_grid", "describe_file", "status_string", "status_name", "last_error",
     "last_status", "clear_error", "set_log_callback", "LOG_ERROR", "LOG_WARN", "LOG_INFO",

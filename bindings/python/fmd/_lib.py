@@ -148,6 +148,15 @@ SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "fmd_dataset_num_classes": (c_int, [H]),
     "fmd_dataset_get": (S, [H, c_int64, PF, PI32]),
     "fmd_teacher_train": (S, [H, H, H, train_progress_fn, c_void_p, PH]),
+    "fmd_teacher_train_comm": (S, [H, H, H, H, train_progress_fn, c_void_p, PH]),
+    # communicators
+    "fmd_comm_open": (S, [c_char_p, H, PH]),
+    "fmd_comm_rank": (c_int, [H]),
+    "fmd_comm_size": (c_int, [H]),
+    "fmd_comm_describe": (c_char_p, [H]),
+    "fmd_comm_barrier": (S, [H]),
+    "fmd_comm_abort": (None, [H, c_int]),
+    "fmd_comm_close": (None, [H]),
     # students
     "fmd_student_create": (S, [H, H, H, PH]),
     "fmd_student_load": (S, [c_char_p, H, PH]),
@@ -168,6 +177,7 @@ SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "fmd_distiller_ema_student": (S, [H, PH]),
     "fmd_distiller_save": (S, [H, c_char_p]),
     "fmd_distiller_resume": (S, [H, c_char_p]),
+    "fmd_distiller_set_comm": (S, [H, H]),
     "fmd_distiller_destroy": (None, [H]),
     # evaluator
     "fmd_evaluator_create": (S, [H, H, PH]),

@@ -11,6 +11,7 @@ from . import _arrays as A
 from . import _lib
 from ._handle import Handle, handle
 from .backend import Backend
+from .comm import Comm
 from .options import make as make_options
 from .teacher import Teacher
 
@@ -105,12 +106,14 @@ class Dataset(Handle):
 
 def train_teacher(data: Dataset, backend: Optional[Backend] = None,
                   progress: Optional[Callable[[Dict[str, float]], Any]] = None,
-                  **options: Any) -> Teacher:
+                  comm: Optional[Comm] = None, **options: Any) -> Teacher:
     """Train a network teacher on `data` by flow matching (fmd_teacher_train).
 
     options: arch, width, depth, steps, batch, lr, ... (see fmd.h).
     progress(stats_dict) is called every progress_every steps; returning
-    False cancels (raises Cancelled); an exception it raises propagates."""
+    False cancels (raises Cancelled); an exception it raises propagates.
+    With `comm` (an fmd.Comm of N ranks) training is data-parallel
+    (fmd_teacher_train_comm): call it on every rank with the same data."""
     if not isinstance(data, Dataset):
         raise TypeError("data must be an fmd.Dataset")
     be = backend or Backend.default()
@@ -128,6 +131,8 @@ def train_teacher(data: Dataset, backend: Optional[Backend] = None,
                 return 1
         cb = _lib.train_progress_fn(tramp)
     h = ctypes.c_void_p()
-    _lib.check(_lib.fn("fmd_teacher_train")(handle(be), data._handle(), handle(opts), cb, None,
-                                            ctypes.byref(h)))
+    if comm is not None and not isinstance(comm, Comm):
+        raise TypeError("comm must be an fmd.Comm or None")
+    _lib.check(_lib.fn("fmd_teacher_train_comm")(handle(comm), handle(be), data._handle(),
+                                                 handle(opts), cb, None, ctypes.byref(h)))
     return Teacher(h.value, backend=be)

@@ -11,6 +11,7 @@ from . import _arrays as A
 from . import _lib
 from ._handle import Handle, handle
 from .backend import Backend
+from .comm import Comm
 from .options import make as make_options
 from .student import Student
 from .teacher import Teacher
@@ -24,7 +25,9 @@ class Distiller(Handle):
 
     Without `student` a fresh one is made with Student.from_teacher(teacher,
     backend, **student_options).  options are the distiller's keys (batch,
-    seed, lr, ema, target, ... - see docs/distiller.md).  The distiller keeps
+    seed, lr, ema, target, ... - see docs/distiller.md).  With `comm` (an
+    fmd.Comm of N ranks) the distiller is data-parallel: each rank computes
+    batch/N rows of every step (fmd_distiller_set_comm).  The distiller keeps
     the teacher and student alive; the student is trained in place and
     :attr:`student` is the EMA copy to sample from and save."""
 
@@ -33,9 +36,12 @@ class Distiller(Handle):
 
     def __init__(self, teacher: Teacher, student: Optional[Student] = None,
                  backend: Optional[Backend] = None,
-                 student_options: Optional[Mapping[str, Any]] = None, **options: Any) -> None:
+                 student_options: Optional[Mapping[str, Any]] = None,
+                 comm: Optional[Comm] = None, **options: Any) -> None:
         if not isinstance(teacher, Teacher):
             raise TypeError("teacher must be an fmd.Teacher")
+        if comm is not None and not isinstance(comm, Comm):
+            raise TypeError("comm must be an fmd.Comm or None")
         if student is None:
             student = Student.from_teacher(teacher, backend, **dict(student_options or {}))
         elif not isinstance(student, Student):
@@ -47,19 +53,21 @@ class Distiller(Handle):
         h = ctypes.c_void_p()
         _lib.check(_lib.fn("fmd_distiller_create")(teacher._handle(), student._handle(),
                                                    handle(be), handle(opts), ctypes.byref(h)))
-        super().__init__(h.value, deps=[teacher, student, be])
-        self._teacher, self._raw, self._backend = teacher, student, be
+        super().__init__(h.value, deps=[teacher, student, be, comm])
+        self._teacher, self._raw, self._backend, self._comm = teacher, student, be, comm
+        if comm is not None:
+            _lib.check(_lib.fn("fmd_distiller_set_comm")(self._handle(), comm._handle()))
         self._options = dict(options)
 
     @classmethod
     def resume(cls, path: PathLike, teacher: Teacher, student: Optional[Student] = None,
                backend: Optional[Backend] = None,
                student_options: Optional[Mapping[str, Any]] = None,
-               **options: Any) -> "Distiller":
+               comm: Optional[Comm] = None, **options: Any) -> "Distiller":
         """A distiller restored from a checkpoint written by :meth:`save`.  The
         teacher, student architecture and options (batch, seed, objectives)
         must be those of the saved run."""
-        d = cls(teacher, student, backend, student_options, **options)
+        d = cls(teacher, student, backend, student_options, comm=comm, **options)
         d.restore(path)
         return d
 
