@@ -13,6 +13,16 @@
 #include <math.h>
 #include "algo/ff_internal.h"
 
+/* The teacher at the student's state xa = X0 + k1 F (k1 = -span per row):
+ * v1 = v(xa, tin) on the prediction rows. */
+static fmd_status velocity_at_jump(ff_trainer *t, const float *F, const float *tin,
+                                   const int32_t *lab)
+{
+    ff_rowscale(t, t->xa, F, t->k1, t->Bp, 0.0f);
+    t->op->axpby(t->be, t->xa, 1.0f, t->xa, 1.0f, t->X0, t->Bp * t->D);
+    return t->vel(t->vctx, t->v1, t->xa, tin, lab, t->Bp, &t->c.pred_g);
+}
+
 /* Prediction target on rows [0, Bp) and the main student forward over all B
  * rows. */
 fmd_status ff_predict(ff_trainer *t)
@@ -45,10 +55,7 @@ fmd_status ff_predict(ff_trainer *t)
                    (float *[]){t->h_dl2, t->h_tin2, t->h_k1, t->h_k2, t->h_k3, t->h_scale});
         st = nn_model_forward(t->student, t->Fp, t->X0, t->tin2, t->dl2, lab, Bp);
         if (st) return st;
-        ff_rowscale(t, t->xa, t->Fp, t->k1, Bp, 0.0f);
-        t->op->axpby(be, t->xa, 1.0f, t->xa, 1.0f, t->X0, Bp * D);
-        st = t->vel(t->vctx, t->v1, t->xa, t->tin2, lab, Bp, &c->pred_g);
-        if (st) return st;
+        if ((st = velocity_at_jump(t, t->Fp, t->tin2, lab))) return st;
         t->op->copy(be, t->xe, t->xa, (size_t)(Bp * D) * sizeof(float));
         ff_rowscale(t, t->xe, t->v1, t->k2, Bp, 1.0f);
         st = t->vel(t->vctx, t->v2, t->xe, t->tin, lab, Bp, &c->pred_g);
@@ -72,10 +79,7 @@ fmd_status ff_predict(ff_trainer *t)
         st = nn_model_forward_jvp(t->student, t->F, t->Fp, t->X0, t->tin, t->dl, lab, t->tan_t,
                                   t->tan_d, B);
         if (st) return st;
-        ff_rowscale(t, t->xa, t->F, t->k1, Bp, 0.0f);
-        t->op->axpby(be, t->xa, 1.0f, t->xa, 1.0f, t->X0, Bp * D);
-        st = t->vel(t->vctx, t->v1, t->xa, t->tin, lab, Bp, &c->pred_g);
-        if (st) return st;
+        if ((st = velocity_at_jump(t, t->F, t->tin, lab))) return st;
         t->op->copy(be, t->tgt, t->v1, (size_t)(Bp * D) * sizeof(float));
         ff_rowscale(t, t->tgt, t->Fp, t->k1, Bp, 1.0f);
     } else {
@@ -98,10 +102,7 @@ fmd_status ff_predict(ff_trainer *t)
         if (!st) st = nn_model_forward(t->student, t->Fm, t->X0, t->tin3, t->dl3, lab, Bp);
         if (!st) st = nn_model_forward(t->student, t->F, t->X0, t->tin, t->dl, lab, B);
         if (st) return st;
-        ff_rowscale(t, t->xa, t->F, t->k1, Bp, 0.0f);
-        t->op->axpby(be, t->xa, 1.0f, t->xa, 1.0f, t->X0, Bp * D);
-        st = t->vel(t->vctx, t->v1, t->xa, t->tin, lab, Bp, &c->pred_g);
-        if (st) return st;
+        if ((st = velocity_at_jump(t, t->F, t->tin, lab))) return st;
         t->op->copy(be, t->tgt, t->v1, (size_t)(Bp * D) * sizeof(float));
         ff_rowscale(t, t->tgt, t->Fp, t->k2, Bp, 1.0f);
         ff_rowscale(t, t->tgt, t->Fm, t->k3, Bp, 1.0f);
