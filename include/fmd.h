@@ -459,14 +459,21 @@ typedef int (*fmd_train_progress_fn)(const fmd_train_stats *stats, void *user);
  *   class_dropout 0.1 (labeled data only), conditional 1 (0 trains an
  *   unconditional teacher on labeled data), t_dist "uniform" | "logit_normal"
  *   (uniform; logit_normal uses t_mean 0, t_std 1), seed 0,
- *   progress_every 100, checkpoint "" (a .fmd path; the EMA teacher is
- *   saved there atomically every checkpoint_every steps, default 1000, and
- *   at the end).
+ *   progress_every 100, checkpoint "" (a .fmd path, checked before the
+ *   first step; the EMA teacher and the training state - raw weights, AdamW
+ *   moments, step, the options and a fingerprint of the data - are saved
+ *   there atomically every checkpoint_every steps, default 1000, when the
+ *   progress callback cancels, and at the end; it loads as a teacher),
+ *   resume "" (such a checkpoint: the run continues from its step with the
+ *   options it records, bit for bit as if it had not stopped; a different
+ *   value given for a recorded option is refused except steps, so is other
+ *   data or a checkpoint already at steps).
  * Reproducible: the same data, options and backend give the same weights.
  * Caller owns *out.  Errors: FMD_ERR_INVALID_ARG (NULL, unknown option or
  * bad value - names the key; dit arch on non-image data), FMD_ERR_NONFINITE
  * (loss or gradient NaN/Inf: names the step), FMD_ERR_CANCELLED, FMD_ERR_IO
- * (checkpoint), FMD_ERR_OOM, backend errors.  On error *out is not set and
+ * (checkpoint: an unwritable path before any step), FMD_ERR_FORMAT and
+ * FMD_ERR_VERSION (resume: not a training checkpoint), FMD_ERR_OOM, backend errors.  On error *out is not set and
  * the last checkpoint written stays valid.
  * Floating point: on x86 the call runs with flush-to-zero and
  * denormals-are-zero set on the calling thread and the OpenMP workers

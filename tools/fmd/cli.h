@@ -98,7 +98,10 @@ int cli_write_samples(const char *path, const float *x, int64_t n, int64_t dim, 
 #include <signal.h>
 /* Set by SIGINT after catch_sigint(); a second Ctrl-C ends the program. */
 extern volatile sig_atomic_t g_interrupted;
-void catch_sigint(void);
+void catch_sigint(void);   /* and SIGTERM */
+/* Refuse an output path that cannot be written (a directory, a missing or
+ * read-only directory) before any work is done.  what: "--out". */
+int cli_check_writable(const char *path, const char *what);
 double wall(void);                                   /* monotonic seconds */
 int has_key(const fmd_options *o, const char *k);
 int ensure_opts(fmd_options **o);                    /* create *o if NULL */

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -24,6 +25,29 @@ void catch_sigint(void)
     sa.sa_handler = on_sigint;
     sa.sa_flags = SA_RESETHAND;   /* a second Ctrl-C ends the program at once */
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);  /* kill, a batch system's stop: the same orderly end */
+}
+
+int cli_check_writable(const char *path, const char *what)
+{
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return cli_err(CLI_FAIL, "%s '%s' is a directory", what, path);
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return cli_err(CLI_FAIL, "%s '%s': directory '%s' does not exist", what, path, dir);
+    char probe[4200];
+    snprintf(probe, sizeof probe, "%s/.fmd-probe-XXXXXX", dir);
+    int fd = mkstemp(probe);
+    if (fd < 0) return cli_err(CLI_FAIL, "%s '%s': cannot write in '%s' (%s)", what, path, dir,
+                               strerror(errno));
+    close(fd);
+    unlink(probe);
+    return CLI_OK;
 }
 
 double wall(void)
