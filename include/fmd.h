@@ -120,6 +120,19 @@ typedef void (*fmd_log_fn)(int level, const char *msg, void *user);
  * default).  Not thread-safe with respect to concurrent logging. */
 FMD_API void fmd_set_log_callback(fmd_log_fn fn, void *user, int max_level);
 
+/* Polled by the long calls between units of work on the calling thread:
+ * every step of fmd_distiller_run and fmd_teacher_train, every velocity
+ * evaluation of an ODE solve (fmd_teacher_solve, teacher sampling, the
+ * evaluator's reference) and every chunk of student sampling.  Non-zero
+ * stops the call with FMD_ERR_CANCELLED, keeping the work completed (a
+ * distiller keeps its steps; fmd_teacher_train with option checkpoint saves
+ * its state first). */
+typedef int (*fmd_cancel_fn)(void *user);
+/* Install fn (NULL removes it) for the calling thread only; user is passed
+ * back.  Language bindings use it to make an interrupt (Ctrl-C) stop a
+ * call promptly.  Never fails. */
+FMD_API void fmd_set_cancel_check(fmd_cancel_fn fn, void *user);
+
 /* ------------------------------------------------------------------------
  * Options: a bag of named, typed hyper-parameters (oneDNN-attribute style).
  * Every object that takes settings takes an fmd_options (NULL = defaults).

@@ -17,7 +17,7 @@ foreach(tgt example_embedded_sample embedded_sample)
     break()
   endif()
 endforeach()
-foreach(t core teacher student distiller data memory)
+foreach(t core teacher student distiller data memory interrupt)
   add_test(NAME pytest_bindings_${t}
     COMMAND ${FMD_TEST_PYTHON} -m pytest -q -p no:cacheprovider
             ${FMD_PY_TESTS}/test_bindings_${t}.py)

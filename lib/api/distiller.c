@@ -389,7 +389,11 @@ static fmd_status run_steps(fmd_distiller *d, int64_t steps, fmd_distill_progres
     double t0 = fmd_now();
     int64_t since = 0;
     for (int64_t i = 0; i < steps; i++) {
-        fmd_status st = step_once(d);
+        fmd_status st = fmd_cancel_poll("fmd_distiller_run");
+        if (st) return st;
+        fmd_cancel_hold(1);
+        st = step_once(d);
+        fmd_cancel_hold(0);
         if (st) return st;
         since++;
         int64_t done = ff_steps_done(d->tr);

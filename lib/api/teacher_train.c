@@ -504,7 +504,17 @@ fmd_status fmd_teacher_train(fmd_backend *be, const fmd_dataset *data, const fmd
     fmd_fpmode_enter(be->threads); /* subnormals flushed while training (util/fpmode.h) */
     while (fm_steps_done(tr) < fc.opt.steps) {
         double loss, gn, lr;
-        if ((st = fm_step(tr, &loss, &gn, &lr))) break;
+        if ((st = fmd_cancel_poll(fn))) {
+            /* the work done so far is kept: a cancelled run resumes */
+            fmd_status cst = ckpt[0] && fm_steps_done(tr) > k0
+                                 ? save_checkpoint(ckpt, be, net, tr, &o, data_id) : FMD_OK;
+            if (cst) st = cst;
+            break;
+        }
+        fmd_cancel_hold(1);
+        st = fm_step(tr, &loss, &gn, &lr);
+        fmd_cancel_hold(0);
+        if (st) break;
         lsum += loss;
         lcount++;
         int64_t k = fm_steps_done(tr);

@@ -128,6 +128,6 @@ def train_teacher(data: Dataset, backend: Optional[Backend] = None,
                 return 1
         cb = _lib.train_progress_fn(tramp)
     h = ctypes.c_void_p()
-    _lib.check(_lib.fn("fmd_teacher_train")(handle(be), data._handle(), handle(opts), cb, None,
+    _lib.check(_lib.long_call("fmd_teacher_train", handle(be), data._handle(), handle(opts), cb, None,
                                             ctypes.byref(h)))
     return Teacher(h.value, backend=be)
