@@ -554,6 +554,17 @@ FMD_API fmd_status fmd_student_forward(fmd_student *student, const float *z, con
 FMD_API int64_t fmd_student_dim(const fmd_student *student);
 FMD_API int fmd_student_num_classes(const fmd_student *student);
 FMD_API int64_t fmd_student_num_params(const fmd_student *student);
+/* How the student was made, as the distiller records it (kept by
+ * fmd_student_save as metadata "made.KEY"; read from student files and
+ * distiller checkpoints by fmd_student_load): "teacher" (the teacher's
+ * identity), "distill_steps", "guidance", "guidance_lo", "guidance_hi" (the
+ * classifier-free guidance the distillation used: evaluate against the
+ * teacher with that guidance) and every other stored distiller option
+ * ("target", "batch", "lr", ...), as text.  NULL when not recorded (a
+ * student created in memory, or saved by libfmd 0.1) or for NULL
+ * arguments.  Owned by the student, valid until it is destroyed or the
+ * distiller records again. */
+FMD_API const char *fmd_student_made(const fmd_student *student, const char *key);
 /* Release a student.  NULL-safe.  Must not be used by a live distiller. */
 FMD_API void fmd_student_destroy(fmd_student *student);
 

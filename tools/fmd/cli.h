@@ -130,6 +130,15 @@ int write_curve(const char *path, const series *s);
 /* Run d to `steps` total steps (from where it stands). */
 int run_distiller(fmd_distiller *d, int64_t steps, int quiet, distill_ctx *ctx);
 
+/* The guidance of the teacher used next to student S (may be NULL): the
+ * explicit --cfg / --cfg-interval (cfg NaN, cfgi NULL when absent) win, with a
+ * warning naming both when they differ from what S was distilled with;
+ * otherwise what S records (fmd_student_made "guidance", noted on stderr
+ * unless quiet).  *have = 0: leave the teacher as it is.  Returns CLI_OK or
+ * CLI_USAGE (bad --cfg-interval, printed). */
+int cli_guidance(const fmd_student *S, double cfg, const char *cfgi, int quiet, double *w,
+                 double *lo, double *hi, int *have);
+
 /* Subcommands. */
 int cmd_info(int argc, char **argv);
 int cmd_train_teacher(int argc, char **argv);
@@ -138,6 +147,7 @@ int cmd_sample(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_options(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 /* The metric table of the evaluator: student (may be NULL) and teacher
  * Euler at each of steps[0..nsteps-1]; printed as text or JSON on stdout.

@@ -169,3 +169,44 @@ int run_distiller(fmd_distiller *d, int64_t steps, int quiet, distill_ctx *ctx)
     if (st != FMD_OK) return cli_lib_err("distillation failed");
     return CLI_OK;
 }
+
+int cli_guidance(const fmd_student *S, double cfg, const char *cfgi, int quiet, double *w,
+                 double *lo, double *hi, int *have)
+{
+    *w = 1;
+    *lo = 0;
+    *hi = 1;
+    *have = 0;
+    const char *rs = S ? fmd_student_made(S, "guidance") : NULL;
+    const char *rlo = S ? fmd_student_made(S, "guidance_lo") : NULL;
+    const char *rhi = S ? fmd_student_made(S, "guidance_hi") : NULL;
+    double sw = rs ? strtod(rs, NULL) : 1, slo = rlo ? strtod(rlo, NULL) : 0,
+           shi = rhi ? strtod(rhi, NULL) : 1;
+    if (!isnan(cfg) || cfgi) {
+        if (cfgi && cli_pair(cfgi, lo, hi) != 0)
+            return cli_err(CLI_USAGE, "--cfg-interval expects LO,HI (got '%s')", cfgi);
+        if (!cfgi && rs && sw != 1) {   /* --cfg alone keeps the student's interval */
+            *lo = slo;
+            *hi = shi;
+        }
+        *w = isnan(cfg) ? (rs ? sw : 1.0) : cfg;
+        *have = 1;
+        /* the record holds the float the distiller used */
+        if (rs && ((float)*w != (float)sw ||
+                   (sw != 1 && ((float)*lo != (float)slo || (float)*hi != (float)shi))))
+            fprintf(stderr, "%s: warning: the teacher's guidance here is %g on [%g, %g], but the "
+                    "student was distilled with guidance %g on [%g, %g]\n", cli_prog, *w, *lo, *hi,
+                    sw, slo, shi);
+        return CLI_OK;
+    }
+    if (rs && sw != 1) {
+        *w = sw;
+        *lo = slo;
+        *hi = shi;
+        *have = 1;
+        if (!quiet)
+            fprintf(stderr, "%s: the teacher uses the student's guidance %g on [%g, %g] (override "
+                    "with --cfg)\n", cli_prog, sw, slo, shi);
+    }
+    return CLI_OK;
+}

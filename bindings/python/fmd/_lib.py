@@ -158,6 +158,7 @@ SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "fmd_student_dim": (c_int64, [H]),
     "fmd_student_num_classes": (c_int, [H]),
     "fmd_student_num_params": (c_int64, [H]),
+    "fmd_student_made": (c_char_p, [H, c_char_p]),
     "fmd_student_destroy": (None, [H]),
     # distiller
     "fmd_distiller_create": (S, [H, H, H, H, PH]),
