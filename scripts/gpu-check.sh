@@ -291,7 +291,7 @@ if [ -x "$BUILD/bench/bench_gmm" ] && [ "$(left)" -gt 90 ]; then
         | grep -E "student|floor|rror"
     [ "${PIPESTATUS[0]}" -eq 0 ] || fail "bench_gmm --backend cuda --set corr_ref=samples"
 fi
-FMD_CLI=$BUILD/tools/fmd/fmd
+FMD_CLI=$BUILD/bin/fmd
 if [ -x "$FMD_CLI" ] && [ "$(left)" -gt 80 ]; then
     # one-step sampling through fmd_sampler (chunks of 64 MiB of noise, up to
     # 65,536 rows) with the default 4 x 256 student of ring8, GPU then CPU;
