@@ -17,6 +17,9 @@ if(TARGET fmd_cli)
       COMMAND ${FMD_TEST_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_SOURCE_DIR}/cli/test_readme.py)
     set_tests_properties(pytest_readme PROPERTIES TIMEOUT 900
       ENVIRONMENT "FMD_CLI=$<TARGET_FILE:fmd_cli>")
+    add_test(NAME pytest_scripts
+      COMMAND ${FMD_TEST_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_SOURCE_DIR}/cli/test_scripts.py)
+    set_tests_properties(pytest_scripts PROPERTIES TIMEOUT 120)
     add_test(NAME pytest_cli_train_resume
       COMMAND ${FMD_TEST_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_SOURCE_DIR}/cli/test_train_resume.py)
     set_tests_properties(pytest_cli_train_resume PROPERTIES TIMEOUT 300
