@@ -2,7 +2,8 @@
 
 The library is looked up in this order:
   1. the path in the environment variable FMD_LIBRARY;
-  2. next to this package (fmd/libfmd.so*, for wheels that bundle it);
+  2. next to this package (fmd/libfmd.so*: `pip install bindings/python` bundles the
+     CMake-built library, see setup.py);
   3. the build tree of a source checkout (<repo>/build/libfmd.so);
   4. the system loader (libfmd.so.0, then ctypes.util.find_library("fmd")).
 
@@ -210,9 +211,10 @@ def _candidates() -> List[str]:
     if env:
         return [env]  # an explicit choice is never silently replaced
     here = Path(__file__).resolve().parent
-    out += [str(p) for p in sorted(here.glob("libfmd.so*"))]
+    out += [str(p) for p in sorted(here.glob("libfmd.so*"))]  # bundled by setup.py
     repo = here.parent.parent.parent
-    out.append(str(repo / "build" / "libfmd.so"))
+    if (repo / "include" / "fmd.h").is_file():  # a source checkout (not site-packages)
+        out.append(str(repo / "build" / "libfmd.so"))
     out.append("libfmd.so.0")
     found = ctypes.util.find_library("fmd")
     if found:
@@ -230,8 +232,9 @@ def _load() -> Tuple[ctypes.CDLL, str]:
             return ctypes.CDLL(cand), cand
         except OSError as e:
             tried.append(f"{cand} ({e})")
-    raise ImportError("fmd: cannot load libfmd; set FMD_LIBRARY to the path of libfmd.so. Tried: "
-                      + "; ".join(tried))
+    raise ImportError("fmd: cannot load libfmd.so; build it (cmake) and reinstall the package "
+                      "(pip install bindings/python bundles build/libfmd.so), install it "
+                      "(cmake --install), or set FMD_LIBRARY to its path. Tried: " + "; ".join(tried))
 
 
 lib, path = _load()
