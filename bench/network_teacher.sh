@@ -8,7 +8,7 @@
 #
 #   bench/network_teacher.sh [OUT_DIR]          (default network-out)
 #
-# Environment (defaults in brackets): FMD [build/tools/fmd/fmd],
+# Environment (defaults in brackets): FMD [build/bin/fmd],
 # STEPS [3000] distillation steps, SEEDS ["0 1 2"], TEACHER_STEPS [20000],
 # CFG [3], LR [3e-4], EVAL_N [2000], KINDS ["pred both data"], JOBS [2] runs
 # side by side (each on one thread).  Needs Debian's dataset-fashion-mnist
@@ -17,7 +17,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-network-out}
-FMD=${FMD:-$HERE/build/tools/fmd/fmd}
+FMD=${FMD:-$HERE/build/bin/fmd}
 STEPS=${STEPS:-3000}
 SEEDS=${SEEDS:-"0 1 2"}
 TEACHER_STEPS=${TEACHER_STEPS:-20000}

@@ -120,6 +120,19 @@ typedef void (*fmd_log_fn)(int level, const char *msg, void *user);
  * default).  Not thread-safe with respect to concurrent logging. */
 FMD_API void fmd_set_log_callback(fmd_log_fn fn, void *user, int max_level);
 
+/* Polled by the long calls between units of work on the calling thread:
+ * every step of fmd_distiller_run and fmd_teacher_train, every velocity
+ * evaluation of an ODE solve (fmd_teacher_solve, teacher sampling, the
+ * evaluator's reference) and every chunk of student sampling.  Non-zero
+ * stops the call with FMD_ERR_CANCELLED, keeping the work completed (a
+ * distiller keeps its steps; fmd_teacher_train with option checkpoint saves
+ * its state first). */
+typedef int (*fmd_cancel_fn)(void *user);
+/* Install fn (NULL removes it) for the calling thread only; user is passed
+ * back.  Language bindings use it to make an interrupt (Ctrl-C) stop a
+ * call promptly.  Never fails. */
+FMD_API void fmd_set_cancel_check(fmd_cancel_fn fn, void *user);
+
 /* ------------------------------------------------------------------------
  * Options: a bag of named, typed hyper-parameters (oneDNN-attribute style).
  * Every object that takes settings takes an fmd_options (NULL = defaults).
@@ -496,14 +509,21 @@ typedef int (*fmd_train_progress_fn)(const fmd_train_stats *stats, void *user);
  *   class_dropout 0.1 (labeled data only), conditional 1 (0 trains an
  *   unconditional teacher on labeled data), t_dist "uniform" | "logit_normal"
  *   (uniform; logit_normal uses t_mean 0, t_std 1), seed 0,
- *   progress_every 100, checkpoint "" (a .fmd path; the EMA teacher is
- *   saved there atomically every checkpoint_every steps, default 1000, and
- *   at the end).
+ *   progress_every 100, checkpoint "" (a .fmd path, checked before the
+ *   first step; the EMA teacher and the training state - raw weights, AdamW
+ *   moments, step, the options and a fingerprint of the data - are saved
+ *   there atomically every checkpoint_every steps, default 1000, when the
+ *   progress callback cancels, and at the end; it loads as a teacher),
+ *   resume "" (such a checkpoint: the run continues from its step with the
+ *   options it records, bit for bit as if it had not stopped; a different
+ *   value given for a recorded option is refused except steps, so is other
+ *   data or a checkpoint already at steps).
  * Reproducible: the same data, options and backend give the same weights.
  * Caller owns *out.  Errors: FMD_ERR_INVALID_ARG (NULL, unknown option or
  * bad value - names the key; dit arch on non-image data), FMD_ERR_NONFINITE
  * (loss or gradient NaN/Inf: names the step), FMD_ERR_CANCELLED, FMD_ERR_IO
- * (checkpoint), FMD_ERR_OOM, backend errors.  On error *out is not set and
+ * (checkpoint: an unwritable path before any step), FMD_ERR_FORMAT and
+ * FMD_ERR_VERSION (resume: not a training checkpoint), FMD_ERR_OOM, backend errors.  On error *out is not set and
  * the last checkpoint written stays valid.
  * Floating point: on x86 the call runs with flush-to-zero and
  * denormals-are-zero set on the calling thread and the OpenMP workers
@@ -585,6 +605,17 @@ FMD_API fmd_status fmd_student_forward(fmd_student *student, const float *z, con
 FMD_API int64_t fmd_student_dim(const fmd_student *student);
 FMD_API int fmd_student_num_classes(const fmd_student *student);
 FMD_API int64_t fmd_student_num_params(const fmd_student *student);
+/* How the student was made, as the distiller records it (kept by
+ * fmd_student_save as metadata "made.KEY"; read from student files and
+ * distiller checkpoints by fmd_student_load): "teacher" (the teacher's
+ * identity), "distill_steps", "guidance", "guidance_lo", "guidance_hi" (the
+ * classifier-free guidance the distillation used: evaluate against the
+ * teacher with that guidance) and every other stored distiller option
+ * ("target", "batch", "lr", ...), as text.  NULL when not recorded (a
+ * student created in memory, or saved by libfmd 0.1) or for NULL
+ * arguments.  Owned by the student, valid until it is destroyed or the
+ * distiller records again. */
+FMD_API const char *fmd_student_made(const fmd_student *student, const char *key);
 /* Release a student.  NULL-safe.  Must not be used by a live distiller. */
 FMD_API void fmd_student_destroy(fmd_student *student);
 

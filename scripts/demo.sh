@@ -17,6 +17,6 @@ for a in "$@"; do
   case "$a" in --out=*) out=${a#--out=} ;; esac
   prev=$a
 done
-build/tools/fmd/fmd demo --out "$out" "$@"
+build/bin/fmd demo --out "$out" "$@"
 echo
 echo "pictures: $(pwd)/$out/demo.png and $(pwd)/$out/loss.png"

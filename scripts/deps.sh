@@ -17,8 +17,11 @@ fmd_install_deps() {
   if [ "$(id -u)" = 0 ]; then
     echo "installing:$missing"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends $missing
+    # another apt-get or unattended-upgrades holding the dpkg lock: wait for it
+    # (up to FMD_APT_LOCK_TIMEOUT seconds, default 600) instead of failing at once
+    local wait="-o DPkg::Lock::Timeout=${FMD_APT_LOCK_TIMEOUT:-600}"
+    ${FMD_APT_GET:-apt-get} $wait update -qq
+    ${FMD_APT_GET:-apt-get} $wait install -y -qq --no-install-recommends $missing
   else
     echo "missing Debian packages (run as root or install them):$missing" >&2
     return 1

@@ -12,7 +12,7 @@ This script rewrites what is between them; with --check it changes nothing
 and exits 1 when a block differs from the library, is missing, or appears
 twice (the test `docs_options` runs that).
 
-    python3 scripts/gen_option_docs.py [--fmd build/tools/fmd/fmd] [--check]
+    python3 scripts/gen_option_docs.py [--fmd build/bin/fmd] [--check]
 """
 import re
 import subprocess
@@ -25,7 +25,7 @@ DOCS = REPO / "docs"
 
 def main(argv):
     check = "--check" in argv
-    fmd = str(REPO / "build" / "tools" / "fmd" / "fmd")
+    fmd = str(REPO / "build" / "bin" / "fmd")
     if "--fmd" in argv:
         fmd = argv[argv.index("--fmd") + 1]
     consumers = [l.rstrip(":") for l in subprocess.run(

@@ -282,7 +282,7 @@ if [ -x "$BUILD/bench/bench_gmm" ] && [ "$(left)" -gt 110 ]; then
         --steps 500 --eval-every 500 --eval-n 2000 --pytorch-steps 100 --set batch=8192 --quiet 2>&1 \
         | grep -E "student|PyTorch|rror"
 fi
-FMD_CLI=$BUILD/tools/fmd/fmd
+FMD_CLI=$BUILD/bin/fmd
 if [ -x "$FMD_CLI" ] && [ "$(left)" -gt 80 ]; then
     # one-step sampling through fmd_sampler (chunks of 64 MiB of noise, up to
     # 65,536 rows) with the default 4 x 256 student of ring8, GPU then CPU;

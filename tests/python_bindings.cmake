@@ -17,12 +17,15 @@ foreach(tgt example_embedded_sample embedded_sample)
     break()
   endif()
 endforeach()
-foreach(t core teacher student distiller data memory)
+foreach(t core teacher student distiller data memory interrupt)
   add_test(NAME pytest_bindings_${t}
     COMMAND ${FMD_TEST_PYTHON} -m pytest -q -p no:cacheprovider
             ${FMD_PY_TESTS}/test_bindings_${t}.py)
   set_tests_properties(pytest_bindings_${t} PROPERTIES ENVIRONMENT "${FMD_PY_ENV}" TIMEOUT 600)
 endforeach()
+add_test(NAME pytest_packaging
+  COMMAND ${FMD_TEST_PYTHON} -m pytest -q -p no:cacheprovider ${FMD_PY_TESTS}/test_packaging.py)
+set_tests_properties(pytest_packaging PROPERTIES ENVIRONMENT "${FMD_PY_ENV}" TIMEOUT 600)
 add_test(NAME pytest_docs_api
   COMMAND ${FMD_TEST_PYTHON} -m pytest -q -p no:cacheprovider ${FMD_PY_TESTS}/test_docs_api.py)
 set_tests_properties(pytest_docs_api PROPERTIES ENVIRONMENT "${FMD_PY_ENV}" TIMEOUT 120)

@@ -356,6 +356,7 @@ static const struct { const char *consumer, *key, *why; } k_no_effect[] = {
 /* Keys whose non-default value acts by stopping the run, naming the key. */
 static const struct { const char *consumer, *key; } k_acts_by_refusal[] = {
     {"solver", "max_steps"},   /* a limit: 3 attempts are too few for dopri5 */
+    {"train", "resume"},       /* a checkpoint path: 'x' is not one (resuming is tests/cli/test_train_resume.py) */
 };
 
 static int acts_by_refusal(const char *consumer, const char *key)

@@ -5,6 +5,8 @@
  * oneDNN: it shares the OpenMP thread pool of the other ops; see
  * cpu_gemm_pick and docs/benchmarks.md).  Threads: FMD_NUM_THREADS (default: OpenMP's). */
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,8 +96,20 @@ static void gemm_one(fmd_backend *be, int provider, int ta, int tb, int64_t m, i
         return;
     }
     if (provider == CPU_GEMM_ONEDNN) {
+        /* SIGINT / SIGTERM wait until the product is done: a Ctrl-C that the
+         * kernel delivered to this thread inside oneDNN's sgemm corrupted the
+         * heap (a third of `fmd distill` runs interrupted under
+         * OMP_WAIT_POLICY=active, half of the Python ones; never with
+         * OpenBLAS).  Blocked here, the signal goes to a thread outside the
+         * GEMM or waits the microseconds until it returns. */
+        sigset_t block, old;
+        sigemptyset(&block);
+        sigaddset(&block, SIGINT);
+        sigaddset(&block, SIGTERM);
+        pthread_sigmask(SIG_BLOCK, &block, &old);
         dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb,
                                       beta, c, ldc);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (st != dnnl_success)
             fmdb_fail(be, FMD_ERR_INTERNAL, "cpu: dnnl_sgemm failed (status %d) for %lldx%lldx%lld",
                       (int)st, (long long)m, (long long)n, (long long)k);

@@ -109,6 +109,12 @@ fmd_status fm_create(fmd_backend *be, nn_model *net, const fm_data *data, const 
 
 int64_t fm_steps_done(const fm_trainer *tr) { return tr ? tr->step : 0; }
 float *fm_ema(fm_trainer *tr) { return tr ? tr->ema : NULL; }
+float *fm_adam_m(fm_trainer *tr) { return tr ? tr->m : NULL; }
+float *fm_adam_v(fm_trainer *tr) { return tr ? tr->v : NULL; }
+void fm_set_steps_done(fm_trainer *tr, int64_t k)
+{
+    if (tr && k >= 0) tr->step = k;
+}
 
 fmd_status fm_step(fm_trainer *tr, double *loss_out, double *gnorm_out, double *lr_out)
 {

@@ -58,5 +58,13 @@ fmd_status fm_step(fm_trainer *tr, double *loss, double *grad_norm, double *lr);
 int64_t fm_steps_done(const fm_trainer *tr);
 /* The EMA weights (device, parameter layout of net). */
 float *fm_ema(fm_trainer *tr);
+/* The AdamW moments (device, parameter layout of net): with the network's
+ * parameters, the EMA and the step count they are the whole training state
+ * (every draw is keyed by the step), so a checkpoint of these continues a
+ * run bit for bit. */
+float *fm_adam_m(fm_trainer *tr);
+float *fm_adam_v(fm_trainer *tr);
+/* Continue as if k steps had been taken (after loading the state above). */
+void fm_set_steps_done(fm_trainer *tr, int64_t k);
 
 #endif

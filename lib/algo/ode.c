@@ -95,6 +95,7 @@ static fmd_status solve_fixed(ode_field_fn f, void *ctx, double *x, const int32_
 #define EVAL(out, xin, tv)                                        \
     do {                                                          \
         for (int64_t r_ = 0; r_ < b; r_++) tt[r_] = (tv);         \
+        if ((st = fmd_cancel_poll("ode"))) goto done;            \
         st = f(ctx, out, xin, tt, labels, b);                     \
         nfe++;                                                    \
         if (st) goto done;                                        \
@@ -177,6 +178,8 @@ typedef struct {
 static fmd_status dp_call(dp_eval *e, double *out, const double *xin, const double *tin)
 {
     const int64_t d = e->d;
+    fmd_status cst = fmd_cancel_poll("ode");
+    if (cst) return cst;
     for (int64_t a = 0; a < e->na; a++) {
         int64_t r = e->act[a];
         memcpy(e->xg + a * d, xin + r * d, (size_t)d * sizeof(double));

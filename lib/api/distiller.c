@@ -98,6 +98,7 @@ static const opt_spec k_spec[] = {
 };
 #undef OPT_CFG
 enum { NOPTS = (int)(sizeof k_spec / sizeof k_spec[0]) };
+static fmd_status record_made(fmd_distiller *d);
 
 #define REMOVED(why) "removed (" why "; docs/research.md has the measurements)"
 static const opt_gone k_gone[] = {
@@ -325,6 +326,7 @@ fmd_status fmd_distiller_create(fmd_teacher *teacher, fmd_student *student, fmd_
     if (!st) st = nn_model_create(backend, scfg, 0, &enet);
     if (!st) st = student_wrap(backend, enet, &d->ema);
     if (!st) st = build_trainer(d, &d->cfg, &d->aux, &d->tr);
+    if (!st) st = record_made(d);
     /* ff_create sized the student's arena for exactly one batch */
     student_note_reserved(student, st ? 0 : c.ff.batch);
     if (st) {
@@ -427,7 +429,11 @@ static fmd_status run_steps(fmd_distiller *d, int64_t steps, fmd_distill_progres
     double t0 = fmd_now();
     int64_t since = 0;
     for (int64_t i = 0; i < steps; i++) {
-        fmd_status st = step_once(d);
+        fmd_status st = fmd_cancel_poll("fmd_distiller_run");
+        if (st) return st;
+        fmd_cancel_hold(1);
+        st = step_once(d);
+        fmd_cancel_hold(0);
         if (st) return st;
         since++;
         int64_t done = ff_steps_done(d->tr);
@@ -486,9 +492,29 @@ const ff_config *distiller_ff_config(const fmd_distiller *d) { return ff_get_con
 ff_trainer *distiller_trainer(fmd_distiller *d) { return d->tr; }
 nn_model *distiller_aux(fmd_distiller *d) { return d->aux; }
 
+/* What the EMA student records of how it was made (fmd_student_made): the
+ * teacher's identity, the steps so far and every stored option (guidance,
+ * guidance_lo, guidance_hi, target, ...), so that a student file tells how
+ * to evaluate it. */
+static fmd_status record_made(fmd_distiller *d)
+{
+    char val[128];
+    fmd_status st = student_set_made(d->ema, "teacher", d->teacher_id);
+    snprintf(val, sizeof val, "%lld", (long long)ff_steps_done(d->tr));
+    if (!st) st = student_set_made(d->ema, "distill_steps", val);
+    for (int i = 0; i < NOPTS && !st; i++) {
+        if (k_spec[i].flags & OPT_NO_SAVE) continue;
+        opt_value_text(&k_spec[i], &d->cfg, val, sizeof val);
+        st = student_set_made(d->ema, k_spec[i].key, val);
+    }
+    return st;
+}
+
 fmd_status fmd_distiller_ema_student(fmd_distiller *d, fmd_student **out)
 {
     FMD_CHECK_ARG(d && out, "fmd_distiller_ema_student: NULL argument");
+    fmd_status st = record_made(d);
+    if (st) return st;
     *out = d->ema;
     return FMD_OK;
 }
@@ -716,5 +742,6 @@ fmd_status fmd_distiller_resume(fmd_distiller *d, const char *path)
     memset(&d->stats, 0, sizeof d->stats);
     d->stats.struct_size = sizeof d->stats;
     d->stats.step = step;
+    if ((st = record_made(d))) return st;
     return d->be->ops->sync(d->be);
 }

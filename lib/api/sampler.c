@@ -275,6 +275,7 @@ fmd_status fmd_sampler_sample(fmd_sampler *s, const int32_t *labels, int64_t n, 
     pushed = 1;
     for (int64_t r0 = 0; r0 < n; r0 += chunk) {
         int64_t m = n - r0 < chunk ? n - r0 : chunk;
+        if ((st = fmd_cancel_poll(fn))) goto done;
         fmd_prior_noise(z, m, D, seed, first_index + (uint64_t)r0);
         for (int64_t i = 0; lab && i < m; i++) lab[i] = labels ? labels[r0 + i] : s->K;
         int64_t e = 0;
@@ -344,6 +345,7 @@ fmd_status fmd_sampler_best_of_n(fmd_sampler *s, const int32_t *labels, int64_t 
     pushed = 1;
     for (int64_t r0 = 0; r0 < n; r0 += B) {
         const int64_t b = n - r0 < B ? n - r0 : B, m = b * N;
+        if ((st = fmd_cancel_poll(fn))) goto done;
         for (int64_t i = 0; i < b; i++) {
             const uint64_t idx = first_index + (uint64_t)(r0 + i);
             const int32_t l = labels ? labels[r0 + i] : s->K;

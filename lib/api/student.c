@@ -9,6 +9,7 @@
  * student is a fresh MLP (width/depth options) whose initial map does not
  * match the teacher; the distiller trains it from there. */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include "api/option_tables.h"
 #include "api/student_internal.h"
@@ -28,6 +29,10 @@ struct fmd_student {
     float *dz, *dout, *dt, *ddl;
     int32_t *dlab;
     float *h_t;
+    /* how the student was made (fmd_student_made): "key=value" pairs the
+     * distiller records, kept in its files as metadata "made.KEY" */
+    int nmade;
+    char *made_k[STUDENT_MADE_MAX], *made_v[STUDENT_MADE_MAX];
 };
 
 nn_model *student_net(fmd_student *s) { return s->net; }
@@ -46,9 +51,77 @@ static void free_scratch(fmd_student *s)
     s->cap = 0;
 }
 
+static void clear_made(fmd_student *s)
+{
+    for (int i = 0; i < s->nmade; i++) {
+        fmd_free(s->made_k[i]);
+        fmd_free(s->made_v[i]);
+    }
+    s->nmade = 0;
+}
+
+static char *dup_str(const char *x)
+{
+    size_t n = strlen(x) + 1;
+    char *p = fmd_malloc(n);
+    if (p) memcpy(p, x, n);
+    return p;
+}
+
+fmd_status student_set_made(fmd_student *s, const char *key, const char *value)
+{
+    for (int i = 0; i < s->nmade; i++)
+        if (strcmp(s->made_k[i], key) == 0) {
+            char *v = dup_str(value);
+            if (!v) return fmd_seterr(FMD_ERR_OOM, "student: out of memory for its record");
+            fmd_free(s->made_v[i]);
+            s->made_v[i] = v;
+            return FMD_OK;
+        }
+    if (s->nmade == STUDENT_MADE_MAX)
+        return fmd_seterr(FMD_ERR_INTERNAL, "student: more than %d records of how it was made",
+                          STUDENT_MADE_MAX);
+    char *k = dup_str(key), *v = dup_str(value);
+    if (!k || !v) {
+        fmd_free(k);
+        fmd_free(v);
+        return fmd_seterr(FMD_ERR_OOM, "student: out of memory for its record");
+    }
+    s->made_k[s->nmade] = k;
+    s->made_v[s->nmade++] = v;
+    return FMD_OK;
+}
+
+const char *fmd_student_made(const fmd_student *s, const char *key)
+{
+    if (!s || !key) return NULL;
+    for (int i = 0; i < s->nmade; i++)
+        if (strcmp(s->made_k[i], key) == 0) return s->made_v[i];
+    return NULL;
+}
+
+/* The record of a file: "made.KEY" of a student file, or what a distiller
+ * checkpoint stores ("distiller.option.KEY", "distiller.teacher",
+ * "distiller.step"). */
+static fmd_status read_made(fmd_student *s, const fmdf_reader *r)
+{
+    const char *kind = fmdf_meta_get(r, "kind");
+    const int ckpt = kind && strcmp(kind, "distiller") == 0;
+    fmd_status st = FMD_OK;
+    for (int i = 0; i < fmdf_meta_count(r) && !st; i++) {
+        const char *k = fmdf_meta_key(r, i), *v = fmdf_meta_value(r, i);
+        if (!ckpt && strncmp(k, "made.", 5) == 0) st = student_set_made(s, k + 5, v);
+        else if (ckpt && strncmp(k, "distiller.option.", 17) == 0) st = student_set_made(s, k + 17, v);
+        else if (ckpt && strcmp(k, "distiller.teacher") == 0) st = student_set_made(s, "teacher", v);
+        else if (ckpt && strcmp(k, "distiller.step") == 0) st = student_set_made(s, "distill_steps", v);
+    }
+    return st;
+}
+
 void fmd_student_destroy(fmd_student *s)
 {
     if (!s) return;
+    clear_made(s);
     free_scratch(s);
     nn_model_destroy(s->net);
     fmd_free(s);
@@ -173,22 +246,55 @@ fmd_status fmd_student_load(const char *path, fmd_backend *backend, fmd_student 
     FMD_CHECK_ARG(out, "fmd_student_load: out is NULL");
     FMD_CHECK_ARG(path, "fmd_student_load: path is NULL");
     FMD_CHECK_ARG(backend, "fmd_student_load: backend is NULL");
-    nn_model *net = NULL;
-    fmd_status st = model_io_load(backend, path, &net);
+    fmdf_reader *r = NULL;
+    fmd_status st = fmdf_open(path, &r);
     if (st) return st;
+    nn_model *net = NULL;
+    st = model_io_load_from(backend, r, "", &net);
+    if (st) {
+        fmdf_close(r);
+        return st;
+    }
     if (!nn_model_config(net)->student) {
         nn_model_destroy(net);
+        fmdf_close(r);
         return fmd_seterr(FMD_ERR_FORMAT,
                           "fmd_student_load: '%s' holds a teacher-form model, not a student", path);
     }
-    return student_wrap(backend, net, out);
+    fmd_student *s = NULL;
+    if (!(st = student_wrap(backend, net, &s)) && (st = read_made(s, r))) {
+        fmd_student_destroy(s);
+        s = NULL;
+    }
+    fmdf_close(r);
+    if (st) return st;
+    *out = s;
+    return FMD_OK;
 }
 
 fmd_status fmd_student_save(fmd_student *s, const char *path)
 {
     FMD_CHECK_ARG(s, "fmd_student_save: student is NULL");
     FMD_CHECK_ARG(path, "fmd_student_save: path is NULL");
-    return model_io_save(s->be, s->net, path, "student");
+    fmdf_writer *w;
+    fmd_status st = fmdf_writer_begin(path, &w);
+    if (st) return st;
+    st = fmdf_writer_add_meta(w, "format", "libfmd");
+    if (!st) st = fmdf_writer_add_meta(w, "library_version", FMD_VERSION_STRING);
+    if (!st) st = fmdf_writer_add_meta(w, "kind", "student");
+    if (!st) st = model_io_write_config(w, "", nn_model_config(s->net));
+    if (!st) st = fmdf_writer_add_meta_i64(w, "num_params", nn_model_num_params(s->net));
+    for (int i = 0; i < s->nmade && !st; i++) {
+        char key[160];
+        snprintf(key, sizeof key, "made.%s", s->made_k[i]);
+        st = fmdf_writer_add_meta(w, key, s->made_v[i]);
+    }
+    if (!st) st = model_io_write_tensors(w, "", s->be, s->net, NULL);
+    if (st) {
+        fmdf_writer_abort(w);
+        return st;
+    }
+    return fmdf_writer_commit(w);
 }
 
 int64_t fmd_student_dim(const fmd_student *s) { return s ? s->D : 0; }

@@ -17,6 +17,11 @@ fmd_status student_wrap(fmd_backend *be, nn_model *net, fmd_student **out);
  * someone else (ff_create): host forwards use chunks of b on the CPU and
  * may grow the arena (never below b) on a device backend. */
 void student_note_reserved(fmd_student *s, int64_t b);
+/* Record key = value of how the student was made (fmd_student_made; saved
+ * as metadata "made.KEY"); replaces an earlier value.  At most
+ * STUDENT_MADE_MAX keys.  Errors: FMD_ERR_OOM, FMD_ERR_INTERNAL (full). */
+#define STUDENT_MADE_MAX 96
+fmd_status student_set_made(fmd_student *s, const char *key, const char *value);
 /* Rows one pass of fmd_student_forward takes now (0 before the first). */
 int64_t student_forward_chunk(const fmd_student *s);
 

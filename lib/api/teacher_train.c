@@ -178,7 +178,7 @@ typedef struct train_config {
     double lr, lr_min, weight_decay, beta1, beta2, adam_eps, grad_clip, ema, class_dropout;
     double t_mean, t_std;
     int lr_decay, t_dist, conditional;
-    const char *checkpoint;
+    const char *checkpoint, *resume;
 } train_config;
 
 #define OPT_CFG train_config
@@ -194,7 +194,7 @@ static const opt_spec k_train_spec[] = {
     OPT_NUM("mlp_ratio", mlp_ratio, 0.1, 64, 4, 0, "arch!=mlp", "dit: MLP width / hidden size"),
     OPT_INT_CTX("input_size", input_size, 1, 4096, "the data's image side", 0, "arch!=mlp", "dit: image side"),
     OPT_INT_CTX("in_channels", in_channels, 1, 4096, "the data's channels", 0, "arch!=mlp", "dit: image channels"),
-    OPT_INT("steps", steps, 1, 1e12, 5000, 0, NULL, "training steps (the schedule's length)"),
+    OPT_INT("steps", steps, 1, 1e12, 5000, OPT_RESUMABLE, NULL, "training steps (the schedule's length)"),
     OPT_INT("batch", batch, 1, 1 << 24, 256, 0, NULL, "rows per step"),
     OPT_NUM("lr", lr, 0, 10, 1e-3, OPT_LO_OPEN, NULL, "AdamW peak learning rate"),
     OPT_INT("lr_warmup", lr_warmup, 0, 1e12, 100, 0, NULL, "linear learning-rate warm-up steps"),
@@ -213,8 +213,9 @@ static const opt_spec k_train_spec[] = {
     OPT_NUM("t_std", t_std, 1e-3, 10, 1, 0, "t_dist=logit_normal", "logit-normal t: standard deviation"),
     OPT_INT("seed", seed, 0, 9.2e18, 0, 0, NULL, "seed of the initialisation and every draw"),
     OPT_INT("progress_every", progress_every, 1, 1e12, 100, OPT_NO_SAVE, NULL, "steps between progress reports"),
-    OPT_STRING("checkpoint", checkpoint, OPT_NO_SAVE, NULL, "a .fmd path: the EMA teacher is saved there atomically every checkpoint_every steps and at the end"),
+    OPT_STRING("checkpoint", checkpoint, OPT_NO_SAVE, NULL, "a .fmd path, checked before the first step: the EMA teacher and the training state are saved there atomically every checkpoint_every steps, when the progress callback cancels, and at the end (it loads as a teacher; option resume continues it)"),
     OPT_INT("checkpoint_every", checkpoint_every, 1, 1e12, 1000, OPT_NO_SAVE, "checkpoint!=", "steps between checkpoints"),
+    OPT_STRING("resume", resume, OPT_NO_SAVE, NULL, "a checkpoint written through option checkpoint: continue its run bit for bit from its step (weights, AdamW moments, EMA; the options it records apply, another value given is refused except for steps)"),
 };
 #undef OPT_CFG
 static const opt_gone k_train_gone[] = {
@@ -224,8 +225,32 @@ static const opt_gone k_train_gone[] = {
     {NULL, NULL}};
 const opt_table opt_table_train = OPT_TABLE("train", "fmd_teacher_train", k_train_spec, k_train_gone);
 
-static fmd_status save_checkpoint(const char *path, fmd_backend *be, nn_model *net, float *ema,
-                                  int64_t step, int64_t steps)
+
+/* ---- checkpoints: the EMA teacher (loads with fmd_teacher_load) plus the
+ * training state: the raw weights, the AdamW moments, the step, every saved
+ * option and a fingerprint of the data.  Every draw of a step is keyed by
+ * (seed, step, row), so these continue a run bit for bit. */
+
+#define TRAIN_STATE_FORMAT 1
+#define NTRAIN ((int)(sizeof k_train_spec / sizeof k_train_spec[0]))
+
+/* "n=...,dim=...,classes=...,fnv=..." of the data (FNV-1a over the bytes of
+ * the samples and labels): a resumed run must see the same data. */
+static void data_fingerprint(const fmd_dataset *d, char *buf, size_t len)
+{
+    uint64_t h = 1469598103934665603ull;
+    const unsigned char *p = (const unsigned char *)d->x;
+    for (size_t i = 0, n = (size_t)d->n * (size_t)d->dim * sizeof(float); i < n; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    p = (const unsigned char *)d->labels;
+    for (size_t i = 0, n = d->labels ? (size_t)d->n * sizeof(int32_t) : 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    snprintf(buf, len, "n=%lld,dim=%lld,classes=%d,fnv=%016llx", (long long)d->n,
+             (long long)d->dim, d->num_classes, (unsigned long long)h);
+}
+
+static fmd_status save_checkpoint(const char *path, fmd_backend *be, nn_model *net, fm_trainer *tr,
+                                  const train_config *o, const char *data_id)
 {
     fmdf_writer *w;
     fmd_status st = fmdf_writer_begin(path, &w);
@@ -236,16 +261,109 @@ static fmd_status save_checkpoint(const char *path, fmd_backend *be, nn_model *n
     if (!st) st = fmdf_writer_add_meta(w, "teacher_kind", "network");
     if (!st) st = fmdf_writer_add_meta(w, "time_convention", "libfmd");
     if (!st) st = fmdf_writer_add_meta(w, "weights", "ema");
-    if (!st) st = fmdf_writer_add_meta_i64(w, "train_step", step);
-    if (!st) st = fmdf_writer_add_meta_i64(w, "train_steps", steps);
+    if (!st) st = fmdf_writer_add_meta_i64(w, "train_step", fm_steps_done(tr));
+    if (!st) st = fmdf_writer_add_meta_i64(w, "train_steps", o->steps);
+    if (!st) st = fmdf_writer_add_meta_i64(w, "train.format", TRAIN_STATE_FORMAT);
+    if (!st) st = fmdf_writer_add_meta(w, "train.data", data_id);
+    for (int i = 0; i < NTRAIN && !st; i++) {
+        if (k_train_spec[i].flags & OPT_NO_SAVE) continue;
+        char key[96], val[256];
+        snprintf(key, sizeof key, "train.option.%s", k_train_spec[i].key);
+        opt_value_text(&k_train_spec[i], o, val, sizeof val);
+        st = fmdf_writer_add_meta(w, key, val);
+    }
     if (!st) st = model_io_write_config(w, "", nn_model_config(net));
     if (!st) st = fmdf_writer_add_meta_i64(w, "num_params", nn_model_num_params(net));
-    if (!st) st = model_io_write_tensors(w, "", be, net, ema);
+    if (!st) st = model_io_write_tensors(w, "", be, net, fm_ema(tr));
+    if (!st) st = model_io_write_tensors(w, "train.params.", be, net, NULL);
+    if (!st) st = model_io_write_tensors(w, "train.adam_m.", be, net, fm_adam_m(tr));
+    if (!st) st = model_io_write_tensors(w, "train.adam_v.", be, net, fm_adam_v(tr));
     if (st) {
         fmdf_writer_abort(w);
         return st;
     }
     return fmdf_writer_commit(w);
+}
+
+/* The options recorded in the checkpoint r merged into o: a key not given
+ * takes the stored value (and counts as given from then on); one given with
+ * another value is refused unless it may change (steps: applied). */
+static fmd_status merge_stored(const fmdf_reader *r, const char *path, train_config *o,
+                               unsigned char *given)
+{
+    static const char *fn = "fmd_teacher_train";
+    const opt_table *tab = &opt_table_train;
+    for (int i = 0; i < NTRAIN; i++) {
+        const opt_spec *s = &k_train_spec[i];
+        if (s->flags & OPT_NO_SAVE) continue;
+        char key[96], mine[256];
+        snprintf(key, sizeof key, "train.option.%s", s->key);
+        const char *text = fmdf_meta_get(r, key);
+        if (!text)
+            return fmd_seterr(FMD_ERR_FORMAT, "%s: resume: '%s' does not record option '%s'", fn,
+                              path, s->key);
+        opt_value_text(s, o, mine, sizeof mine);
+        if (strcmp(mine, text) == 0) continue;   /* the same (also context values 0 of mlp) */
+        train_config stored = *o;
+        fmd_status st = opt_parse_text(tab, s, text, &stored);
+        if (st) return st;
+        if (given[i] && !opt_same(s, &stored, o)) {
+            if (!(s->flags & OPT_RESUMABLE))
+                return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: resume: option '%s' = %s here, but '%s' "
+                                  "was trained with %s (leave it out to continue that run)", fn,
+                                  s->key, mine, path, text);
+            fmd_log(FMD_LOG_INFO, "%s: resume: option '%s' changes from %s to %s", fn, s->key, text,
+                    mine);
+            continue;
+        }
+        *o = stored;
+        given[i] = 1;
+    }
+    return FMD_OK;
+}
+
+/* The checkpoint r fits this run (data, network); then load its state. */
+static fmd_status load_state(fmdf_reader *r, const char *path, fmd_backend *be, nn_model *net,
+                             fm_trainer *tr, const char *data_id, int64_t steps)
+{
+    static const char *fn = "fmd_teacher_train";
+    const char *did = fmdf_meta_get(r, "train.data");
+    if (!did || strcmp(did, data_id) != 0)
+        return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: resume: '%s' was trained on other data (%s; "
+                          "these are %s): give the same data set (and its seed)", fn, path,
+                          did ? did : "not recorded", data_id);
+    nn_config fc;
+    fmd_status st = model_io_read_config(r, "", &fc);
+    if (st) return st;
+    char what[160];
+    if (model_io_config_diff(&fc, nn_model_config(net), what, sizeof what))
+        return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: resume: '%s' holds another network: %s", fn,
+                          path, what);
+    int64_t step = 0;
+    if ((st = fmdf_meta_i64(r, "train_step", &step))) return st;
+    if (step < 0) return fmd_seterr(FMD_ERR_FORMAT, "%s: resume: '%s': negative step", fn, path);
+    if (step >= steps)
+        return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: resume: '%s' is at step %lld, already past "
+                          "steps = %lld: nothing to train (give steps > %lld to continue)", fn, path,
+                          (long long)step, (long long)steps, (long long)step);
+    st = model_io_read_tensors(r, "", be, net, fm_ema(tr));
+    if (!st) st = model_io_read_tensors(r, "train.params.", be, net, NULL);
+    if (!st) st = model_io_read_tensors(r, "train.adam_m.", be, net, fm_adam_m(tr));
+    if (!st) st = model_io_read_tensors(r, "train.adam_v.", be, net, fm_adam_v(tr));
+    if (!st && (st = be->ops->sync(be))) st = fmd_seterr(st, "%s: %s", fn, be->errmsg);
+    if (st) return st;
+    fm_set_steps_done(tr, step);
+    return FMD_OK;
+}
+
+/* Can path be written?  The writer's temporary file is created and removed. */
+static fmd_status check_writable(const char *path)
+{
+    fmdf_writer *w;
+    fmd_status st = fmdf_writer_begin(path, &w);
+    if (st) return fmd_err_prefix(st, "fmd_teacher_train: option checkpoint");
+    fmdf_writer_abort(w);
+    return FMD_OK;
 }
 
 fmd_status fmd_teacher_train(fmd_backend *be, const fmd_dataset *data, const fmd_options *opts,
@@ -266,12 +384,33 @@ fmd_status fmd_teacher_train_comm(fmd_comm *comm, fmd_backend *be, const fmd_dat
     FMD_CHECK_ARG(out, "%s: out is NULL", fn);
     const opt_table *tab = &opt_table_train;
     train_config o;
-    unsigned char given[sizeof k_train_spec / sizeof k_train_spec[0]] = {0};
+    unsigned char given[NTRAIN];
+    memset(given, 0, sizeof given);
     opt_defaults(tab, &o);
     o.arch = "mlp";
     fmd_status st = opt_apply(tab, opts, &o, given);
     if (!st) st = opt_check_applies(tab, &o, given);
     if (st) return st;
+    fmdf_reader *rr = NULL;   /* the checkpoint resumed (its strings back o) */
+    const char *resume = o.resume && o.resume[0] ? o.resume : NULL;
+    if (resume) {
+        if ((st = fmdf_open(resume, &rr))) return fmd_err_prefix(st, "fmd_teacher_train: option resume");
+        const char *kind = fmdf_meta_get(rr, "kind");
+        int64_t fmt = 0;
+        if (!kind || strcmp(kind, "teacher") != 0 || !fmdf_meta_get(rr, "train.format"))
+            st = fmd_seterr(FMD_ERR_FORMAT, "%s: resume: '%s' holds no training state (not a "
+                            "checkpoint of fmd_teacher_train)", fn, resume);
+        if (!st) st = fmdf_meta_i64(rr, "train.format", &fmt);
+        if (!st && fmt != TRAIN_STATE_FORMAT)
+            st = fmd_seterr(FMD_ERR_VERSION, "%s: resume: '%s' has training-state format %lld; this "
+                            "libfmd (%s) reads %d", fn, resume, (long long)fmt, fmd_version(),
+                            TRAIN_STATE_FORMAT);
+        if (!st) st = merge_stored(rr, resume, &o, given);
+        if (st) {
+            fmdf_close(rr);
+            return st;
+        }
+    }
     const int is_mlp = strcmp(o.arch, "mlp") == 0;
     if (!given[opt_find(tab, "depth")]) o.depth = is_mlp ? 4 : 6;
     if (!given[opt_find(tab, "time_scale")]) o.time_scale = is_mlp ? 30 : 1;
@@ -302,7 +441,10 @@ fmd_status fmd_teacher_train_comm(fmd_comm *comm, fmd_backend *be, const fmd_dat
     fc.comm = comm;
     const int64_t every = o.progress_every;
     const char *ckpt = o.checkpoint ? o.checkpoint : "";
+    const int root_ckpt = ckpt[0] && fmd_comm_rank(comm) == 0;   /* rank 0 writes checkpoints */
     const int64_t ckpt_every = o.checkpoint_every;
+    char data_id[128];
+    data_fingerprint(data, data_id, sizeof data_id);
 
     /* the network */
     nn_config cfg;
@@ -324,42 +466,71 @@ fmd_status fmd_teacher_train_comm(fmd_comm *comm, fmd_backend *be, const fmd_dat
             cfg.dit_depth = (int)o.depth;
             cfg.num_heads = (int)o.num_heads;
         } else if ((st = nn_config_preset(&cfg, o.arch))) {
+            fmdf_close(rr);
             return fmd_err_prefix(st, "fmd_teacher_train: option arch");
         }
         cfg.mlp_ratio = (float)o.mlp_ratio;
         cfg.in_channels = (int)o.in_channels;
         cfg.input_size = (int)o.input_size;
         if (cfg.in_channels <= 0 || cfg.input_size <= 0 ||
-            (int64_t)cfg.in_channels * cfg.input_size * cfg.input_size != data->dim || data->h != data->w)
+            (int64_t)cfg.in_channels * cfg.input_size * cfg.input_size != data->dim || data->h != data->w) {
+            fmdf_close(rr);
             return fmd_seterr(FMD_ERR_INVALID_ARG, "%s: arch '%s' needs square image data (set "
                               "in_channels and input_size so that C*H*W = dim = %lld)", fn, o.arch,
                               (long long)data->dim);
+        }
+    }
+    /* every argument is checked before the first step: the checkpoint path too */
+    if (ckpt[0] && (st = check_writable(ckpt))) {
+        fmdf_close(rr);
+        return st;
     }
     nn_model *net = NULL;
-    if ((st = nn_model_create(be, &cfg, fc.seed, &net))) return st;
+    if ((st = nn_model_create(be, &cfg, fc.seed, &net))) {
+        fmdf_close(rr);
+        return st;
+    }
     fm_data fd = {data->x, data->labels, data->n, data->dim, data->num_classes};
     fc.conditional = conditional;
     fm_trainer *tr = NULL;
     if ((st = fm_create(be, net, &fd, &fc, &tr))) {
         nn_model_destroy(net);
+        fmdf_close(rr);
+        return st;
+    }
+    if (rr) st = load_state(rr, resume, be, net, tr, data_id, fc.opt.steps);
+    if (st) {
+        fm_destroy(tr);
+        nn_model_destroy(net);
+        fmdf_close(rr);
         return st;
     }
     fmd_train_stats s;
     memset(&s, 0, sizeof s);
     s.struct_size = sizeof s;
     s.steps = fc.opt.steps;
+    const int64_t k0 = fm_steps_done(tr);
     double t0 = fmd_now(), tlast = t0, lsum = 0;
-    int64_t lcount = 0, slast = 0;
+    int64_t lcount = 0, slast = k0;
     fmd_fpmode_enter(be->threads); /* subnormals flushed while training (util/fpmode.h) */
     while (fm_steps_done(tr) < fc.opt.steps) {
         double loss, gn, lr;
-        if ((st = fm_step(tr, &loss, &gn, &lr))) break;
+        if ((st = fmd_cancel_poll(fn))) {
+            /* the work done so far is kept: a cancelled run resumes */
+            fmd_status cst = root_ckpt && fm_steps_done(tr) > k0
+                                 ? save_checkpoint(ckpt, be, net, tr, &o, data_id) : FMD_OK;
+            if (cst) st = cst;
+            break;
+        }
+        fmd_cancel_hold(1);
+        st = fm_step(tr, &loss, &gn, &lr);
+        fmd_cancel_hold(0);
+        if (st) break;
         lsum += loss;
         lcount++;
         int64_t k = fm_steps_done(tr);
-        if (ckpt[0] && fmd_comm_rank(comm) == 0 && (k % ckpt_every == 0 || k == fc.opt.steps) &&
-            (st = save_checkpoint(ckpt, be, net, fm_ema(tr), k, fc.opt.steps)))
-            break;
+        const int saved = root_ckpt && (k % ckpt_every == 0 || k == fc.opt.steps);
+        if (saved && (st = save_checkpoint(ckpt, be, net, tr, &o, data_id))) break;
         if (progress && (k % every == 0 || k == fc.opt.steps)) {
             double now = fmd_now();
             s.step = k;
@@ -368,7 +539,7 @@ fmd_status fmd_teacher_train_comm(fmd_comm *comm, fmd_backend *be, const fmd_dat
             s.lr = lr;
             s.grad_norm = gn;
             s.steps_per_s = now > tlast ? (double)(k - slast) / (now - tlast) : 0;
-            s.eta_s = k > 0 ? (now - t0) / (double)k * (double)(fc.opt.steps - k) : 0;
+            s.eta_s = k > k0 ? (now - t0) / (double)(k - k0) * (double)(fc.opt.steps - k) : 0;
             tlast = now;
             slast = k;
             lsum = 0;
@@ -378,13 +549,18 @@ fmd_status fmd_teacher_train_comm(fmd_comm *comm, fmd_backend *be, const fmd_dat
             int stop = progress(&s, user);
             fmd_fpmode_resume(&ps);
             if (stop) {
+                /* the work done so far is kept: a cancelled run resumes */
+                if (root_ckpt && !saved && (st = save_checkpoint(ckpt, be, net, tr, &o, data_id)))
+                    break;
                 st = fmd_seterr(FMD_ERR_CANCELLED, "%s: cancelled by the progress callback at step "
-                                "%lld", fn, (long long)k);
+                                "%lld%s%s", fn, (long long)k, ckpt[0] ? "; the training state is in " : "",
+                                ckpt);
                 break;
             }
         }
     }
     fmd_fpmode_leave(be->threads);
+    fmdf_close(rr);
     if (!st) {
         be->ops->copy(be, nn_model_params(net), fm_ema(tr), (size_t)nn_model_num_params(net) * sizeof(float));
         st = be->ops->sync(be);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "util.h"
+#include "fpmode.h"
 
 static _Thread_local char tl_msg[512];
 static _Thread_local fmd_status tl_status = FMD_OK;
@@ -59,3 +60,27 @@ void fmd_clear_error(void)
 
 const char *fmd_version(void) { return FMD_VERSION_STRING; }
 int fmd_version_hex(void) { return FMD_VERSION_HEX; }
+
+/* ---- the cancellation check of the calling thread (fmd_set_cancel_check) */
+static _Thread_local fmd_cancel_fn tl_cancel = NULL;
+static _Thread_local void *tl_cancel_user = NULL;
+static _Thread_local int tl_cancel_held = 0;
+
+void fmd_set_cancel_check(fmd_cancel_fn fn, void *user)
+{
+    tl_cancel = fn;
+    tl_cancel_user = fn ? user : NULL;
+}
+
+fmd_status fmd_cancel_poll(const char *fn)
+{
+    if (!tl_cancel || tl_cancel_held) return FMD_OK;
+    fmd_fpmode_pause_state ps;   /* the check runs in the caller's floating-point mode */
+    fmd_fpmode_pause(&ps);
+    int stop = tl_cancel(tl_cancel_user);
+    fmd_fpmode_resume(&ps);
+    if (!stop) return FMD_OK;
+    return fmd_seterr(FMD_ERR_CANCELLED, "%s: cancelled (fmd_set_cancel_check)", fn);
+}
+
+void fmd_cancel_hold(int on) { tl_cancel_held += on ? 1 : -1; }

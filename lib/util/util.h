@@ -18,6 +18,12 @@
 fmd_status fmd_seterr(fmd_status st, const char *fmt, ...) FMD_PRINTF(2, 3);
 /* Set status st with the current message prefixed: "prefix: <last error>". */
 fmd_status fmd_err_prefix(fmd_status st, const char *prefix);
+/* FMD_OK, or FMD_ERR_CANCELLED (message naming fn) when the calling
+ * thread's cancel check (fmd_set_cancel_check) asks to stop. */
+fmd_status fmd_cancel_poll(const char *fn);
+/* Hold (on = 1) and release (on = 0) the polls of the calling thread, nested:
+ * a training step polls before it starts, not half-way through. */
+void fmd_cancel_hold(int on);
 
 /* Host memory through the hooks of fmd_set_allocator.  fmd_xmalloc and
  * fmd_xcalloc set FMD_ERR_OOM as the last error on failure (naming what). */

@@ -296,7 +296,7 @@ def test_callback_types_match_header():
             "fmd_free_fn": _lib.free_fn, "fmd_log_fn": _lib.log_fn,
             "fmd_velocity_fn": _lib.velocity_fn, "fmd_distill_progress_fn": _lib.progress_fn,
             "fmd_train_progress_fn": _lib.train_progress_fn, "fmd_reward_fn": _lib.reward_fn,
-            "fmd_reward_batch_fn": _lib.reward_batch_fn}
+            "fmd_reward_batch_fn": _lib.reward_batch_fn, "fmd_cancel_fn": _lib.cancel_fn}
     assert set(found) == set(mine), f"callback types in fmd.h {sorted(found)} vs bound {sorted(mine)}"
     for name, params in found.items():
         assert len(mine[name]._argtypes_) == params.count(",") + 1, name

@@ -98,7 +98,10 @@ int cli_write_samples(const char *path, const float *x, int64_t n, int64_t dim, 
 #include <signal.h>
 /* Set by SIGINT after catch_sigint(); a second Ctrl-C ends the program. */
 extern volatile sig_atomic_t g_interrupted;
-void catch_sigint(void);
+void catch_sigint(void);   /* and SIGTERM */
+/* Refuse an output path that cannot be written (a directory, a missing or
+ * read-only directory) before any work is done.  what: "--out". */
+int cli_check_writable(const char *path, const char *what);
 double wall(void);                                   /* monotonic seconds */
 int has_key(const fmd_options *o, const char *k);
 int ensure_opts(fmd_options **o);                    /* create *o if NULL */
@@ -134,6 +137,14 @@ int run_distiller(fmd_distiller *d, int64_t steps, int quiet, distill_ctx *ctx);
  * when this one failed (rc != 0), and returns rc. */
 int cli_comm(const char *kind, cli_common *co, fmd_comm **out);
 int cli_comm_end(fmd_comm *comm, int rc);
+/* The guidance of the teacher used next to student S (may be NULL): the
+ * explicit --cfg / --cfg-interval (cfg NaN, cfgi NULL when absent) win, with a
+ * warning naming both when they differ from what S was distilled with;
+ * otherwise what S records (fmd_student_made "guidance", noted on stderr
+ * unless quiet).  *have = 0: leave the teacher as it is.  Returns CLI_OK or
+ * CLI_USAGE (bad --cfg-interval, printed). */
+int cli_guidance(const fmd_student *S, double cfg, const char *cfgi, int quiet, double *w,
+                 double *lo, double *hi, int *have);
 
 /* Subcommands. */
 int cmd_info(int argc, char **argv);
@@ -143,6 +154,7 @@ int cmd_sample(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_options(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 /* The metric table of the evaluator: student (may be NULL) and teacher
  * Euler at each of steps[0..nsteps-1]; printed as text or JSON on stdout.

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -24,6 +25,29 @@ void catch_sigint(void)
     sa.sa_handler = on_sigint;
     sa.sa_flags = SA_RESETHAND;   /* a second Ctrl-C ends the program at once */
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);  /* kill, a batch system's stop: the same orderly end */
+}
+
+int cli_check_writable(const char *path, const char *what)
+{
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return cli_err(CLI_FAIL, "%s '%s' is a directory", what, path);
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return cli_err(CLI_FAIL, "%s '%s': directory '%s' does not exist", what, path, dir);
+    char probe[4200];
+    snprintf(probe, sizeof probe, "%s/.fmd-probe-XXXXXX", dir);
+    int fd = mkstemp(probe);
+    if (fd < 0) return cli_err(CLI_FAIL, "%s '%s': cannot write in '%s' (%s)", what, path, dir,
+                               strerror(errno));
+    close(fd);
+    unlink(probe);
+    return CLI_OK;
 }
 
 double wall(void)
@@ -164,4 +188,45 @@ int cli_comm_end(fmd_comm *comm, int rc)
     }
     fmd_comm_close(comm);
     return rc;
+}
+
+int cli_guidance(const fmd_student *S, double cfg, const char *cfgi, int quiet, double *w,
+                 double *lo, double *hi, int *have)
+{
+    *w = 1;
+    *lo = 0;
+    *hi = 1;
+    *have = 0;
+    const char *rs = S ? fmd_student_made(S, "guidance") : NULL;
+    const char *rlo = S ? fmd_student_made(S, "guidance_lo") : NULL;
+    const char *rhi = S ? fmd_student_made(S, "guidance_hi") : NULL;
+    double sw = rs ? strtod(rs, NULL) : 1, slo = rlo ? strtod(rlo, NULL) : 0,
+           shi = rhi ? strtod(rhi, NULL) : 1;
+    if (!isnan(cfg) || cfgi) {
+        if (cfgi && cli_pair(cfgi, lo, hi) != 0)
+            return cli_err(CLI_USAGE, "--cfg-interval expects LO,HI (got '%s')", cfgi);
+        if (!cfgi && rs && sw != 1) {   /* --cfg alone keeps the student's interval */
+            *lo = slo;
+            *hi = shi;
+        }
+        *w = isnan(cfg) ? (rs ? sw : 1.0) : cfg;
+        *have = 1;
+        /* the record holds the float the distiller used */
+        if (rs && ((float)*w != (float)sw ||
+                   (sw != 1 && ((float)*lo != (float)slo || (float)*hi != (float)shi))))
+            fprintf(stderr, "%s: warning: the teacher's guidance here is %g on [%g, %g], but the "
+                    "student was distilled with guidance %g on [%g, %g]\n", cli_prog, *w, *lo, *hi,
+                    sw, slo, shi);
+        return CLI_OK;
+    }
+    if (rs && sw != 1) {
+        *w = sw;
+        *lo = slo;
+        *hi = shi;
+        *have = 1;
+        if (!quiet)
+            fprintf(stderr, "%s: the teacher uses the student's guidance %g on [%g, %g] (override "
+                    "with --cfg)\n", cli_prog, sw, slo, shi);
+    }
+    return CLI_OK;
 }

@@ -44,7 +44,7 @@ int cmd_eval(int argc, char **argv)
         {"--n", F_I64, &n, "N", "samples (default 2000)"},
         {"--seed", F_I64, &seed, "S", "evaluation seed (default 1234)"},
         {"--euler", F_STR, &euler, "K1,K2,..", "teacher Euler step counts (default 1,2,4,8)"},
-        {"--cfg", F_F64, &cfg, "W", "teacher guidance scale"},
+        {"--cfg", F_F64, &cfg, "W", "teacher guidance scale (default: the student's, else the teacher's)"},
         {"--cfg-interval", F_STR, &cfgi, "LO,HI", "guidance interval in t"},
         {"--arch", F_STR, &arch, "ARCH", "architecture of a safetensors teacher"},
         {"--teacher-set", F_KV, &topts, "KEY=VALUE", "teacher loading option (repeatable)"},
@@ -71,13 +71,12 @@ int cmd_eval(int argc, char **argv)
         goto out;
     }
     if ((rc = load_models(&co, student, teacher, arch, topts, &be, &S, &T))) goto out;
-    if (!isnan(cfg) || cfgi) {
-        double lo = 0, hi = 1;
-        if (cfgi && cli_pair(cfgi, &lo, &hi) != 0) {
-            rc = cli_err(CLI_USAGE, "--cfg-interval expects LO,HI (got '%s')", cfgi);
-            goto out;
-        }
-        if (fmd_teacher_set_guidance(T, isnan(cfg) ? 1.0 : cfg, lo, hi) != FMD_OK) {
+    {
+        /* a guided student is scored against the teacher with its guidance */
+        double w, lo, hi;
+        int have;
+        if ((rc = cli_guidance(S, cfg, cfgi, co.quiet || co.json, &w, &lo, &hi, &have))) goto out;
+        if (have && fmd_teacher_set_guidance(T, w, lo, hi) != FMD_OK) {
             rc = cli_lib_err("--cfg");
             goto out;
         }

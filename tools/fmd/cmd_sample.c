@@ -110,13 +110,18 @@ int cmd_sample(int argc, char **argv)
         if (!st && !isnan(delta)) st = fmd_options_set_f64(so, "delta", delta);
         if (!st && finish) st = fmd_options_set_i64(so, "finish", 1);
         if (!st && refine) st = fmd_options_set_i64(so, "refine", 1);
-        if (!st && !isnan(cfg)) st = fmd_options_set_f64(so, "cfg", cfg);
-        if (!st && cfgi) {
-            double lo, hi;
-            if (cli_pair(cfgi, &lo, &hi) != 0) {
-                rc = cli_err(CLI_USAGE, "--cfg-interval expects LO,HI (got '%s')", cfgi);
+        /* the teacher next to a guided student (--finish, --refine, --method
+         * teacher) uses the student's guidance unless --cfg says otherwise */
+        const int teacher_used = T && (!S || finish || refine || (method && strcmp(method, "teacher") == 0));
+        double w, lo, hi;
+        int have = 0;
+        if (!isnan(cfg) || cfgi || teacher_used) {
+            if ((rc = cli_guidance(teacher_used ? S : NULL, cfg, cfgi, co.quiet || co.json, &w, &lo,
+                                   &hi, &have)))
                 goto out;
-            }
+        }
+        if (!st && have) st = fmd_options_set_f64(so, "cfg", w);
+        if (!st && have && (cfgi || lo != 0 || hi != 1)) {
             st = fmd_options_set_f64(so, "cfg_lo", lo);
             if (!st) st = fmd_options_set_f64(so, "cfg_hi", hi);
         }

@@ -13,11 +13,17 @@
 
 typedef struct {
     cli_progress prog;
+    int64_t step;   /* of the last report */
 } train_ctx;
+
+/* Steps between checkpoints when --checkpoint-every is not given. */
+#define TRAIN_CKPT_EVERY 500
 
 static int train_cb(const fmd_train_stats *s, void *user)
 {
     train_ctx *c = user;
+    c->step = s->step;
+    c->prog.total = s->steps;   /* a resumed run's length comes from its checkpoint */
     char extra[128];
     snprintf(extra, sizeof extra, "loss %.4g", s->loss_avg);
     cli_progress_update(&c->prog, s->step, extra, s->step >= s->steps);
@@ -91,19 +97,28 @@ static int load_data(const char *src, int64_t n, int64_t seed, fmd_dataset **out
 int cmd_train_teacher(int argc, char **argv)
 {
     static const cli_cmd cmd = {
-        "train-teacher", "--data SRC --out T.fmd [--steps N] [--set key=value ...]",
+        "train-teacher", "--data SRC --out T.fmd [--steps N] [--resume] [--set key=value ...]",
         "Train a network teacher by flow matching and save it (.fmd).",
         "SRC: mixture:NAME (exact samples of a built-in mixture, --n of them), spec:FILE,\n"
         "idx:IMAGES[,LABELS] (MNIST/Fashion-MNIST IDX, gzip or plain), npy:X.npy[,LABELS.npy].\n"
-        "--set keys are those of fmd_teacher_train (arch, width, depth, batch, lr, ema, ...).\n"};
-    const char *data = NULL, *outp = NULL, *commk = NULL;
+        "--set keys are those of fmd_teacher_train (arch, width, depth, batch, lr, ema, ...).\n"
+        "The output paths are checked before the first step.  The training state (weights,\n"
+        "AdamW moments, EMA, step) is saved to the checkpoint (default T.ckpt.fmd) every 500\n"
+        "steps, on Ctrl-C or SIGTERM, and at the end; --resume continues it bit for bit\n"
+        "with the options it records (give the same --data, --n and --seed).\n"};
+    const char *data = NULL, *outp = NULL, *ckpt = NULL, *commk = NULL;
     fmd_comm *comm = NULL;
-    int64_t steps = -1, n = 20000, seed = -1;
+    int64_t steps = -1, n = 20000, seed = -1, ckpt_every = -1;
+    int resume = 0;
     fmd_options *o = NULL;
+    char ckpt_buf[4096];
     cli_flag fl[] = {
         {"--data", F_STR, &data, "SRC", "training data (see below)"},
         {"--out", F_STR, &outp, "T.fmd", "where to save the teacher"},
-        {"--steps", F_I64, &steps, "N", "training steps (default 5000)"},
+        {"--steps", F_I64, &steps, "N", "training steps (default 5000; with --resume the checkpoint's)"},
+        {"--checkpoint", F_STR, &ckpt, "C.fmd", "the training-state checkpoint (default: T.ckpt.fmd next to --out)"},
+        {"--checkpoint-every", F_I64, &ckpt_every, "N", "steps between checkpoints (default 500)"},
+        {"--resume", F_BOOL, &resume, NULL, "continue the run saved in the checkpoint"},
         {"--n", F_I64, &n, "N", "samples drawn from a mixture source (default 20000)"},
         {"--seed", F_I64, &seed, "S", "seed of the data draw and the training (default 0)"},
         {"--set", F_KV, &o, "KEY=VALUE", "a training option (repeatable)"},
@@ -123,11 +138,39 @@ int cmd_train_teacher(int argc, char **argv)
         rc = cli_err(CLI_USAGE, "--n must be >= 1");
         goto out0;
     }
+    if (steps == 0 || steps < -1 || ckpt_every == 0 || ckpt_every < -1) {
+        rc = cli_err(CLI_USAGE, "%s must be >= 1 (got %lld)", steps == 0 || steps < -1 ?
+                     "--steps" : "--checkpoint-every", (long long)(steps == 0 || steps < -1 ? steps : ckpt_every));
+        goto out0;
+    }
+    if (!ckpt) {   /* T.fmd -> T.ckpt.fmd */
+        size_t l = strlen(outp);
+        int fmd_ext = l > 4 && strcmp(outp + l - 4, ".fmd") == 0;
+        snprintf(ckpt_buf, sizeof ckpt_buf, "%.*s.ckpt.fmd", (int)(fmd_ext ? l - 4 : l), outp);
+        ckpt = ckpt_buf;
+    }
+    if (strcmp(ckpt, outp) == 0) {
+        rc = cli_err(CLI_USAGE, "--checkpoint must differ from --out ('%s')", outp);
+        goto out0;
+    }
+    /* every path is checked before any work */
+    if ((rc = cli_check_writable(outp, "--out")) || (rc = cli_check_writable(ckpt, "--checkpoint")))
+        goto out0;
+    if (resume && access(ckpt, R_OK) != 0) {
+        rc = cli_err(CLI_FAIL, "--resume: cannot read the checkpoint '%s' (%s)", ckpt, strerror(errno));
+        goto out0;
+    }
     if ((rc = ensure_opts(&o))) goto out0;
     if (steps >= 0 && fmd_options_set_i64(o, "steps", steps)) rc = cli_lib_err("--steps");
     if (!rc && seed >= 0 && fmd_options_set_i64(o, "seed", seed)) rc = cli_lib_err("--seed");
     if (!rc && !has_key(o, "progress_every") && fmd_options_set_i64(o, "progress_every", 10))
         rc = cli_lib_err("options");
+    if (!rc && !has_key(o, "checkpoint") && fmd_options_set_str(o, "checkpoint", ckpt))
+        rc = cli_lib_err("--checkpoint");
+    if (!rc && !has_key(o, "checkpoint_every") &&
+        fmd_options_set_i64(o, "checkpoint_every", ckpt_every > 0 ? ckpt_every : TRAIN_CKPT_EVERY))
+        rc = cli_lib_err("--checkpoint-every");
+    if (!rc && resume && fmd_options_set_str(o, "resume", ckpt)) rc = cli_lib_err("--resume");
     if (rc) goto out0;
     fmd_backend *be = NULL;
     fmd_dataset *ds = NULL;
@@ -136,6 +179,7 @@ int cmd_train_teacher(int argc, char **argv)
     if ((rc = cli_backend(&co, &be))) goto out0;
     if ((rc = load_data(data, n, seed >= 0 ? seed : 0, &ds))) goto out1;
     train_ctx ctx;
+    ctx.step = 0;
     int64_t total = steps >= 0 ? steps : 5000;
     if (has_key(o, "steps")) fmd_options_get_i64(o, "steps", &total);
     cli_progress_begin(&ctx.prog, co.quiet || co.json, 0, total);
@@ -143,6 +187,11 @@ int cmd_train_teacher(int argc, char **argv)
     double t0 = wall();
     fmd_status st = fmd_teacher_train_comm(comm, be, ds, o, train_cb, &ctx, &t);
     cli_progress_end(&ctx.prog);
+    if (st == FMD_ERR_CANCELLED && g_interrupted) {
+        rc = cli_err(CLI_FAIL, "interrupted at step %lld: the training state is in '%s' (continue "
+                     "with --resume)", (long long)ctx.step, ckpt);
+        goto out1;
+    }
     if (st != FMD_OK) {
         rc = cli_lib_err("training failed");
         goto out1;
@@ -155,10 +204,11 @@ int cmd_train_teacher(int argc, char **argv)
         printf("{\"out\": ");
         json_str(stdout, outp);
         printf(", \"steps\": %lld, \"dim\": %lld, \"classes\": %d, \"seconds\": %.3f}\n",
-               (long long)total, (long long)fmd_teacher_dim(t), fmd_teacher_num_classes(t),
+               (long long)ctx.step, (long long)fmd_teacher_dim(t), fmd_teacher_num_classes(t),
                wall() - t0);
     } else if (!co.quiet) {
-        printf("wrote %s (%lld steps, %.1f s)\n", outp, (long long)total, wall() - t0);
+        printf("wrote %s (%lld steps, %.1f s; the training state is in %s)\n", outp,
+               (long long)ctx.step, wall() - t0, ckpt);
     }
 out1:
     fmd_teacher_destroy(t);

@@ -18,6 +18,7 @@ static const struct {
     {"sample", cmd_sample, "generate samples from a student or a teacher (.png or .npy)"},
     {"eval", cmd_eval, "score a student and the teacher's Euler sampler against the teacher"},
     {"demo", cmd_demo, "distill the built-in ring8 teacher and draw the result (about a minute)"},
+    {"export", cmd_export, "write the deployable student of a distiller checkpoint (EMA weights, metadata)"},
     {"options", cmd_options, "list the options every library object takes, with defaults"},
 };
 
@@ -49,7 +50,7 @@ int main(int argc, char **argv)
 {
     prefer_passive_wait(argv);
     if (argc < 2) return cli_err(CLI_USAGE, "no command given (commands: info, train-teacher, "
-                                 "distill, sample, eval, demo, options; see fmd --help)");
+                                 "distill, export, sample, eval, demo, options; see fmd --help)");
     const char *c = argv[1];
     if (strcmp(c, "--help") == 0 || strcmp(c, "-h") == 0 || strcmp(c, "help") == 0) {
         usage(stdout);
@@ -62,5 +63,5 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof k_cmds / sizeof k_cmds[0]; i++)
         if (strcmp(c, k_cmds[i].name) == 0) return k_cmds[i].fn(argc - 1, argv + 1);
     return cli_err(CLI_USAGE, "unknown command '%s' (commands: info, train-teacher, distill, "
-                   "sample, eval, demo; see fmd --help)", c);
+                   "export, sample, eval, demo, options; see fmd --help)", c);
 }

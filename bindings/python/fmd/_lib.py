@@ -2,7 +2,8 @@
 
 The library is looked up in this order:
   1. the path in the environment variable FMD_LIBRARY;
-  2. next to this package (fmd/libfmd.so*, for wheels that bundle it);
+  2. next to this package (fmd/libfmd.so*: `pip install bindings/python` bundles the
+     CMake-built library, see setup.py);
   3. the build tree of a source checkout (<repo>/build/libfmd.so);
   4. the system loader (libfmd.so.0, then ctypes.util.find_library("fmd")).
 
@@ -30,6 +31,7 @@ malloc_fn = CFUNCTYPE(c_void_p, c_size_t, c_void_p)
 realloc_fn = CFUNCTYPE(c_void_p, c_void_p, c_size_t, c_void_p)
 free_fn = CFUNCTYPE(None, c_void_p, c_void_p)
 log_fn = CFUNCTYPE(None, c_int, c_char_p, c_void_p)
+cancel_fn = CFUNCTYPE(c_int, c_void_p)
 velocity_fn = CFUNCTYPE(c_int, c_void_p, POINTER(c_float), POINTER(c_float), POINTER(c_float),
                         POINTER(c_int32), c_int64, c_int64)
 
@@ -94,6 +96,7 @@ SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     # hooks
     "fmd_set_allocator": (S, [malloc_fn, realloc_fn, free_fn, c_void_p]),
     "fmd_set_log_callback": (None, [log_fn, c_void_p, c_int]),
+    "fmd_set_cancel_check": (None, [cancel_fn, c_void_p]),
     # options
     "fmd_options_create": (S, [PH]),
     "fmd_options_destroy": (None, [H]),
@@ -165,6 +168,7 @@ SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "fmd_student_dim": (c_int64, [H]),
     "fmd_student_num_classes": (c_int, [H]),
     "fmd_student_num_params": (c_int64, [H]),
+    "fmd_student_made": (c_char_p, [H, c_char_p]),
     "fmd_student_destroy": (None, [H]),
     # distiller
     "fmd_distiller_create": (S, [H, H, H, H, PH]),
@@ -217,9 +221,10 @@ def _candidates() -> List[str]:
     if env:
         return [env]  # an explicit choice is never silently replaced
     here = Path(__file__).resolve().parent
-    out += [str(p) for p in sorted(here.glob("libfmd.so*"))]
+    out += [str(p) for p in sorted(here.glob("libfmd.so*"))]  # bundled by setup.py
     repo = here.parent.parent.parent
-    out.append(str(repo / "build" / "libfmd.so"))
+    if (repo / "include" / "fmd.h").is_file():  # a source checkout (not site-packages)
+        out.append(str(repo / "build" / "libfmd.so"))
     out.append("libfmd.so.0")
     found = ctypes.util.find_library("fmd")
     if found:
@@ -237,8 +242,9 @@ def _load() -> Tuple[ctypes.CDLL, str]:
             return ctypes.CDLL(cand), cand
         except OSError as e:
             tried.append(f"{cand} ({e})")
-    raise ImportError("fmd: cannot load libfmd; set FMD_LIBRARY to the path of libfmd.so. Tried: "
-                      + "; ".join(tried))
+    raise ImportError("fmd: cannot load libfmd.so; build it (cmake) and reinstall the package "
+                      "(pip install bindings/python bundles build/libfmd.so), install it "
+                      "(cmake --install), or set FMD_LIBRARY to its path. Tried: " + "; ".join(tried))
 
 
 lib, path = _load()
@@ -300,6 +306,57 @@ def take_pending() -> Optional[BaseException]:
     exc = getattr(_pending, "exc", None)
     _pending.exc = None
     return exc
+
+
+# ---- Ctrl-C during long calls ------------------------------------------------------
+# While a long C call runs on the main thread, SIGINT only sets a flag (the default
+# handler would raise KeyboardInterrupt at an arbitrary point, possibly inside a ctypes
+# callback, where it cannot propagate); the library polls fmd_set_cancel_check between
+# steps, gets the flag and stops with FMD_ERR_CANCELLED keeping the work done, and the
+# previous handler (KeyboardInterrupt by default) is called once the call has returned.
+_interrupt = {"hit": False, "depth": 0}
+
+
+def _poll_interrupt(user: Optional[int]) -> int:
+    return 1 if _interrupt["hit"] else 0
+
+
+_poll_cb = cancel_fn(_poll_interrupt)
+
+
+def _on_sigint(sig: int, frame: Any) -> None:
+    _interrupt["hit"] = True
+
+
+def long_call(name: str, *args: Any) -> int:
+    """Call the C function `name` so that Ctrl-C stops it within one step of work and
+    raises KeyboardInterrupt here (the object keeps the work completed).  Returns the
+    status."""
+    import signal
+    f = fn(name)
+    main = threading.current_thread() is threading.main_thread()
+    prev = signal.getsignal(signal.SIGINT) if main and _interrupt["depth"] == 0 else None
+    if not callable(prev) or prev is _on_sigint:
+        prev = None  # SIG_IGN / SIG_DFL / not the main thread / nested: leave it alone
+    if prev is not None:
+        _interrupt["hit"] = False
+        signal.signal(signal.SIGINT, _on_sigint)
+        if has("fmd_set_cancel_check"):
+            fn("fmd_set_cancel_check")(_poll_cb, None)
+    _interrupt["depth"] += 1
+    try:
+        st = f(*args)
+    finally:
+        _interrupt["depth"] -= 1
+        if prev is not None:
+            if has("fmd_set_cancel_check"):
+                fn("fmd_set_cancel_check")(cancel_fn(), None)
+            signal.signal(signal.SIGINT, prev)
+    if prev is not None and _interrupt["hit"]:
+        _interrupt["hit"] = False
+        take_pending()
+        prev(signal.SIGINT, None)  # the default raises KeyboardInterrupt
+    return st
 
 
 def last_error() -> str:

@@ -133,6 +133,6 @@ def train_teacher(data: Dataset, backend: Optional[Backend] = None,
     h = ctypes.c_void_p()
     if comm is not None and not isinstance(comm, Comm):
         raise TypeError("comm must be an fmd.Comm or None")
-    _lib.check(_lib.fn("fmd_teacher_train_comm")(handle(comm), handle(be), data._handle(),
-                                                 handle(opts), cb, None, ctypes.byref(h)))
+    _lib.check(_lib.long_call("fmd_teacher_train_comm", handle(comm), handle(be), data._handle(),
+                              handle(opts), cb, None, ctypes.byref(h)))
     return Teacher(h.value, backend=be)

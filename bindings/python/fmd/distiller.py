@@ -51,7 +51,7 @@ class Distiller(Handle):
         be = backend or student.backend
         opts = make_options(**options)
         h = ctypes.c_void_p()
-        _lib.check(_lib.fn("fmd_distiller_create")(teacher._handle(), student._handle(),
+        _lib.check(_lib.long_call("fmd_distiller_create", teacher._handle(), student._handle(),
                                                    handle(be), handle(opts), ctypes.byref(h)))
         super().__init__(h.value, deps=[teacher, student, be, comm])
         self._teacher, self._raw, self._backend, self._comm = teacher, student, be, comm
@@ -109,7 +109,7 @@ class Distiller(Handle):
                     _lib.set_pending(e)
                     return 1
             cb = _lib.progress_fn(tramp)
-        st = _lib.fn("fmd_distiller_run")(self._handle(), steps, cb, None)
+        st = _lib.long_call("fmd_distiller_run", self._handle(), steps, cb, None)
         if st == 9 and state["cancelled"]:  # FMD_ERR_CANCELLED asked for by the callback
             _lib.take_pending()
             return False

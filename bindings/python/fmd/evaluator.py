@@ -26,7 +26,7 @@ class Evaluator(Handle):
             raise TypeError("teacher must be an fmd.Teacher")
         opts = make_options(**options)
         h = ctypes.c_void_p()
-        _lib.check(_lib.fn("fmd_evaluator_create")(teacher._handle(), handle(opts),
+        _lib.check(_lib.long_call("fmd_evaluator_create", teacher._handle(), handle(opts),
                                                    ctypes.byref(h)))
         super().__init__(h.value, deps=[teacher])
         self._teacher = teacher
@@ -43,7 +43,7 @@ class Evaluator(Handle):
         if not isinstance(student, Student):
             raise TypeError("student must be an fmd.Student")
         r = self._result()
-        _lib.check(_lib.fn("fmd_evaluator_student")(self._handle(), student._handle(),
+        _lib.check(_lib.long_call("fmd_evaluator_student", self._handle(), student._handle(),
                                                     ctypes.byref(r)))
         return r.to_dict()
 
@@ -51,7 +51,7 @@ class Evaluator(Handle):
         """Score the teacher's own solver (options as Teacher.solve; none = dopri5)."""
         opts = make_options(**solver_options)
         r = self._result()
-        _lib.check(_lib.fn("fmd_evaluator_teacher")(self._handle(), handle(opts), ctypes.byref(r)))
+        _lib.check(_lib.long_call("fmd_evaluator_teacher", self._handle(), handle(opts), ctypes.byref(r)))
         return r.to_dict()
 
     @property

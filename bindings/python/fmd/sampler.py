@@ -58,7 +58,7 @@ class Sampler(Handle):
         o = A.out_arg(out, (n, dim))
         opts = make_options(**options)
         nfe = ctypes.c_int64()
-        _lib.check(_lib.fn("fmd_sampler_sample")(self._handle(), A.pi32(la), n, seed, first_index,
+        _lib.check(_lib.long_call("fmd_sampler_sample", self._handle(), A.pi32(la), n, seed, first_index,
                                                  handle(opts), A.pf(o), o.size, ctypes.byref(nfe)))
         self.last_nfe = nfe.value
         return o
@@ -116,7 +116,7 @@ class Sampler(Handle):
                     return float("nan")
             one, batch = _lib.reward_fn(tramp), _lib.reward_batch_fn()
         nfe = ctypes.c_int64()
-        _lib.check(_lib.fn("fmd_sampler_best_of_n")(
+        _lib.check(_lib.long_call("fmd_sampler_best_of_n",
             self._handle(), A.pi32(la), n, seed, first_index,
             cands, one, batch, None, handle(opts), A.pf(out), out.size, A.pf(noise), noise.size,
             A.pd(scores), ctypes.byref(nfe)))

@@ -70,6 +70,13 @@ class Student(Handle):
     def num_params(self) -> int:
         return int(_lib.fn("fmd_student_num_params")(self._handle()))
 
+    def made(self, key: str) -> Optional[str]:
+        """How the student was made, as recorded by the distiller (fmd_student_made):
+        "teacher", "distill_steps", "guidance", "guidance_lo", "guidance_hi" and every
+        stored distiller option, as text; None when not recorded."""
+        v = _lib.fn("fmd_student_made")(self._handle(), _lib.cstr(key, "key"))
+        return v.decode("utf-8", "replace") if v is not None else None
+
     @property
     def backend(self) -> Backend:
         return self._backend

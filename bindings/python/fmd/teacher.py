@@ -274,7 +274,7 @@ class Teacher(Handle):
         la = A.labels_arg(labels, n)
         opts = make_options(**solver_options)
         nfe = ctypes.c_int64()
-        _lib.check(_lib.fn("fmd_teacher_solve")(self._handle(), A.pf(x), A.pi32(la), n,
+        _lib.check(_lib.long_call("fmd_teacher_solve", self._handle(), A.pf(x), A.pi32(la), n,
                                                 handle(opts), ctypes.byref(nfe)))
         self.last_nfe = nfe.value
         return x
@@ -289,7 +289,7 @@ class Teacher(Handle):
         x = np.empty((n, self.dim), dtype=np.float32)
         opts = make_options(solver=solver, steps=steps, **solver_options)
         nfe = ctypes.c_int64()
-        _lib.check(_lib.fn("fmd_teacher_sample")(self._handle(), A.pf(x), A.pi32(la), n, seed,
+        _lib.check(_lib.long_call("fmd_teacher_sample", self._handle(), A.pf(x), A.pi32(la), n, seed,
                                                  first_index, handle(opts), ctypes.byref(nfe)))
         self.last_nfe = nfe.value
         return self._shape_out(x)
