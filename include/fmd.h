@@ -417,6 +417,16 @@ FMD_API fmd_status fmd_dataset_from_mixture(const fmd_teacher *mixture, int64_t 
  * FMD_ERR_UNSUPPORTED, FMD_ERR_OOM. */
 FMD_API fmd_status fmd_dataset_load_idx(const char *images_path, const char *labels_path,
                                         fmd_dataset **out);
+/* fmd_dataset_load_idx with options (consumer "dataset_idx"; NULL = the
+ * defaults): max_bytes (default 1073741824 = 1 GiB, at most 2^31) caps the
+ * data of each file, after decompression for gzip.  The declared size is
+ * checked against the cap and, for a plain file, against the file's size
+ * before anything of that size is allocated; gzip data is read into a
+ * buffer that grows as bytes arrive.  Caller owns *out.  Errors: those of
+ * fmd_dataset_load_idx; FMD_ERR_FORMAT naming max_bytes when a file
+ * declares more; FMD_ERR_INVALID_ARG for an unknown or out-of-range key. */
+FMD_API fmd_status fmd_dataset_load_idx_opts(const char *images_path, const char *labels_path,
+                                             const fmd_options *opts, fmd_dataset **out);
 /* Release a data set.  NULL-safe. */
 FMD_API void fmd_dataset_destroy(fmd_dataset *data);
 /* Samples, numbers per sample, classes (0 for NULL / unlabeled). */

@@ -106,13 +106,38 @@ fmd_status fmd_dataset_from_mixture(const fmd_teacher *T, int64_t n, uint64_t se
     return FMD_OK;
 }
 
+/* fmd_dataset_load_idx_opts's options. */
+typedef struct idx_opts {
+    int64_t max_bytes;
+} idx_opts;
+
+#define OPT_CFG idx_opts
+static const opt_spec k_idx_spec[] = {
+    OPT_INT("max_bytes", max_bytes, 1, IDX_MAX_BYTES, IDX_DEFAULT_MAX_BYTES, 0, NULL,
+            "largest data size of one IDX file in bytes (after decompression for gzip): a larger "
+            "declared size is refused before it is allocated"),
+};
+#undef OPT_CFG
+const opt_table opt_table_dataset_idx = OPT_TABLE("dataset_idx", "fmd_dataset_load_idx_opts",
+                                                  k_idx_spec, NULL);
+
 fmd_status fmd_dataset_load_idx(const char *images_path, const char *labels_path, fmd_dataset **out)
+{
+    return fmd_dataset_load_idx_opts(images_path, labels_path, NULL, out);
+}
+
+fmd_status fmd_dataset_load_idx_opts(const char *images_path, const char *labels_path,
+                                     const fmd_options *opts, fmd_dataset **out)
 {
     static const char *fn = "fmd_dataset_load_idx";
     FMD_CHECK_ARG(images_path && out, "%s: images_path and out must be non-NULL", fn);
+    idx_opts io;
+    opt_defaults(&opt_table_dataset_idx, &io);
+    fmd_status st = opt_apply(&opt_table_dataset_idx, opts, &io, NULL);
+    if (st) return st;
     idx_array im, lb;
     memset(&lb, 0, sizeof lb);
-    fmd_status st = idx_read(images_path, &im);
+    st = idx_read(images_path, io.max_bytes, &im);
     if (st) return st;
     if (im.ndim != 3) {
         idx_free(&im);
@@ -120,7 +145,7 @@ fmd_status fmd_dataset_load_idx(const char *images_path, const char *labels_path
                           images_path, im.ndim);
     }
     if (labels_path) {
-        if ((st = idx_read(labels_path, &lb))) {
+        if ((st = idx_read(labels_path, io.max_bytes, &lb))) {
             idx_free(&im);
             return st;
         }
