@@ -46,6 +46,8 @@ static fmd_status ds_alloc(int64_t n, int64_t dim, int labeled, fmd_dataset **ou
     return FMD_OK;
 }
 
+#define FMD_MAX_CLASSES (1 << 24)
+
 fmd_status fmd_dataset_create(const float *x, const int32_t *labels, int64_t n, int64_t dim,
                               int num_classes, fmd_dataset **out)
 {
@@ -53,13 +55,26 @@ fmd_status fmd_dataset_create(const float *x, const int32_t *labels, int64_t n, 
     FMD_CHECK_ARG(x && out, "%s: x and out must be non-NULL", fn);
     FMD_CHECK_ARG(n >= 1 && dim >= 1 && dim <= (1 << 24) && n <= ((int64_t)1 << 40) / dim,
                   "%s: bad size %lld x %lld", fn, (long long)n, (long long)dim);
-    FMD_CHECK_ARG(num_classes >= 0 && num_classes <= (1 << 24), "%s: num_classes %d < 0", fn,
-                  num_classes);
-    FMD_CHECK_ARG((num_classes > 0) == (labels != NULL), "%s: labels must be given exactly when "
-                  "num_classes > 0", fn);
-    for (int64_t i = 0; labels && i < n; i++)
-        FMD_CHECK_ARG(labels[i] >= 0 && labels[i] < num_classes, "%s: labels[%lld] = %d outside "
-                      "[0, %d)", fn, (long long)i, (int)labels[i], num_classes);
+    FMD_CHECK_ARG(num_classes >= -1 && num_classes <= FMD_MAX_CLASSES, "%s: num_classes %d "
+                  "outside [-1, %d] (-1: the largest label + 1)", fn, num_classes, FMD_MAX_CLASSES);
+    /* every label is checked once, here, before anything uses it */
+    const int infer = num_classes < 0;
+    if (infer) num_classes = 0;
+    for (int64_t i = 0; labels && i < n; i++) {
+        const int32_t c = labels[i];
+        FMD_CHECK_ARG(c >= 0, "%s: labels[%lld] = %d is negative", fn, (long long)i, (int)c);
+        if (infer) {
+            FMD_CHECK_ARG(c < FMD_MAX_CLASSES, "%s: labels[%lld] = %d: at most %d classes (labels "
+                          "0..%d)", fn, (long long)i, (int)c, FMD_MAX_CLASSES, FMD_MAX_CLASSES - 1);
+            if (c + 1 > num_classes) num_classes = c + 1;
+        } else {
+            FMD_CHECK_ARG(c < num_classes, "%s: labels[%lld] = %d outside [0, %d)", fn,
+                          (long long)i, (int)c, num_classes);
+        }
+    }
+    FMD_CHECK_ARG(labels || num_classes == 0, "%s: num_classes %d needs labels (labels is NULL)",
+                  fn, num_classes);
+    FMD_CHECK_ARG(!labels || num_classes > 0, "%s: labels given with num_classes 0", fn);
     for (int64_t i = 0; i < n * dim; i++)
         if (!isfinite(x[i]))
             return fmd_seterr(FMD_ERR_NONFINITE, "%s: x[%lld][%lld] is not finite", fn,

@@ -267,18 +267,32 @@ fmd_status fmd_npy_load(const char *path, const char **dtype_out, int *ndim_out,
         goto done;
     }
     uint64_t numel = 1;
+    int too_big = -1;   /* the dimension at which the element count passes the file's size */
     for (int i = 0; i < ndim; i++) {
         if (shape[i] != 0 && numel > ((uint64_t)fsize) / (uint64_t)shape[i]) {
-            numel = (uint64_t)fsize + 1;   /* certainly larger than the file */
+            too_big = i;
             break;
         }
         numel *= (uint64_t)shape[i];
     }
     const uint64_t data_off = hoff + hlen;
-    if (numel > (uint64_t)fsize || numel * 4 != (uint64_t)fsize - data_off) {
+    for (int i = too_big + 1; too_big >= 0 && i < ndim; i++)
+        if (shape[i] == 0) too_big = -2;  /* a zero dimension: no data after all */
+    if (too_big == -2) numel = 0;
+    if (too_big >= 0) {
+        char txt[NPY_MAX_DIMS * 21 + 2];
+        int k = 0;
+        for (int i = 0; i < ndim; i++)
+            k += snprintf(txt + k, sizeof txt - (size_t)k, "%s%lld", i ? "," : "", (long long)shape[i]);
+        st = fmd_seterr(FMD_ERR_FORMAT, "%s: '%s': shape (%s) at offset %llu: the element count "
+                        "overflows or passes the file's %lld bytes at dimension %d", fn, path, txt,
+                        (unsigned long long)hoff, (long long)fsize, too_big);
+        goto done;
+    }
+    if (numel * 4 != (uint64_t)fsize - data_off) {
         st = fmd_seterr(FMD_ERR_FORMAT, "%s: '%s': the shape needs %llu data bytes but the file has "
                         "%llu after offset %llu", fn, path,
-                        numel > (uint64_t)fsize ? 0ull : (unsigned long long)(numel * 4),
+                        (unsigned long long)(numel * 4),
                         (unsigned long long)((uint64_t)fsize - data_off), (unsigned long long)data_off);
         goto done;
     }

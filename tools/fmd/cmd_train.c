@@ -73,8 +73,7 @@ static int load_data(const char *src, int64_t n, int64_t seed, fmd_dataset **out
                 return cli_err(CLI_FAIL, "--data %s: labels must be int32 of shape (%lld,)", src,
                                (long long)sh[0]);
             }
-            for (int64_t i = 0; st == FMD_OK && i < shl[0]; i++)
-                if (((int32_t *)lab)[i] + 1 > classes) classes = ((int32_t *)lab)[i] + 1;
+            classes = -1; /* the largest label + 1, each label checked by the library */
         }
         if (st == FMD_OK) st = fmd_dataset_create(x, lab, sh[0], sh[1], classes, out);
         fmd_npy_free(x);
