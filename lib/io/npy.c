@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "util/atomicfile.h"
 #include "util/util.h"
 
 #define NPY_MAX_DIMS 8
@@ -47,24 +48,22 @@ fmd_status fmd_npy_save(const char *path, const char *dtype, int ndim, const int
     len += pad;
     hdr[len++] = '\n';
     uint8_t pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (uint8_t)(len & 0xff), (uint8_t)(len >> 8)};
-    size_t pl = strlen(path);
-    char *tmp = fmd_malloc(pl + 5);
-    if (!tmp) return fmd_seterr(FMD_ERR_OOM, "%s: out of memory", fn);
-    memcpy(tmp, path, pl);
-    memcpy(tmp + pl, ".tmp", 5);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        fmd_free(tmp);
-        return fmd_seterr(FMD_ERR_IO, "%s: cannot create '%s'", fn, path);
+    afile a;
+    fmd_status st = afile_begin(&a, path, fn);
+    if (!st) st = afile_stdio(&a, fn);
+    if (st) {
+        afile_abort(&a);
+        return st;
     }
+    FILE *f = a.fp;
     int ok = fwrite(pre, 1, 10, f) == 10 && fwrite(hdr, 1, (size_t)len, f) == (size_t)len &&
              (numel == 0 || fwrite(data, 4, (size_t)numel, f) == (size_t)numel);
-    ok = (fclose(f) == 0) && ok;
-    if (ok) ok = rename(tmp, path) == 0;
-    if (!ok) remove(tmp);
-    fmd_free(tmp);
-    if (!ok) return fmd_seterr(FMD_ERR_IO, "%s: cannot write '%s'", fn, path);
-    return FMD_OK;
+    if (!ok) {
+        st = fmd_seterr(FMD_ERR_IO, "%s: cannot write '%s' (temporary '%s')", fn, path, a.tmp);
+        afile_abort(&a);
+        return st;
+    }
+    return afile_commit(&a, fn);
 }
 
 /* A cursor over the header dict; errors name the byte offset in the file. */
