@@ -76,4 +76,23 @@ for cut in 0 7 16 100 $((size / 2)) $((size - 33)) $((size - 1)); do
   expect_error 1 info "$dir/cut.fmd"
   expect_error 1 sample --teacher "$dir/cut.fmd" --n 2 --out "$dir/x.npy"
 done
+# an existing --out is refused unless --force (or, for distill, --resume)
+cp "$dir/t.fmd" "$dir/t0.fmd"
+expect_error 1 train-teacher --data mixture:ring8 --n 50 --out "$dir/t.fmd" --steps 1 --set width=8
+grep -q -- "--force" "$dir/err" || { echo "FAIL: overwrite message: $(cat "$dir/err")"; fail=1; }
+cmp -s "$dir/t.fmd" "$dir/t0.fmd" || { echo "FAIL: train-teacher replaced an existing --out"; fail=1; }
+"$FMD" train-teacher --data mixture:ring8 --n 50 --out "$dir/t.fmd" --steps 1 --set width=8 \
+  --set depth=1 --set temb_dim=8 --quiet --force || { echo "FAIL: train-teacher --force"; fail=1; }
+cmp -s "$dir/t.fmd" "$dir/t0.fmd" && { echo "FAIL: --force did not replace --out"; fail=1; }
+small="--student-set width=8 --student-set depth=1 --student-set temb_dim=8 --batch 8 --quiet"
+"$FMD" distill --teacher mixture:ring8 --out "$dir/d.fmd" --steps 2 $small \
+  || { echo "FAIL: distill"; fail=1; }
+cp "$dir/d.fmd" "$dir/d0.fmd"
+expect_error 1 distill --teacher mixture:ring8 --out "$dir/d.fmd" --steps 2 $small
+grep -q -- "--resume" "$dir/err" || { echo "FAIL: overwrite message: $(cat "$dir/err")"; fail=1; }
+cmp -s "$dir/d.fmd" "$dir/d0.fmd" || { echo "FAIL: distill replaced an existing --out"; fail=1; }
+"$FMD" distill --teacher mixture:ring8 --out "$dir/d.fmd" --steps 4 --resume $small \
+  || { echo "FAIL: distill --resume"; fail=1; }
+"$FMD" distill --teacher mixture:ring8 --out "$dir/d.fmd" --steps 1 --force $small \
+  || { echo "FAIL: distill --force"; fail=1; }
 exit $fail

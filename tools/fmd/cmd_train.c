@@ -97,10 +97,12 @@ int cmd_train_teacher(int argc, char **argv)
         "--set keys are those of fmd_teacher_train (arch, width, depth, batch, lr, ema, ...).\n"};
     const char *data = NULL, *outp = NULL;
     int64_t steps = -1, n = 20000, seed = -1;
+    int force = 0;
     fmd_options *o = NULL;
     cli_flag fl[] = {
         {"--data", F_STR, &data, "SRC", "training data (see below)"},
         {"--out", F_STR, &outp, "T.fmd", "where to save the teacher"},
+        {"--force", F_BOOL, &force, NULL, "replace an existing --out (without it, an existing one is refused)"},
         {"--steps", F_I64, &steps, "N", "training steps (default 5000)"},
         {"--n", F_I64, &n, "N", "samples drawn from a mixture source (default 20000)"},
         {"--seed", F_I64, &seed, "S", "seed of the data draw and the training (default 0)"},
@@ -117,6 +119,10 @@ int cmd_train_teacher(int argc, char **argv)
     }
     if (n < 1) {
         rc = cli_err(CLI_USAGE, "--n must be >= 1");
+        goto out0;
+    }
+    if (!force && access(outp, F_OK) == 0) {
+        rc = cli_err(CLI_FAIL, "--out '%s' exists: give --force to replace it", outp);
         goto out0;
     }
     if ((rc = ensure_opts(&o))) goto out0;
