@@ -50,5 +50,5 @@ cmake --build "$bdir" -j"$jobs"
 (cd "$bdir" && ctest --output-on-failure -j"$jobs")
 # A bounded fuzzing run of the file loaders when clang's libFuzzer is here.
 if [ -x "$root/scripts/fuzz.sh" ] && command -v clang > /dev/null; then
-  "$root/scripts/fuzz.sh" --seconds 20
+  "$root/scripts/fuzz.sh" --seconds 20 --jobs "$jobs"
 fi

@@ -15,3 +15,11 @@ set_tests_properties(test_install PROPERTIES TIMEOUT 300)
 # forgot to regenerate it fails here (python3 scripts/gen_api_md.py mends it).
 add_test(NAME test_api_md_current
   COMMAND ${FMD_TEST_PYTHON} ${PROJECT_SOURCE_DIR}/scripts/gen_api_md.py --check)
+# The public ABI against the committed baseline tests/abi/libfmd.abi
+# (abidiff; skipped when abigail-tools are missing).  Regenerate it with
+#   scripts/abi.sh dump build/libfmd.so
+find_program(FMD_ABIDIFF abidiff)
+if(FMD_ABIDIFF AND FMD_ABI_DEBUGINFO)
+  add_test(NAME test_abi_baseline
+    COMMAND ${PROJECT_SOURCE_DIR}/scripts/abi.sh check $<TARGET_FILE:fmd>)
+endif()
