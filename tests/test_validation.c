@@ -153,7 +153,7 @@ static void mixture_std(void)
     CHECK(T == NULL);
     double w = 1, mu[2] = {0, 0}, s = 5e-7;
     CHECK_ERR(fmd_teacher_create_mixture(2, 1, &w, mu, &s, NULL, 0, &T), FMD_ERR_INVALID_ARG,
-              "std[0] = 5e-07 outside [1e-06, 1e+06)");
+              "std[0] = 5e-07 must be finite and > 0, in [1e-06, 1e+06)");
     s = 1e-6;
     CHECK_OK(fmd_teacher_create_mixture(2, 1, &w, mu, &s, NULL, 0, &T));
     fmd_teacher_destroy(T);
