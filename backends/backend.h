@@ -14,6 +14,11 @@
  *     first failure in be->status / be->errmsg (fmdb_fail), later ops may be
  *     skipped, and ->sync returns it.  Callers check ->sync (or fmdb_ok) at the
  *     end of a step.  Nothing here aborts.
+ *   - An allocation failure is not sticky: ->alloc returns NULL, writes the
+ *     reason to be->errmsg (fmdb_alloc_failed) and leaves be->status alone;
+ *     the caller, which must check for NULL, reports FMD_ERR_OOM, and the
+ *     backend serves the next call (one failed allocation must not poison
+ *     it for the rest of the process).
  *   - Sizes are int64_t and never negative (checked by the callers in lib/api).
  *   - "beta" arguments: out = beta*out + result (beta = 0 overwrites and never
  *     reads out, so out may hold garbage or NaN).
@@ -66,7 +71,7 @@ struct fmd_backend_ops {
 
     /* ---- lifetime and memory ------------------------------------------- */
     void (*destroy)(fmd_backend *be);                 /* frees be->ctx only    */
-    void *(*alloc)(fmd_backend *be, size_t bytes);    /* NULL + sticky OOM     */
+    void *(*alloc)(fmd_backend *be, size_t bytes);    /* NULL + fmdb_alloc_failed */
     void (*free)(fmd_backend *be, void *p);           /* NULL-safe             */
     void (*memset0)(fmd_backend *be, void *p, size_t bytes);
     void (*copy)(fmd_backend *be, void *dst, const void *src, size_t bytes);       /* device->device */
@@ -235,6 +240,17 @@ static inline fmd_status fmdb_fail(fmd_backend *be, fmd_status st, const char *f
         be->status = st;
     }
     return st;
+}
+/* Report a failed ->alloc: the message goes to be->errmsg (when no sticky
+ * error holds it) without making the failure sticky. */
+static inline void fmdb_alloc_failed(fmd_backend *be, const char *fmt, ...)
+{
+    if (be->status == FMD_OK) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(be->errmsg, sizeof be->errmsg, fmt, ap);
+        va_end(ap);
+    }
 }
 /* 1 when no error is recorded. */
 static inline int fmdb_ok(const fmd_backend *be) { return be->status == FMD_OK; }

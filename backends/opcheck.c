@@ -36,7 +36,14 @@ static void *dalloc(opctx *c, size_t bytes)
 {
     if (c->ndev == MAX_BUFS) { fmdb_fail(c->be, FMD_ERR_INTERNAL, "opcheck: too many buffers"); return NULL; }
     void *p = c->be->ops->alloc(c->be, bytes ? bytes : 4);
-    if (p) c->dev[c->ndev++] = p;
+    if (p) {
+        c->dev[c->ndev++] = p;
+    } else {
+        /* allocation failures are not sticky; the check's cases end on one */
+        char why[sizeof c->be->errmsg];
+        snprintf(why, sizeof why, "%s", c->be->errmsg);
+        fmdb_fail(c->be, FMD_ERR_OOM, "%s", why);
+    }
     return p;
 }
 

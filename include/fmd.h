@@ -310,7 +310,7 @@ typedef struct fmd_teacher fmd_teacher;
 
 /* Mixture from arrays: num_components components in dim dimensions with
  * weights (K; normalised by the library, >= 0), means (K, dim) row-major,
- * stds (K; > 0, isotropic), classes (K, in [0, num_classes); NULL when
+ * stds (K; in [1e-6, 1e6), isotropic), classes (K, in [0, num_classes); NULL when
  * num_classes == 0).  Every class must own a component of positive weight.
  * All arrays are copied.  Caller owns *out (fmd_teacher_destroy).  Errors:
  * FMD_ERR_INVALID_ARG naming the bad entry, FMD_ERR_OOM. */
@@ -447,9 +447,12 @@ FMD_API fmd_status fmd_prior_noise(float *z, int64_t n, int64_t dim, uint64_t se
 typedef struct fmd_dataset fmd_dataset;
 
 /* Copy n samples x (n, dim) and labels (n, in [0, num_classes); NULL when
- * num_classes == 0) into a new data set.  Caller owns *out
- * (fmd_dataset_destroy).  Errors: FMD_ERR_INVALID_ARG (NULL, n < 1, dim <
- * 1, label out of range - names the row), FMD_ERR_NONFINITE, FMD_ERR_OOM. */
+ * num_classes == 0) into a new data set.  num_classes = -1 takes the
+ * largest label + 1 (0 when labels is NULL); at most 2^24 classes.  Caller
+ * owns *out (fmd_dataset_destroy).  Errors: FMD_ERR_INVALID_ARG (NULL, n <
+ * 1, dim < 1, num_classes outside [-1, 2^24], a negative or out-of-range
+ * label - the message names its index and value), FMD_ERR_NONFINITE,
+ * FMD_ERR_OOM. */
 FMD_API fmd_status fmd_dataset_create(const float *x, const int32_t *labels, int64_t n,
                                       int64_t dim, int num_classes, fmd_dataset **out);
 /* n exact samples of a mixture teacher's data distribution (seed; row i is
@@ -467,6 +470,16 @@ FMD_API fmd_status fmd_dataset_from_mixture(const fmd_teacher *mixture, int64_t 
  * FMD_ERR_UNSUPPORTED, FMD_ERR_OOM. */
 FMD_API fmd_status fmd_dataset_load_idx(const char *images_path, const char *labels_path,
                                         fmd_dataset **out);
+/* fmd_dataset_load_idx with options (consumer "dataset_idx"; NULL = the
+ * defaults): max_bytes (default 1073741824 = 1 GiB, at most 2^31) caps the
+ * data of each file, after decompression for gzip.  The declared size is
+ * checked against the cap and, for a plain file, against the file's size
+ * before anything of that size is allocated; gzip data is read into a
+ * buffer that grows as bytes arrive.  Caller owns *out.  Errors: those of
+ * fmd_dataset_load_idx; FMD_ERR_FORMAT naming max_bytes when a file
+ * declares more; FMD_ERR_INVALID_ARG for an unknown or out-of-range key. */
+FMD_API fmd_status fmd_dataset_load_idx_opts(const char *images_path, const char *labels_path,
+                                             const fmd_options *opts, fmd_dataset **out);
 /* Release a data set.  NULL-safe. */
 FMD_API void fmd_dataset_destroy(fmd_dataset *data);
 /* Samples, numbers per sample, classes (0 for NULL / unlabeled). */

@@ -4,9 +4,10 @@
 # under mpirun (optional: libfmd builds and runs without them).
 # ocl-icd-opencl-dev: Debian's dnnl-config.cmake calls find_package(OpenCL),
 # and libdnnl-dev only recommends it (apt-get here skips recommends).
+# abigail-tools: abidiff for the ABI baseline check (scripts/abi.sh).
 FMD_DEBIAN_PACKAGES="build-essential cmake pkg-config libdnnl-dev ocl-icd-opencl-dev libopenblas-dev zlib1g-dev \
 python3 python3-numpy python3-torch python3-pytest clang libclang-rt-dev dataset-fashion-mnist \
-openmpi-bin libopenmpi-dev"
+openmpi-bin libopenmpi-dev abigail-tools"
 
 fmd_install_deps() {
   local missing=""

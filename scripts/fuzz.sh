@@ -9,17 +9,24 @@
 #
 #   scripts/fuzz.sh                 60 s per target
 #   scripts/fuzz.sh --seconds 20    20 s per target (what scripts/test.sh uses)
-#   scripts/fuzz.sh --target fmd    only one target (fmd | safetensors)
+#   scripts/fuzz.sh --minutes 10    a campaign: 10 minutes per target
+#   scripts/fuzz.sh --target fmd    only these targets (space-separated list of
+#                                   fmd fmd_model safetensors teacher_st npy idx spec)
+#   scripts/fuzz.sh --jobs 2        targets run 2 at a time (default 1)
+# Each run prints the target's executions, coverage (cov: edges) and peak RSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 seconds=60
-targets="fmd safetensors"
+targets="fmd fmd_model safetensors teacher_st npy idx spec"
+jobs=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds="$2"; shift 2 ;;
+    --minutes) seconds=$(( $2 * 60 )); shift 2 ;;
+    --jobs) jobs="$2"; shift 2 ;;
     --target) targets="$2"; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "scripts/fuzz.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -50,22 +57,35 @@ for t in $targets; do build_targets="$build_targets --target fuzz_$t"; done
 cmake --build "$bdir" -j2 $build_targets
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_odr_violation=0
-status=0
-for t in $targets; do
-  work="$bdir/corpus-run/$t"
-  crashes="$bdir/crashes/$t"
+export OMP_WAIT_POLICY=PASSIVE FMD_NUM_THREADS=1
+run_one() {   # target: 0 when clean
+  local t=$1 work="$bdir/corpus-run/$1" crashes="$bdir/crashes/$1"
   rm -rf "$work"
   mkdir -p "$work" "$crashes"
   cp "$root/tests/fuzz/corpus/$t/"* "$work/"
-  echo "scripts/fuzz.sh: fuzz_$t for ${seconds}s"
   if ! "$bdir/tests/fuzz/fuzz_$t" "$work" -max_total_time="$seconds" -max_len=65536 \
         -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 -artifact_prefix="$crashes/" \
         -print_final_stats=1 > "$bdir/fuzz_$t.log" 2>&1; then
     echo "scripts/fuzz.sh: fuzz_$t FAILED (input in $crashes/, log $bdir/fuzz_$t.log):"
     tail -40 "$bdir/fuzz_$t.log"
-    status=1
-  else
-    grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb)" "$bdir/fuzz_$t.log" || true
+    return 1
+  fi
+  local cov
+  cov=$(grep -Eo "cov: [0-9]+" "$bdir/fuzz_$t.log" | tail -1)
+  echo "scripts/fuzz.sh: fuzz_$t ${seconds}s: $(grep -E '^stat::number_of_executed_units' "$bdir/fuzz_$t.log" | awk '{print $2}') execs, ${cov:-cov: ?} edges, $(grep -E '^stat::peak_rss_mb' "$bdir/fuzz_$t.log" | awk '{print $2}') MB peak RSS"
+}
+status=0
+pids=()
+names=()
+for t in $targets; do
+  echo "scripts/fuzz.sh: fuzz_$t for ${seconds}s"
+  run_one "$t" &
+  pids+=($!)
+  names+=("$t")
+  if [ "${#pids[@]}" -ge "$jobs" ]; then
+    wait "${pids[0]}" || status=1
+    pids=("${pids[@]:1}")
   fi
 done
+for p in "${pids[@]}"; do wait "$p" || status=1; done
 exit $status

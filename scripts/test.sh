@@ -72,7 +72,7 @@ rc=0
 # statistics go to build/fuzz.log so that the summary stays the last line.
 fuzz="fuzz skipped (no clang)"
 if [ -x "$root/scripts/fuzz.sh" ] && command -v clang > /dev/null; then
-  if "$root/scripts/fuzz.sh" --seconds 20 > "$bdir/fuzz.log" 2>&1; then fuzz="fuzz ok"
+  if "$root/scripts/fuzz.sh" --seconds 20 --jobs "$jobs" > "$bdir/fuzz.log" 2>&1; then fuzz="fuzz ok"
   else fuzz="fuzz FAILED (build/fuzz.log)"; rc=1; fi
 fi
 echo "scripts/test.sh: $(summary "$bdir/ctest.log" || echo "ctest did not finish"); $fuzz; $(( $(date +%s) - t0 )) s"

@@ -20,3 +20,11 @@ add_test(NAME test_api_md_current
 add_test(NAME test_option_docs_current
   COMMAND ${FMD_TEST_PYTHON} ${PROJECT_SOURCE_DIR}/scripts/gen_option_docs.py --check
           --fmd $<TARGET_FILE:fmd_cli>)
+# The public ABI against the committed baseline tests/abi/libfmd.abi
+# (abidiff; skipped when abigail-tools are missing).  Regenerate it with
+#   scripts/abi.sh dump build/libfmd.so
+find_program(FMD_ABIDIFF abidiff)
+if(FMD_ABIDIFF AND FMD_ABI_DEBUGINFO)
+  add_test(NAME test_abi_baseline
+    COMMAND ${PROJECT_SOURCE_DIR}/scripts/abi.sh check $<TARGET_FILE:fmd>)
+endif()

@@ -10,6 +10,9 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <utime.h>
 #include <unistd.h>
 #include <zlib.h>
 #include "io/fmdfile.h"
@@ -468,6 +471,82 @@ static void test_atomic(void)
     free(orig);
 }
 
+static int g_info_lines;
+static char g_info_last[512];
+static void log_sink(int level, const char *msg, void *user)
+{
+    (void)user;
+    if (level == FMD_LOG_INFO && strstr(msg, "interrupted save")) {
+        g_info_lines++;
+        snprintf(g_info_last, sizeof g_info_last, "%s", msg);
+    }
+}
+
+static void touch(const char *path, time_t mtime)
+{
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    if (f) {
+        fputs("partial", f);
+        fclose(f);
+    }
+    struct utimbuf u = {mtime, mtime};
+    CHECK(utime(path, &u) == 0);
+}
+
+/* The temporaries of killed writers are removed by the next save of the same
+ * path (with an INFO line each); a live writer's, a newer legacy one and
+ * other files' are kept.  The .fmd, .npy and .png writers share the rule. */
+static void test_stale_tmp(void)
+{
+    pid_t dead = fork();
+    if (dead == 0) _exit(0);
+    CHECK(dead > 0 && waitpid(dead, NULL, 0) == dead);
+    char kinds[3][32] = {"stale.fmd", "stale.npy", "stale.png"};
+    fmd_set_log_callback(log_sink, NULL, FMD_LOG_INFO);
+    for (int k = 0; k < 3; k++) {
+        char p[600], t_dead[700], t_live[700], t_old[700], t_new[700], t_other[700];
+        snprintf(p, sizeof p, "%s", path_in(kinds[k]));
+        /* an existing file from an hour ago */
+        touch(p, time(NULL) - 3600);
+        snprintf(t_dead, sizeof t_dead, "%s.tmp.%ld.7", p, (long)dead);
+        snprintf(t_live, sizeof t_live, "%s.tmp.%ld.99999", p, (long)getpid());
+        snprintf(t_old, sizeof t_old, "%s.tmp", p);            /* legacy, older than p */
+        snprintf(t_new, sizeof t_new, "%s.tmp.0a1b2c3d4", p);  /* legacy, newer than p */
+        snprintf(t_other, sizeof t_other, "%sx.tmp.%ld.1", p, (long)dead);
+        touch(t_dead, time(NULL) - 60);
+        touch(t_live, time(NULL) - 60);
+        touch(t_old, time(NULL) - 7200);
+        touch(t_new, time(NULL));
+        touch(t_other, time(NULL) - 60);
+        g_info_lines = 0;
+        if (k == 0) {
+            fmdf_writer *w;
+            CHECK_OK(fmdf_writer_begin(p, &w));
+            CHECK_OK(fmdf_writer_add_meta(w, "v", "3"));
+            CHECK_OK(fmdf_writer_commit(w));
+        } else if (k == 1) {
+            int64_t sh[1] = {5};
+            CHECK_OK(fmd_npy_save(p, "f4", 1, sh, g_big));
+        } else {
+            uint8_t px[4 * 3] = {0};
+            CHECK_OK(fmd_write_png(p, px, 2, 2, 3));
+        }
+        CHECK_MSG(access(t_dead, F_OK) != 0, "%s: the dead writer's temporary is still there", p);
+        CHECK_MSG(access(t_old, F_OK) != 0, "%s: the old legacy temporary is still there", p);
+        CHECK(access(t_live, F_OK) == 0);
+        CHECK(access(t_new, F_OK) == 0);
+        CHECK(access(t_other, F_OK) == 0);
+        CHECK_MSG(g_info_lines == 2, "%s: %d INFO lines", p, g_info_lines);
+        CHECK(strstr(g_info_last, p) != NULL);
+        unlink(t_live);
+        unlink(t_new);
+        unlink(t_other);
+    }
+    fmd_set_log_callback(NULL, NULL, 0);
+    CHECK(count_tmp_files() == 0);
+}
+
 static void cleanup(void)
 {
     DIR *d = opendir(g_dir);
@@ -495,6 +574,7 @@ int main(void)
     test_byte_flips();
     test_hostile();
     test_atomic();
+    test_stale_tmp();
     cleanup();
     return tu_finish("test_fmdfile");
 }

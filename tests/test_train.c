@@ -270,28 +270,28 @@ static void test_idx(fmd_backend *be)
     }
     idx_array a;
     CHECK(write_gz(tmp_path("trunc.gz"), img, sizeof img - 5));
-    CHECK_STATUS(idx_read(tmp_path("trunc.gz"), &a), FMD_ERR_FORMAT);
+    CHECK_STATUS(idx_read(tmp_path("trunc.gz"), IDX_DEFAULT_MAX_BYTES, &a), FMD_ERR_FORMAT);
     CHECK(strstr(fmd_last_error(), "truncated") != NULL);
     unsigned char longer[sizeof img + 1];
     memcpy(longer, img, sizeof img);
     longer[sizeof img] = 1;
     CHECK(write_gz(tmp_path("long.gz"), longer, sizeof longer));
-    CHECK_STATUS(idx_read(tmp_path("long.gz"), &a), FMD_ERR_FORMAT);
+    CHECK_STATUS(idx_read(tmp_path("long.gz"), IDX_DEFAULT_MAX_BYTES, &a), FMD_ERR_FORMAT);
     unsigned char bad[sizeof img];
     memcpy(bad, img, sizeof img);
     bad[0] = 7;
     CHECK(write_gz(tmp_path("bad.gz"), bad, sizeof bad));
-    CHECK_STATUS(idx_read(tmp_path("bad.gz"), &a), FMD_ERR_FORMAT);
+    CHECK_STATUS(idx_read(tmp_path("bad.gz"), IDX_DEFAULT_MAX_BYTES, &a), FMD_ERR_FORMAT);
     bad[0] = 0;
     bad[4] = 0x7f; /* 2 billion images */
     CHECK(write_gz(tmp_path("bad.gz"), bad, sizeof bad));
-    CHECK_STATUS(idx_read(tmp_path("bad.gz"), &a), FMD_ERR_FORMAT);
+    CHECK_STATUS(idx_read(tmp_path("bad.gz"), IDX_DEFAULT_MAX_BYTES, &a), FMD_ERR_FORMAT);
     FILE *f = fopen(tmp_path("plain.idx"), "wb");
     if (f) {
         fwrite(img, 1, sizeof img, f);
         fclose(f);
     }
-    CHECK_OK(idx_read(tmp_path("plain.idx"), &a));
+    CHECK_OK(idx_read(tmp_path("plain.idx"), IDX_DEFAULT_MAX_BYTES, &a));
     CHECK(a.count == 18 && a.data[17] == 255);
     idx_free(&a);
     /* a corrupt gzip stream (flipped byte inside the deflate data) */
@@ -305,7 +305,7 @@ static void test_idx(fmd_backend *be)
         g = fopen(tmp_path("flip.gz"), "wb");
         fwrite(gz, 1, n, g);
         fclose(g);
-        fmd_status st = idx_read(tmp_path("flip.gz"), &a);
+        fmd_status st = idx_read(tmp_path("flip.gz"), IDX_DEFAULT_MAX_BYTES, &a);
         CHECK(st == FMD_ERR_FORMAT);
         if (!st) idx_free(&a);
     }

@@ -48,12 +48,12 @@ static void *cpu_alloc(fmd_backend *be, size_t bytes)
      * padding bookkeeping, the block itself comes from fmd_malloc. */
     size_t total = bytes + 64 + sizeof(void *);
     if (total < bytes) {
-        fmdb_fail(be, FMD_ERR_OOM, "cpu: allocation of %zu bytes overflows", bytes);
+        fmdb_alloc_failed(be, "cpu: allocation of %zu bytes overflows", bytes);
         return NULL;
     }
     char *raw = fmd_malloc(total);
     if (!raw) {
-        fmdb_fail(be, FMD_ERR_OOM, "cpu: out of memory allocating %zu bytes", bytes);
+        fmdb_alloc_failed(be, "cpu: out of memory allocating %zu bytes", bytes);
         return NULL;
     }
     uintptr_t a = ((uintptr_t)raw + sizeof(void *) + 63) & ~(uintptr_t)63;

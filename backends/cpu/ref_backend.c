@@ -14,7 +14,7 @@ static void ref_destroy(fmd_backend *be) { (void)be; }
 static void *ref_alloc(fmd_backend *be, size_t bytes)
 {
     void *p = fmd_malloc(bytes);
-    if (!p) fmdb_fail(be, FMD_ERR_OOM, "ref: out of memory allocating %zu bytes", bytes);
+    if (!p) fmdb_alloc_failed(be, "ref: out of memory allocating %zu bytes", bytes);
     return p;
 }
 static void ref_free(fmd_backend *be, void *p) { fmd_free(p); }

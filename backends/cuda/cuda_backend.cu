@@ -645,8 +645,8 @@ void *cu_alloc(fmd_backend *be, size_t bytes)
     cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
     if (e != cudaSuccess) {
         cudaGetLastError(); /* an allocation failure is not a sticky context error */
-        fmdb_fail(be, cuda_status_of(e), "cuda: cudaMalloc of %zu bytes failed: %s", bytes,
-                  cudaGetErrorString(e));
+        fmdb_alloc_failed(be, "cuda: cudaMalloc of %zu bytes failed: %s", bytes,
+                          cudaGetErrorString(e));
         return NULL;
     }
     return p;

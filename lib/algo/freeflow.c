@@ -149,10 +149,11 @@ fmd_status ff_create(fmd_backend *be, const ff_config *cfg, nn_model *student, n
     t->dev = t->op->alloc(be, (size_t)nd * sizeof(float));
     t->host = fmd_calloc((size_t)nh, sizeof(float));
     if (!t->dev || !t->host) {
-        ff_destroy(t);
-        return fmd_seterr(FMD_ERR_OOM, "ff_create: out of memory for the buffers of batch %lld x %lld "
-                          "(%lld + %lld floats)", (long long)t->B, (long long)t->D, (long long)nd,
-                          (long long)nh);
+        fmd_status st = fmd_seterr(FMD_ERR_OOM, "ff_create: out of memory for the buffers of batch "
+                                   "%lld x %lld (%lld + %lld floats)", (long long)t->B,
+                                   (long long)t->D, (long long)nd, (long long)nh);
+        ff_destroy(t);   /* after the message: it reads t */
+        return st;
     }
     t->op->memset0(be, t->dev, (size_t)nd * sizeof(float));
     ff_layout(t, t->dev, t->host, &nd, &nh);

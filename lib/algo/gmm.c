@@ -44,8 +44,9 @@ fmd_status gmm_create(int d, int k, const double *weights, const double *means,
     for (int i = 0; i < k; i++) {
         FMD_CHECK_ARG(isfinite(weights[i]) && weights[i] >= 0, "gmm_create: weight[%d] = %g must be "
                       "finite and >= 0", i, weights[i]);
-        FMD_CHECK_ARG(isfinite(stds[i]) && stds[i] > 0 && stds[i] < 1e6, "gmm_create: std[%d] = %g "
-                      "must be finite and > 0", i, stds[i]);
+        FMD_CHECK_ARG(isfinite(stds[i]) && stds[i] >= GMM_MIN_STD && stds[i] < GMM_MAX_STD,
+                      "gmm_create: std[%d] = %g must be finite and > 0, in [%g, %g)", i,
+                      stds[i], GMM_MIN_STD, GMM_MAX_STD);
         for (int j = 0; j < d; j++)
             FMD_CHECK_ARG(isfinite(means[(int64_t)i * d + j]) && fabs(means[(int64_t)i * d + j]) < 1e6,
                           "gmm_create: mean[%d][%d] = %g must be finite and |.| < 1e6", i, j,

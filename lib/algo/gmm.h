@@ -40,8 +40,12 @@ typedef struct gmm {
     double *class_w;   /* (C) total weight of each class (NULL when no classes) */
 } gmm;
 
+#define GMM_MIN_STD 1e-6
+#define GMM_MAX_STD 1e6
+
 /* Copy the description into a new mixture.  weights are normalised (must be
- * finite, >= 0, sum > 0); stds > 0; classes (may be NULL when num_classes ==
+ * finite, >= 0, sum > 0); stds in [GMM_MIN_STD, GMM_MAX_STD) (a smaller
+ * std underflows std^2 in the velocity); classes (may be NULL when num_classes ==
  * 0) in [0, num_classes) and every class must own a component of positive
  * weight.  Errors: FMD_ERR_INVALID_ARG naming the bad entry, FMD_ERR_OOM. */
 fmd_status gmm_create(int d, int k, const double *weights, const double *means,

@@ -8,6 +8,7 @@
 static const opt_table *const k_tables[] = {
     &opt_table_distiller, &opt_table_student, &opt_table_train, &opt_table_sampler,
     &opt_table_solver, &opt_table_evaluator, &opt_table_teacher_load, &opt_table_safetensors, &opt_table_comm,
+    &opt_table_dataset_idx,
 };
 enum { NTABLES = (int)(sizeof k_tables / sizeof k_tables[0]) };
 
@@ -34,7 +35,7 @@ fmd_status fmd_option_describe(const char *consumer, int index, int what, char *
     const char *fn = "fmd_option_describe";
     const opt_table *t = opt_table_of(consumer);
     FMD_CHECK_ARG(t, "%s: unknown consumer '%.40s' (known: distiller, student, train, sampler, "
-                  "solver, evaluator, teacher_load, safetensors, comm)", fn, consumer ? consumer : "(null)");
+                  "solver, evaluator, teacher_load, safetensors, comm, dataset_idx)", fn, consumer ? consumer : "(null)");
     FMD_CHECK_ARG(index >= 0 && index < t->n, "%s: index %d outside [0, %d) for '%s'", fn, index,
                   t->n, consumer);
     FMD_CHECK_ARG(buf && len > 0, "%s: buf is NULL or empty", fn);

@@ -15,6 +15,7 @@ extern const opt_table opt_table_evaluator;      /* lib/api/evaluate.c       */
 extern const opt_table opt_table_teacher_load;   /* lib/api/teacher_io.c     */
 extern const opt_table opt_table_safetensors;    /* lib/api/teacher_io.c     */
 extern const opt_table opt_table_comm;           /* lib/comm/comm.c          */
+extern const opt_table opt_table_dataset_idx;    /* lib/api/teacher_train.c  */
 
 /* The table of a consumer by name, NULL when there is none. */
 const opt_table *opt_table_of(const char *consumer);

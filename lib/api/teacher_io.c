@@ -226,13 +226,23 @@ fmd_status fmd_teacher_load_safetensors(fmd_backend *backend, const char *path, 
     }
     if (given[opt_find(&opt_table_safetensors, "time_convention")]) sit = so.time_convention;
     const int skip_unused = so.skip_unused;
-    nn_model *net = NULL;
-    fmd_status st = nn_model_create(backend, &cfg, 0, &net);
-    if (st) return fmd_err_prefix(st, fn);
+    /* the file's header is read and validated before the model (whose size
+     * arch decides: 675 M parameters for SiT-XL/2) is built */
     st_file *f = NULL;
-    st = st_open(path, &f);
+    fmd_status st = st_open(path, &f);
+    if (st) return st;
+    if (st_count(f) == 0) {
+        st_close(f);
+        return fmd_seterr(FMD_ERR_FORMAT, "%s: '%s' holds no tensors", fn, path);
+    }
+    nn_model *net = NULL;
+    st = nn_model_create(backend, &cfg, 0, &net);
+    if (st) {
+        st_close(f);
+        return fmd_err_prefix(st, fn);
+    }
     char *skipped = NULL;
-    if (!st) st = st_load_model(f, net, skip_unused ? ST_LOAD_SKIP_UNUSED : 0, &skipped);
+    st = st_load_model(f, net, skip_unused ? ST_LOAD_SKIP_UNUSED : 0, &skipped);
     if (skipped) {
         fmd_log(FMD_LOG_INFO, "%s: '%s': skipped tensors not used by %s: %.400s", fn, path, arch,
                 skipped);

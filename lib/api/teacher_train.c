@@ -46,6 +46,8 @@ static fmd_status ds_alloc(int64_t n, int64_t dim, int labeled, fmd_dataset **ou
     return FMD_OK;
 }
 
+#define FMD_MAX_CLASSES (1 << 24)
+
 fmd_status fmd_dataset_create(const float *x, const int32_t *labels, int64_t n, int64_t dim,
                               int num_classes, fmd_dataset **out)
 {
@@ -53,13 +55,26 @@ fmd_status fmd_dataset_create(const float *x, const int32_t *labels, int64_t n, 
     FMD_CHECK_ARG(x && out, "%s: x and out must be non-NULL", fn);
     FMD_CHECK_ARG(n >= 1 && dim >= 1 && dim <= (1 << 24) && n <= ((int64_t)1 << 40) / dim,
                   "%s: bad size %lld x %lld", fn, (long long)n, (long long)dim);
-    FMD_CHECK_ARG(num_classes >= 0 && num_classes <= (1 << 24), "%s: num_classes %d < 0", fn,
-                  num_classes);
-    FMD_CHECK_ARG((num_classes > 0) == (labels != NULL), "%s: labels must be given exactly when "
-                  "num_classes > 0", fn);
-    for (int64_t i = 0; labels && i < n; i++)
-        FMD_CHECK_ARG(labels[i] >= 0 && labels[i] < num_classes, "%s: labels[%lld] = %d outside "
-                      "[0, %d)", fn, (long long)i, (int)labels[i], num_classes);
+    FMD_CHECK_ARG(num_classes >= -1 && num_classes <= FMD_MAX_CLASSES, "%s: num_classes %d "
+                  "outside [-1, %d] (-1: the largest label + 1)", fn, num_classes, FMD_MAX_CLASSES);
+    /* every label is checked once, here, before anything uses it */
+    const int infer = num_classes < 0;
+    if (infer) num_classes = 0;
+    for (int64_t i = 0; labels && i < n; i++) {
+        const int32_t c = labels[i];
+        FMD_CHECK_ARG(c >= 0, "%s: labels[%lld] = %d is negative", fn, (long long)i, (int)c);
+        if (infer) {
+            FMD_CHECK_ARG(c < FMD_MAX_CLASSES, "%s: labels[%lld] = %d: at most %d classes (labels "
+                          "0..%d)", fn, (long long)i, (int)c, FMD_MAX_CLASSES, FMD_MAX_CLASSES - 1);
+            if (c + 1 > num_classes) num_classes = c + 1;
+        } else {
+            FMD_CHECK_ARG(c < num_classes, "%s: labels[%lld] = %d outside [0, %d)", fn,
+                          (long long)i, (int)c, num_classes);
+        }
+    }
+    FMD_CHECK_ARG(labels || num_classes == 0, "%s: num_classes %d needs labels (labels is NULL)",
+                  fn, num_classes);
+    FMD_CHECK_ARG(!labels || num_classes > 0, "%s: labels given with num_classes 0", fn);
     for (int64_t i = 0; i < n * dim; i++)
         if (!isfinite(x[i]))
             return fmd_seterr(FMD_ERR_NONFINITE, "%s: x[%lld][%lld] is not finite", fn,
@@ -106,13 +121,38 @@ fmd_status fmd_dataset_from_mixture(const fmd_teacher *T, int64_t n, uint64_t se
     return FMD_OK;
 }
 
+/* fmd_dataset_load_idx_opts's options. */
+typedef struct idx_opts {
+    int64_t max_bytes;
+} idx_opts;
+
+#define OPT_CFG idx_opts
+static const opt_spec k_idx_spec[] = {
+    OPT_INT("max_bytes", max_bytes, 1, IDX_MAX_BYTES, IDX_DEFAULT_MAX_BYTES, 0, NULL,
+            "largest data size of one IDX file in bytes (after decompression for gzip): a larger "
+            "declared size is refused before it is allocated"),
+};
+#undef OPT_CFG
+const opt_table opt_table_dataset_idx = OPT_TABLE("dataset_idx", "fmd_dataset_load_idx_opts",
+                                                  k_idx_spec, NULL);
+
 fmd_status fmd_dataset_load_idx(const char *images_path, const char *labels_path, fmd_dataset **out)
+{
+    return fmd_dataset_load_idx_opts(images_path, labels_path, NULL, out);
+}
+
+fmd_status fmd_dataset_load_idx_opts(const char *images_path, const char *labels_path,
+                                     const fmd_options *opts, fmd_dataset **out)
 {
     static const char *fn = "fmd_dataset_load_idx";
     FMD_CHECK_ARG(images_path && out, "%s: images_path and out must be non-NULL", fn);
+    idx_opts io;
+    opt_defaults(&opt_table_dataset_idx, &io);
+    fmd_status st = opt_apply(&opt_table_dataset_idx, opts, &io, NULL);
+    if (st) return st;
     idx_array im, lb;
     memset(&lb, 0, sizeof lb);
-    fmd_status st = idx_read(images_path, &im);
+    st = idx_read(images_path, io.max_bytes, &im);
     if (st) return st;
     if (im.ndim != 3) {
         idx_free(&im);
@@ -120,7 +160,7 @@ fmd_status fmd_dataset_load_idx(const char *images_path, const char *labels_path
                           images_path, im.ndim);
     }
     if (labels_path) {
-        if ((st = idx_read(labels_path, &lb))) {
+        if ((st = idx_read(labels_path, io.max_bytes, &lb))) {
             idx_free(&im);
             return st;
         }

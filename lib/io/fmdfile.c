@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <zlib.h>
 #include "io/fmdfile.h"
+#include "util/atomicfile.h"
 #include "util/util.h"
 
 static const unsigned char FMDF_MAGIC[8] = {0x89, 'F', 'M', 'D', '\r', '\n', 0x1a, '\n'};
@@ -154,8 +155,9 @@ typedef struct wmeta {
 } wmeta;
 
 struct fmdf_writer {
-    char *path, *tmp;
-    int fd;
+    char *path, *tmp;      /* tmp: af.tmp (owned by af) */
+    int fd;                /* af.fd */
+    afile af;
     int level;
     fmd_status status;     /* first error; commit returns it */
     char errmsg[512];
@@ -209,8 +211,7 @@ static fmd_status wwrite(fmdf_writer *w, const void *buf, size_t n)
 static void writer_free(fmdf_writer *w)
 {
     if (!w) return;
-    if (w->fd >= 0) close(w->fd);
-    if (w->tmp) unlink(w->tmp);
+    afile_abort(&w->af);
     for (int i = 0; i < w->nmeta; i++) {
         fmd_free(w->meta[i].key);
         fmd_free(w->meta[i].value);
@@ -220,7 +221,6 @@ static void writer_free(fmdf_writer *w)
     fmd_free(w->t);
     fmd_free(w->chunk);
     fmd_free(w->sbuf);
-    fmd_free(w->tmp);
     fmd_free(w->path);
     fmd_free(w);
 }
@@ -236,37 +236,21 @@ fmd_status fmdf_writer_begin(const char *path, fmdf_writer **out)
     w->fd = -1;
     w->level = 1;
     w->shuffle = 1;
-    size_t n = strlen(path);
+    w->af.fd = -1;
     w->path = fmd_strdup(path);
-    w->tmp = fmd_malloc(n + 17);
     w->chunk = fmd_malloc(FMDF_CHUNK);
     w->sbuf = fmd_malloc(FMDF_SBUF);
-    if (!w->path || !w->tmp || !w->chunk || !w->sbuf) {
-        fmd_free(w->tmp);
-        w->tmp = NULL;
+    if (!w->path || !w->chunk || !w->sbuf) {
         writer_free(w);
         return fmd_seterr(FMD_ERR_OOM, "fmdf_writer_begin: out of memory");
     }
-    memcpy(w->tmp, path, n);
-    /* O_EXCL with mode 0666 (not mkstemp's 0600) so the umask decides the
-     * permissions of the checkpoint, as for any file the user creates */
-    static _Atomic unsigned counter = 0;
-    for (int tries = 0; tries < 100; tries++) {
-        unsigned c = counter++;
-        snprintf(w->tmp + n, 16, ".tmp.%05x%04x", (unsigned)getpid() & 0xfffffu,
-                 (c * 2654435761u + (unsigned)tries) & 0xffffu);
-        w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (w->fd >= 0 || errno != EEXIST) break;
-    }
-    if (w->fd < 0) {
-        int e = errno;
-        fmd_status st = fmd_seterr(FMD_ERR_IO, "fmd file '%s': cannot create temporary file '%s': %s",
-                                   path, w->tmp, strerror(e));
-        fmd_free(w->tmp);
-        w->tmp = NULL; /* nothing to unlink */
+    fmd_status st0 = afile_begin(&w->af, path, "fmd file");
+    if (st0) {
         writer_free(w);
-        return st;
+        return st0;
     }
+    w->fd = w->af.fd;
+    w->tmp = w->af.tmp;
     unsigned char hdr[FMDF_HEADER_SIZE];
     memcpy(hdr, FMDF_MAGIC, 8);
     put_u32(hdr + 8, FMDF_FORMAT_VERSION);
@@ -465,24 +449,6 @@ fmd_status fmdf_writer_add_tensor(fmdf_writer *w, const char *name, fmdf_dtype d
     return write_deflate(w, t, data, (size_t)t->raw, es, shuf);
 }
 
-static fmd_status sync_dir(fmdf_writer *w)
-{
-    /* fsync the directory so that the rename itself is durable */
-    char *dir = fmd_strdup(w->path);
-    if (!dir) return wfail(w, FMD_ERR_OOM, "fmdf_writer_commit: out of memory");
-    char *slash = strrchr(dir, '/');
-    if (slash == dir) dir[1] = '\0';
-    else if (slash) *slash = '\0';
-    else strcpy(dir, ".");
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    fmd_free(dir);
-    if (fd >= 0) {
-        fsync(fd); /* some file systems refuse fsync on a directory: not an error */
-        close(fd);
-    }
-    return FMD_OK;
-}
-
 fmd_status fmdf_writer_commit(fmdf_writer *w)
 {
     FMD_CHECK_ARG(w, "fmdf_writer_commit: writer is NULL");
@@ -534,23 +500,10 @@ fmd_status fmdf_writer_commit(fmdf_writer *w)
     memcpy(p + 24, FMDF_END, 8);
     fmd_status st = wwrite(w, idx, (size_t)isz + FMDF_TRAILER_SIZE);
     fmd_free(idx);
-    if (!st && fsync(w->fd) != 0)
-        st = wfail(w, FMD_ERR_IO, "fmd file '%s': fsync of '%s' failed: %s", w->path, w->tmp,
-                   strerror(errno));
     if (!st) {
-        int fd = w->fd;
+        st = afile_commit(&w->af, "fmd file");   /* fsync, close, rename, fsync the directory */
         w->fd = -1;
-        if (close(fd) != 0)
-            st = wfail(w, FMD_ERR_IO, "fmd file '%s': close of '%s' failed: %s", w->path, w->tmp,
-                       strerror(errno));
-    }
-    if (!st && rename(w->tmp, w->path) != 0)
-        st = wfail(w, FMD_ERR_IO, "fmd file '%s': rename from '%s' failed: %s", w->path, w->tmp,
-                   strerror(errno));
-    if (!st) {
-        fmd_free(w->tmp);
-        w->tmp = NULL; /* renamed: nothing to unlink */
-        st = sync_dir(w);
+        w->tmp = NULL;
     }
     writer_free(w);
     return st;

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zlib.h>
 #include "io/idx.h"
 #include "util/util.h"
@@ -53,9 +54,33 @@ static int64_t sread(src *s, void *buf, int64_t n)
     return got;
 }
 
-fmd_status idx_read(const char *path, idx_array *out)
+/* Read the count data bytes into a buffer that grows as they arrive (gzip:
+ * the declared size is not trusted before the data is there). */
+static int64_t sread_grow(src *s, uint8_t **buf, int64_t count)
+{
+    int64_t cap = count < ((int64_t)1 << 20) ? count : ((int64_t)1 << 20), got = 0;
+    uint8_t *b = fmd_malloc((size_t)cap);
+    if (!b) return -2;
+    for (;;) {
+        int64_t r = sread(s, b + got, cap - got);
+        if (r < 0) { fmd_free(b); return -1; }
+        got += r;
+        if (got < cap || cap == count) break;       /* stream ended, or all there */
+        int64_t ncap = cap * 2 < count ? cap * 2 : count;
+        uint8_t *nb = fmd_realloc(b, (size_t)ncap);
+        if (!nb) { fmd_free(b); return -2; }
+        b = nb;
+        cap = ncap;
+    }
+    *buf = b;
+    return got;
+}
+
+fmd_status idx_read(const char *path, int64_t max_bytes, idx_array *out)
 {
     FMD_CHECK_ARG(path && out, "idx_read: path and out must be non-NULL");
+    FMD_CHECK_ARG(max_bytes >= 1 && max_bytes <= IDX_MAX_BYTES, "idx_read: max_bytes %lld outside "
+                  "[1, %lld]", (long long)max_bytes, (long long)IDX_MAX_BYTES);
     memset(out, 0, sizeof *out);
     src S;
     memset(&S, 0, sizeof S);
@@ -64,6 +89,8 @@ fmd_status idx_read(const char *path, idx_array *out)
     if (!S.f) return fmd_seterr(FMD_ERR_IO, "idx file '%s': cannot open: %s", path, strerror(errno));
     fmd_status st = FMD_OK;
     unsigned char hdr[4], dimb[16];
+    struct stat sb;
+    const int64_t fsize = fstat(fileno(S.f), &sb) == 0 ? (int64_t)sb.st_size : -1;
     int c0 = fgetc(S.f), c1 = fgetc(S.f);
     rewind(S.f);
     if (c0 == 0x1f && c1 == 0x8b) { /* gzip */
@@ -116,13 +143,41 @@ fmd_status idx_read(const char *path, idx_array *out)
     }
     out->ndim = nd;
     out->count = count;
-    out->data = fmd_malloc((size_t)count);
-    if (!out->data) {
-        st = fmd_seterr(FMD_ERR_OOM, "idx file '%s': out of memory for %lld bytes", path,
-                        (long long)count);
+    const int64_t hbytes = 4 + 4 * nd;
+    if (count > max_bytes) {
+        st = fmd_seterr(FMD_ERR_FORMAT, "idx file '%s': the dimensions declare %lld data bytes, over "
+                        "max_bytes = %lld (the cap on %s data; raise it to read this file)", path,
+                        (long long)count, (long long)max_bytes, S.gz ? "decompressed" : "IDX");
         goto done;
     }
-    int64_t got = sread(f, out->data, count);
+    if (!S.gz && fsize >= 0 && fsize - hbytes != count) {
+        /* a plain file must hold exactly what its dimensions declare: checked
+         * before the data buffer is allocated */
+        st = fsize - hbytes < count
+                 ? fmd_seterr(FMD_ERR_FORMAT, "idx file '%s': data truncated at offset %lld: the "
+                              "dimensions declare %lld data bytes, the file holds %lld", path,
+                              (long long)fsize, (long long)count, (long long)(fsize - hbytes))
+                 : fmd_seterr(FMD_ERR_FORMAT, "idx file '%s': trailing bytes after offset %lld",
+                              path, (long long)(hbytes + count));
+        goto done;
+    }
+    int64_t got;
+    if (S.gz) {
+        got = sread_grow(f, &out->data, count);
+        if (got == -2) {
+            st = fmd_seterr(FMD_ERR_OOM, "idx file '%s': out of memory for %lld bytes", path,
+                            (long long)count);
+            goto done;
+        }
+    } else {
+        out->data = fmd_malloc((size_t)count);
+        if (!out->data) {
+            st = fmd_seterr(FMD_ERR_OOM, "idx file '%s': out of memory for %lld bytes", path,
+                            (long long)count);
+            goto done;
+        }
+        got = sread(f, out->data, count);
+    }
     if (got < 0) {
         st = fmd_seterr(FMD_ERR_FORMAT, "idx file '%s': decompression error: %s", path,
                         S.zs.msg ? S.zs.msg : "corrupt gzip data");

@@ -1,6 +1,7 @@
 /* model_io.c - an nn_model in a .fmd file: its nn_config as metadata, its
  * parameter views as f32 tensors (see model_io.h). */
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include "io/model_io.h"
@@ -145,6 +146,14 @@ static int64_t largest_view(const nn_model *m)
     return mx;
 }
 
+/* Index of the first NaN or infinity of x (n), or -1. */
+static int64_t first_nonfinite(const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return i;
+    return -1;
+}
+
 fmd_status model_io_write_tensors(fmdf_writer *w, const char *prefix, fmd_backend *be,
                                   nn_model *m, const float *buf)
 {
@@ -167,6 +176,13 @@ fmd_status model_io_write_tensors(fmdf_writer *w, const char *prefix, fmd_backen
         if (st) {
             st = fmd_seterr(st, "model_io_write_tensors: download of '%s' failed: %s", p->name,
                             be->errmsg);
+            break;
+        }
+        const int64_t bad = first_nonfinite(host, p->numel);
+        if (bad >= 0) {
+            st = fmd_seterr(FMD_ERR_NONFINITE, "model_io_write_tensors: tensor '%s' element %lld = "
+                            "%g is not finite (refusing to save)", name, (long long)bad,
+                            (double)host[bad]);
             break;
         }
         st = fmdf_writer_add_tensor(w, name, FMDF_F32, p->ndim, p->shape, host);
@@ -195,6 +211,12 @@ fmd_status model_io_read_tensors(fmdf_reader *r, const char *prefix, fmd_backend
         st = fmdf_read_tensor(r, name, FMDF_F32, p->ndim, p->shape, host,
                               (size_t)p->numel * sizeof(float));
         if (st) break;
+        const int64_t bad = first_nonfinite(host, p->numel);
+        if (bad >= 0) {
+            st = fmd_seterr(FMD_ERR_FORMAT, "model file: tensor '%s' element %lld = %g is not "
+                            "finite", name, (long long)bad, (double)host[bad]);
+            break;
+        }
         be->ops->upload(be, buf + p->offset, host, (size_t)p->numel * sizeof(float));
     }
     if (!st) {

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "util/atomicfile.h"
 #include "util/util.h"
 
 #define NPY_MAX_DIMS 8
@@ -47,24 +48,22 @@ fmd_status fmd_npy_save(const char *path, const char *dtype, int ndim, const int
     len += pad;
     hdr[len++] = '\n';
     uint8_t pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (uint8_t)(len & 0xff), (uint8_t)(len >> 8)};
-    size_t pl = strlen(path);
-    char *tmp = fmd_malloc(pl + 5);
-    if (!tmp) return fmd_seterr(FMD_ERR_OOM, "%s: out of memory", fn);
-    memcpy(tmp, path, pl);
-    memcpy(tmp + pl, ".tmp", 5);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        fmd_free(tmp);
-        return fmd_seterr(FMD_ERR_IO, "%s: cannot create '%s'", fn, path);
+    afile a;
+    fmd_status st = afile_begin(&a, path, fn);
+    if (!st) st = afile_stdio(&a, fn);
+    if (st) {
+        afile_abort(&a);
+        return st;
     }
+    FILE *f = a.fp;
     int ok = fwrite(pre, 1, 10, f) == 10 && fwrite(hdr, 1, (size_t)len, f) == (size_t)len &&
              (numel == 0 || fwrite(data, 4, (size_t)numel, f) == (size_t)numel);
-    ok = (fclose(f) == 0) && ok;
-    if (ok) ok = rename(tmp, path) == 0;
-    if (!ok) remove(tmp);
-    fmd_free(tmp);
-    if (!ok) return fmd_seterr(FMD_ERR_IO, "%s: cannot write '%s'", fn, path);
-    return FMD_OK;
+    if (!ok) {
+        st = fmd_seterr(FMD_ERR_IO, "%s: cannot write '%s' (temporary '%s')", fn, path, a.tmp);
+        afile_abort(&a);
+        return st;
+    }
+    return afile_commit(&a, fn);
 }
 
 /* A cursor over the header dict; errors name the byte offset in the file. */
@@ -267,18 +266,32 @@ fmd_status fmd_npy_load(const char *path, const char **dtype_out, int *ndim_out,
         goto done;
     }
     uint64_t numel = 1;
+    int too_big = -1;   /* the dimension at which the element count passes the file's size */
     for (int i = 0; i < ndim; i++) {
         if (shape[i] != 0 && numel > ((uint64_t)fsize) / (uint64_t)shape[i]) {
-            numel = (uint64_t)fsize + 1;   /* certainly larger than the file */
+            too_big = i;
             break;
         }
         numel *= (uint64_t)shape[i];
     }
     const uint64_t data_off = hoff + hlen;
-    if (numel > (uint64_t)fsize || numel * 4 != (uint64_t)fsize - data_off) {
+    for (int i = too_big + 1; too_big >= 0 && i < ndim; i++)
+        if (shape[i] == 0) too_big = -2;  /* a zero dimension: no data after all */
+    if (too_big == -2) numel = 0;
+    if (too_big >= 0) {
+        char txt[NPY_MAX_DIMS * 21 + 2];
+        int k = 0;
+        for (int i = 0; i < ndim; i++)
+            k += snprintf(txt + k, sizeof txt - (size_t)k, "%s%lld", i ? "," : "", (long long)shape[i]);
+        st = fmd_seterr(FMD_ERR_FORMAT, "%s: '%s': shape (%s) at offset %llu: the element count "
+                        "overflows or passes the file's %lld bytes at dimension %d", fn, path, txt,
+                        (unsigned long long)hoff, (long long)fsize, too_big);
+        goto done;
+    }
+    if (numel * 4 != (uint64_t)fsize - data_off) {
         st = fmd_seterr(FMD_ERR_FORMAT, "%s: '%s': the shape needs %llu data bytes but the file has "
                         "%llu after offset %llu", fn, path,
-                        numel > (uint64_t)fsize ? 0ull : (unsigned long long)(numel * 4),
+                        (unsigned long long)(numel * 4),
                         (unsigned long long)((uint64_t)fsize - data_off), (unsigned long long)data_off);
         goto done;
     }

@@ -1,10 +1,12 @@
 /* png.c - a minimal PNG writer (8-bit gray, RGB, RGBA; filter 0 per row)
  * on zlib's deflate and crc32: the pictures of the `fmd` tool need no
- * libpng.  The file is written to "<path>.tmp" and renamed into place, so a
- * failed write never leaves a half picture under the final name. */
+ * libpng.  The file goes through the library's atomic writer
+ * (util/atomicfile.h: temporary, fsync, rename), so a failed write never
+ * leaves a half picture under the final name. */
 #include <stdio.h>
 #include <string.h>
 #include <zlib.h>
+#include "util/atomicfile.h"
 #include "util/util.h"
 
 static void put_be32(uint8_t *p, uint32_t v)
@@ -60,21 +62,15 @@ fmd_status fmd_write_png(const char *path, const uint8_t *pixels, int width, int
         fmd_free(z);
         return fmd_seterr(FMD_ERR_INTERNAL, "%s: deflate failed (%d)", fn, zr);
     }
-    char *tmp = NULL;
-    size_t pl = strlen(path);
-    tmp = fmd_malloc(pl + 5);
-    if (!tmp) {
+    afile a;
+    fmd_status st = afile_begin(&a, path, fn);
+    if (!st) st = afile_stdio(&a, fn);
+    if (st) {
+        afile_abort(&a);
         fmd_free(z);
-        return fmd_seterr(FMD_ERR_OOM, "%s: out of memory", fn);
+        return st;
     }
-    memcpy(tmp, path, pl);
-    memcpy(tmp + pl, ".tmp", 5);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        fmd_free(z);
-        fmd_free(tmp);
-        return fmd_seterr(FMD_ERR_IO, "%s: cannot create '%s'", fn, path);
-    }
+    FILE *f = a.fp;
     static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     uint8_t ihdr[13];
     put_be32(ihdr, (uint32_t)width);
@@ -84,11 +80,11 @@ fmd_status fmd_write_png(const char *path, const uint8_t *pixels, int width, int
     ihdr[10] = ihdr[11] = ihdr[12] = 0;   /* deflate, adaptive filtering, no interlace */
     int ok = fwrite(sig, 1, 8, f) == 8 && write_chunk(f, "IHDR", ihdr, 13) &&
              write_chunk(f, "IDAT", z, (uint32_t)zcap) && write_chunk(f, "IEND", NULL, 0);
-    ok = (fclose(f) == 0) && ok;
-    if (ok) ok = rename(tmp, path) == 0;
-    if (!ok) remove(tmp);
-    fmd_free(tmp);
     fmd_free(z);
-    if (!ok) return fmd_seterr(FMD_ERR_IO, "%s: cannot write '%s'", fn, path);
-    return FMD_OK;
+    if (!ok) {
+        st = fmd_seterr(FMD_ERR_IO, "%s: cannot write '%s' (temporary '%s')", fn, path, a.tmp);
+        afile_abort(&a);
+        return st;
+    }
+    return afile_commit(&a, fn);
 }

@@ -29,7 +29,7 @@ int cmd_distill(int argc, char **argv)
     fmd_comm *comm = NULL;
     int64_t steps = -1, seed = -1, ckpt_every = -1;
     double cfg = NAN;
-    int resume = 0;
+    int resume = 0, force = 0;
     fmd_options *dopts = NULL, *sopts = NULL, *topts = NULL;
     cli_flag fl[] = {
         {"--teacher", F_STR, &teacher, "T", "mixture:NAME, spec:FILE, FILE.fmd or FILE.safetensors"},
@@ -37,6 +37,7 @@ int cmd_distill(int argc, char **argv)
         {"--steps", F_I64, &steps, "N", "total distillation steps, the planned length (default 2000; "
                                         "with --resume the checkpoint's)"},
         {"--resume", F_BOOL, &resume, NULL, "continue from --out"},
+        {"--force", F_BOOL, &force, NULL, "replace an existing --out (without it, an existing one is refused)"},
         {"--seed", F_I64, &seed, "S", "seed of the distiller and of the student's initialisation (default 0)"},
         {"--batch", F_OPT, &dopts, "B", NULL, "batch", "distiller"},
         {"--lr", F_OPT, &dopts, "LR", NULL, "lr", "distiller"},
@@ -85,6 +86,11 @@ int cmd_distill(int argc, char **argv)
     }
     if (resume && access(outp, R_OK) != 0) {
         rc = cli_err(CLI_FAIL, "--resume: cannot read '%s' (%s)", outp, strerror(errno));
+        goto out;
+    }
+    if (!resume && !force && access(outp, F_OK) == 0) {
+        rc = cli_err(CLI_FAIL, "--out '%s' exists: give --resume to continue it or --force to "
+                     "replace it", outp);
         goto out;
     }
     if (!resume && steps < 0) steps = DISTILL_DEFAULT_STEPS;

@@ -79,8 +79,7 @@ static int load_data(const char *src, int64_t n, int64_t seed, fmd_dataset **out
                 return cli_err(CLI_FAIL, "--data %s: labels must be int32 of shape (%lld,)", src,
                                (long long)sh[0]);
             }
-            for (int64_t i = 0; st == FMD_OK && i < shl[0]; i++)
-                if (((int32_t *)lab)[i] + 1 > classes) classes = ((int32_t *)lab)[i] + 1;
+            classes = -1; /* the largest label + 1, each label checked by the library */
         }
         if (st == FMD_OK) st = fmd_dataset_create(x, lab, sh[0], sh[1], classes, out);
         fmd_npy_free(x);
@@ -109,7 +108,7 @@ int cmd_train_teacher(int argc, char **argv)
     const char *data = NULL, *outp = NULL, *ckpt = NULL, *commk = NULL;
     fmd_comm *comm = NULL;
     int64_t steps = -1, n = 20000, seed = -1, ckpt_every = -1;
-    int resume = 0;
+    int resume = 0, force = 0;
     fmd_options *o = NULL;
     char ckpt_buf[4096];
     cli_flag fl[] = {
@@ -119,6 +118,7 @@ int cmd_train_teacher(int argc, char **argv)
         {"--checkpoint", F_STR, &ckpt, "C.fmd", "the training-state checkpoint (default: T.ckpt.fmd next to --out)"},
         {"--checkpoint-every", F_I64, &ckpt_every, "N", "steps between checkpoints (default 500)"},
         {"--resume", F_BOOL, &resume, NULL, "continue the run saved in the checkpoint"},
+        {"--force", F_BOOL, &force, NULL, "replace an existing --out or start over an existing checkpoint"},
         {"--n", F_I64, &n, "N", "samples drawn from a mixture source (default 20000)"},
         {"--seed", F_I64, &seed, "S", "seed of the data draw and the training (default 0)"},
         {"--set", F_KV, &o, "KEY=VALUE", "a training option (repeatable)"},
@@ -151,6 +151,16 @@ int cmd_train_teacher(int argc, char **argv)
     }
     if (strcmp(ckpt, outp) == 0) {
         rc = cli_err(CLI_USAGE, "--checkpoint must differ from --out ('%s')", outp);
+        goto out0;
+    }
+    /* nothing is replaced without a word: the teacher, or an interrupted run's state */
+    if (!force && !resume && access(outp, F_OK) == 0) {
+        rc = cli_err(CLI_FAIL, "--out '%s' exists: give --force to replace it", outp);
+        goto out0;
+    }
+    if (!force && !resume && access(ckpt, F_OK) == 0) {
+        rc = cli_err(CLI_FAIL, "the checkpoint '%s' of an earlier run exists: --resume continues it, "
+                     "--force starts over", ckpt);
         goto out0;
     }
     /* every path is checked before any work */
