@@ -4,6 +4,7 @@ package.  Installed into a fresh virtual environment (with Debian's
 site-packages for numpy), imported from elsewhere without FMD_LIBRARY or
 PYTHONPATH, it loads the bundled copy and samples."""
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,8 +22,12 @@ def test_pip_install_finds_its_library(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", venv], check=True,
                    timeout=300)
     env = {k: v for k, v in os.environ.items() if k not in ("FMD_LIBRARY", "PYTHONPATH")}
+    # a copy of the package, so pip's build files stay out of the source tree
+    src = tmp_path / "src"
+    shutil.copytree(REPO / "bindings" / "python", src,
+                    ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     p = subprocess.run([venv / "bin" / "pip", "install", "-q", "--no-build-isolation",
-                        "--no-index", REPO / "bindings" / "python"],
+                        "--no-index", src],
                        capture_output=True, text=True, env=dict(env, FMD_LIBRARY=lib), timeout=600)
     assert p.returncode == 0, p.stdout + p.stderr
     code = ("import fmd, numpy as np; print(fmd.library_path); "
