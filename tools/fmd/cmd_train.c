@@ -153,6 +153,9 @@ int cmd_train_teacher(int argc, char **argv)
         rc = cli_err(CLI_USAGE, "--checkpoint must differ from --out ('%s')", outp);
         goto out0;
     }
+    /* every path is checked before any work */
+    if ((rc = cli_check_writable(outp, "--out")) || (rc = cli_check_writable(ckpt, "--checkpoint")))
+        goto out0;
     /* nothing is replaced without a word: the teacher, or an interrupted run's state */
     if (!force && !resume && access(outp, F_OK) == 0) {
         rc = cli_err(CLI_FAIL, "--out '%s' exists: give --force to replace it", outp);
@@ -163,9 +166,6 @@ int cmd_train_teacher(int argc, char **argv)
                      "--force starts over", ckpt);
         goto out0;
     }
-    /* every path is checked before any work */
-    if ((rc = cli_check_writable(outp, "--out")) || (rc = cli_check_writable(ckpt, "--checkpoint")))
-        goto out0;
     if (resume && access(ckpt, R_OK) != 0) {
         rc = cli_err(CLI_FAIL, "--resume: cannot read the checkpoint '%s' (%s)", ckpt, strerror(errno));
         goto out0;
