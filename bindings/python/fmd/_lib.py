@@ -145,6 +145,7 @@ SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "fmd_dataset_create": (S, [PF, PI32, c_int64, c_int64, c_int, PH]),
     "fmd_dataset_from_mixture": (S, [H, c_int64, c_uint64, PH]),
     "fmd_dataset_load_idx": (S, [c_char_p, c_char_p, PH]),
+    "fmd_dataset_load_idx_opts": (S, [c_char_p, c_char_p, H, PH]),
     "fmd_dataset_destroy": (None, [H]),
     "fmd_dataset_size": (c_int64, [H]),
     "fmd_dataset_dim": (c_int64, [H]),

@@ -56,12 +56,15 @@ class Dataset(Handle):
         return cls._wrap(h.value)
 
     @classmethod
-    def load_idx(cls, images: PathLike, labels: Optional[PathLike] = None) -> "Dataset":
-        """Images (scaled to [-1, 1], shape (1, H, W)) and labels from IDX files (MNIST layout)."""
+    def load_idx(cls, images: PathLike, labels: Optional[PathLike] = None,
+                 **options: Any) -> "Dataset":
+        """Images (scaled to [-1, 1], shape (1, H, W)) and labels from IDX files (MNIST
+        layout).  Options: max_bytes (the cap on each file's data, default 1 GiB)."""
         h = ctypes.c_void_p()
         lp = None if labels is None else _lib.cstr(labels, "labels")
-        _lib.check(_lib.fn("fmd_dataset_load_idx")(_lib.cstr(images, "images"), lp,
-                                                   ctypes.byref(h)))
+        opts = make_options(**options)
+        _lib.check(_lib.fn("fmd_dataset_load_idx_opts")(_lib.cstr(images, "images"), lp,
+                                                        handle(opts), ctypes.byref(h)))
         return cls._wrap(h.value)
 
     def __len__(self) -> int:
