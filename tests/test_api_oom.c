@@ -25,16 +25,7 @@ static fmd_backend *be;
  * return NULL like any allocator, not abort (its default). */
 const char *__asan_default_options(void);
 const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
-static char g_dir[128];
-
-static const char *tmp_path(const char *name)
-{
-    static char b[4][256];
-    static int k;
-    k = (k + 1) & 3;
-    snprintf(b[k], sizeof b[k], "%s/%s", g_dir, name);
-    return b[k];
-}
+#define tmp_path tu_tmp_path
 
 #define TRY(x) do { fmd_status s_ = (x); if (s_) { st = s_; if (getenv("TU_TRACE")) fprintf(stderr, "%s failed: %s\n", #x, fmd_last_error()); goto out; } } while (0)
 
@@ -202,8 +193,7 @@ static void huge_alloc_not_sticky(void)
 
 int main(void)
 {
-    snprintf(g_dir, sizeof g_dir, "/tmp/fmd_test_api_oom_XXXXXX");
-    if (!mkdtemp(g_dir)) return tu_skip("test_api_oom", "no temporary directory");
+    if (tu_tmp_dir("test_api_oom")) return tu_skip("test_api_oom", "no temporary directory");
     CHECK_OK(fmd_backend_open("cpu", &be));
     if (!be) return tu_finish("test_api_oom");
     nn_config c;
@@ -225,8 +215,6 @@ int main(void)
     CHECK_OK(fmd_set_allocator(NULL, NULL, NULL, NULL));
     huge_alloc_not_sticky();
     fmd_backend_destroy(be);
-    const char *files[] = {"s.fmd", "d.fmd", "t.safetensors"};
-    for (int i = 0; i < 3; i++) unlink(tmp_path(files[i]));
-    rmdir(g_dir);
+    tu_tmp_remove();
     return tu_finish("test_api_oom");
 }

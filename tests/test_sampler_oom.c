@@ -13,15 +13,7 @@
 #include "fmd.h"
 
 
-static char g_dir[128];
-static const char *tmp_path(const char *name)
-{
-    static char b[4][256];
-    static int k;
-    k = (k + 1) & 3;
-    snprintf(b[k], sizeof b[k], "%s/%s", g_dir, name);
-    return b[k];
-}
+#define tmp_path tu_tmp_path
 
 #define TRY(x) do { fmd_status s_ = (x); if (s_) { st = s_; goto out; } } while (0)
 
@@ -109,10 +101,7 @@ static void sweep(const char *name, fmd_status (*fn)(void))
 
 int main(void)
 {
-    snprintf(g_dir, sizeof g_dir, "/tmp/fmd_sampler_oom_%d", (int)getpid());
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "mkdir -p %s", g_dir);
-    if (system(cmd) != 0) return tu_skip("test_sampler_oom", "cannot create a temporary folder");
+    if (tu_tmp_dir("sampler_oom")) return tu_skip("test_sampler_oom", "cannot create a temporary folder");
     fmd_teacher *T = NULL;
     CHECK_OK(fmd_teacher_create_preset("ring8", &T));
     CHECK_OK(fmd_teacher_save(T, tmp_path("t.fmd")));
@@ -122,7 +111,6 @@ int main(void)
     sweep("sampler", sc_sampler);
     sweep("files", sc_files);
     CHECK_OK(fmd_set_allocator(NULL, NULL, NULL, NULL));
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
+    tu_tmp_remove();
     return tu_finish("test_sampler_oom");
 }

@@ -19,15 +19,7 @@
 #include "io/safetensors.h"
 #include "testutil.h"
 
-static char g_dir[128];
-static const char *tmp_path(const char *name)
-{
-    static char b[4][256];
-    static int k;
-    k = (k + 1) & 3;
-    snprintf(b[k], sizeof b[k], "%s/%s", g_dir, name);
-    return b[k];
-}
+#define tmp_path tu_tmp_path
 
 /* callback that forwards to another teacher (user data) */
 static int g_calls = 0;
@@ -413,8 +405,7 @@ static void test_network(fmd_backend *be)
 
 int main(void)
 {
-    snprintf(g_dir, sizeof g_dir, "/tmp/fmd_test_teacher_XXXXXX");
-    if (!mkdtemp(g_dir)) return tu_skip("test_teacher", "no temporary directory");
+    if (tu_tmp_dir("test_teacher")) return tu_skip("test_teacher", "no temporary directory");
     tu_seed(11);
     fmd_backend *be = NULL;
     CHECK_OK(fmd_backend_open("cpu", &be));
@@ -433,8 +424,6 @@ int main(void)
         }
         fmd_backend_destroy(cu);
     }
-    const char *files[] = {"mix.fmd", "mix.spec", "net.fmd", "net.safetensors"};
-    for (int i = 0; i < 4; i++) unlink(tmp_path(files[i]));
-    rmdir(g_dir);
+    tu_tmp_remove();
     return tu_finish("test_teacher");
 }

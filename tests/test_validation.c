@@ -16,15 +16,7 @@
 #include "nn/model.h"
 #include "testutil.h"
 
-static char g_dir[128];
-static const char *tmp_path(const char *name)
-{
-    static char b[4][256];
-    static int k;
-    k = (k + 1) & 3;
-    snprintf(b[k], sizeof b[k], "%s/%s", g_dir, name);
-    return b[k];
-}
+#define tmp_path tu_tmp_path
 
 #define CHECK_ERR(expr, want, text)                                                   \
     do {                                                                              \
@@ -186,14 +178,11 @@ static void npy_overflow(void)
 
 int main(void)
 {
-    snprintf(g_dir, sizeof g_dir, "/tmp/fmd_test_validation_XXXXXX");
-    if (!mkdtemp(g_dir)) return tu_skip("test_validation", "no temporary directory");
+    if (tu_tmp_dir("test_validation")) return tu_skip("test_validation", "no temporary directory");
     labels();
     weights();
     mixture_std();
     npy_overflow();
-    const char *files[] = {"bad.fmd", "nan.fmd", "tiny.spec", "big.npy"};
-    for (int i = 0; i < 4; i++) unlink(tmp_path(files[i]));
-    rmdir(g_dir);
+    tu_tmp_remove();
     return tu_finish("test_validation");
 }

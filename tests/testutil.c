@@ -1,4 +1,6 @@
 /* testutil.c - see testutil.h. */
+#include <dirent.h>
+#include <unistd.h>
 #include <math.h>
 #include <string.h>
 #include "testutil.h"
@@ -146,4 +148,30 @@ void tu_eval_vs_euler(fmd_teacher *T, fmd_distiller *d, int64_t n, int k,
     fmd_evaluator_destroy(ev);
     fmd_options_destroy(eo);
     fmd_options_destroy(ek);
+}
+
+static char g_tmp_dir[256];
+
+int tu_tmp_dir(const char *name)
+{
+    snprintf(g_tmp_dir, sizeof g_tmp_dir, "/tmp/fmd_%s_XXXXXX", name);
+    return mkdtemp(g_tmp_dir) ? 0 : -1;
+}
+
+const char *tu_tmp_path(const char *file)
+{
+    static char b[4][512];
+    static int k;
+    k = (k + 1) & 3;
+    snprintf(b[k], sizeof b[k], "%s/%s", g_tmp_dir, file);
+    return b[k];
+}
+
+void tu_tmp_remove(void)
+{
+    DIR *d = g_tmp_dir[0] ? opendir(g_tmp_dir) : NULL;
+    for (struct dirent *e; d && (e = readdir(d));)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) unlink(tu_tmp_path(e->d_name));
+    if (d) closedir(d);
+    if (g_tmp_dir[0]) rmdir(g_tmp_dir);
 }

@@ -90,6 +90,14 @@ void *tu_malloc(size_t n, void *user);
 void *tu_realloc(void *p, size_t n, void *user);
 void tu_free(void *p, void *user);
 
+/* A private temporary folder for a test's files: tu_tmp_dir makes
+ * /tmp/fmd_NAME_XXXXXX (0, or -1 when it cannot), tu_tmp_path(file) is a path
+ * in it (one of four rotating buffers, so a call may take two or three),
+ * tu_tmp_remove deletes the folder with the files in it. */
+int tu_tmp_dir(const char *name);
+const char *tu_tmp_path(const char *file);
+void tu_tmp_remove(void);
+
 /* Normalised mean squared error sum (a-b)^2 / sum b^2 (b the reference). */
 double tu_nmse(const float *a, const float *b, int64_t n);
 double tu_max_abs_diff(const float *a, const float *b, int64_t n);
