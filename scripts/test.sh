@@ -56,7 +56,7 @@ if [ "$sanitize" = 1 ]; then
   # The *_emu tests run the CUDA plugin's source over a host emulation whose
   # fibers (makecontext/swapcontext) ASan does not support; they run in the
   # release pass.
-  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:detect_odr_violation=0
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:detect_odr_violation=0:allocator_may_return_null=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   export LSAN_OPTIONS=suppressions="$root/tests/lsan.supp"
   (cd "$bdir" && ctest --output-on-failure -j"$jobs" -E '^(pytest_|test_install|test_symbols|test_header)|_emu$' )

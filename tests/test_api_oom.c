@@ -22,9 +22,13 @@
 static fmd_backend *be;
 
 /* huge_alloc_not_sticky asks for more than exists: under ASan that must
- * return NULL like any allocator, not abort (its default). */
-const char *__asan_default_options(void);
-const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
+ * return NULL like any allocator, not abort (its default; scripts/test.sh
+ * --sanitize also sets it in ASAN_OPTIONS, which replaces this). */
+__attribute__((visibility("default"))) const char *__asan_default_options(void);
+__attribute__((visibility("default"))) const char *__asan_default_options(void)
+{
+    return "allocator_may_return_null=1";
+}
 #define tmp_path tu_tmp_path
 
 #define TRY(x) do { fmd_status s_ = (x); if (s_) { st = s_; if (getenv("TU_TRACE")) fprintf(stderr, "%s failed: %s\n", #x, fmd_last_error()); goto out; } } while (0)
