@@ -59,7 +59,9 @@ if [ "$sanitize" = 1 ]; then
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:detect_odr_violation=0:allocator_may_return_null=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   export LSAN_OPTIONS=suppressions="$root/tests/lsan.supp"
-  (cd "$bdir" && ctest --output-on-failure -j"$jobs" -E '^(pytest_|test_install|test_symbols|test_header)|_emu$' )
+  # The mpi_* tests run in the release pass: under LeakSanitizer Open MPI's
+  # own modules (dlopened, unnamed in the reports) leak at exit.
+  (cd "$bdir" && ctest --output-on-failure -j"$jobs" -E '^(pytest_|test_install|test_symbols|test_header|mpi_)|_emu$' )
   exit $?
 fi
 
