@@ -139,35 +139,11 @@ out:
     return st;
 }
 
+/* every allocation from the N-th on fails (tu_oom_sweep in testutil) */
 static void sweep(const char *name, fmd_status (*fn)(void))
 {
-    int64_t n;
-    int wrong = 0, leaks = 0;
-    fmd_status st = FMD_ERR_OOM;
     tu_alloc.sticky = 1;
-    for (n = 0; n < 100000 && st != FMD_OK; n++) {
-        tu_alloc.calls = 0;
-        tu_alloc.fail_at = n;
-        int64_t live0 = tu_alloc.live;
-        st = fn();
-        tu_alloc.fail_at = -1;
-        if (st != FMD_OK && st != FMD_ERR_OOM) {
-            if (wrong++ < 3)
-                fprintf(stderr, "%s: allocation %lld failed -> %s (%s)\n", name, (long long)n,
-                        fmd_status_name(st), fmd_last_error());
-            st = FMD_ERR_OOM;
-        }
-        if (tu_alloc.live != live0) {
-            if (leaks++ < 3)
-                fprintf(stderr, "%s: allocation %lld failed -> %lld blocks leaked\n", name,
-                        (long long)n, (long long)(tu_alloc.live - live0));
-            tu_alloc.live = live0;
-        }
-    }
-    printf("%s: %lld allocation points swept on one backend\n", name, (long long)n);
-    CHECK_MSG(st == FMD_OK, "%s never succeeded (last: %s)", name, fmd_last_error());
-    CHECK_MSG(wrong == 0, "%s: %d failures returned a status other than FMD_ERR_OOM", name, wrong);
-    CHECK_MSG(leaks == 0, "%s: %d failure points leaked", name, leaks);
+    tu_oom_sweep(name, fn);
 }
 
 /* A device allocation too large to succeed is reported by the call that made

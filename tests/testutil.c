@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <unistd.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include "testutil.h"
 
@@ -174,4 +175,35 @@ void tu_tmp_remove(void)
         if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) unlink(tu_tmp_path(e->d_name));
     if (d) closedir(d);
     if (g_tmp_dir[0]) rmdir(g_tmp_dir);
+}
+
+int64_t tu_oom_sweep(const char *name, fmd_status (*fn)(void))
+{
+    int64_t n;
+    int wrong = 0, leaks = 0;
+    fmd_status st = FMD_ERR_OOM;
+    for (n = 0; n < 100000 && st != FMD_OK; n++) {
+        tu_alloc.calls = 0;
+        tu_alloc.fail_at = n;
+        long live0 = tu_alloc.live;
+        st = fn();
+        tu_alloc.fail_at = -1;
+        if (st != FMD_OK && st != FMD_ERR_OOM) {
+            if (wrong++ < 3)
+                fprintf(stderr, "%s: allocation %lld failed -> %s (%s)\n", name, (long long)n,
+                        fmd_status_name(st), fmd_last_error());
+            st = FMD_ERR_OOM;   /* keep sweeping */
+        }
+        if (tu_alloc.live != live0) {
+            if (leaks++ < 3)
+                fprintf(stderr, "%s: allocation %lld failed -> %ld blocks leaked\n", name,
+                        (long long)n, tu_alloc.live - live0);
+            tu_alloc.live = live0;
+        }
+    }
+    printf("%s: %lld allocation points swept\n", name, (long long)(n - 1));
+    CHECK_MSG(st == FMD_OK, "%s never succeeded (last: %s)", name, fmd_last_error());
+    CHECK_MSG(wrong == 0, "%s: %d failures returned a status other than FMD_ERR_OOM", name, wrong);
+    CHECK_MSG(leaks == 0, "%s: %d failure points leaked", name, leaks);
+    return n - 1;
 }

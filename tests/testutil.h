@@ -98,6 +98,13 @@ int tu_tmp_dir(const char *name);
 const char *tu_tmp_path(const char *file);
 void tu_tmp_remove(void);
 
+/* The allocation-failure sweep (with tu_malloc installed): for N = 0, 1, ...
+ * make allocation N (and, with tu_alloc.sticky, every later one) fail and run
+ * fn, until it succeeds.  Every failing run must return FMD_ERR_OOM and leave
+ * no block alive; checked, printed under name.  Returns the number of failure
+ * points swept. */
+int64_t tu_oom_sweep(const char *name, fmd_status (*fn)(void));
+
 /* Normalised mean squared error sum (a-b)^2 / sum b^2 (b the reference). */
 double tu_nmse(const float *a, const float *b, int64_t n);
 double tu_max_abs_diff(const float *a, const float *b, int64_t n);
